@@ -1,0 +1,28 @@
+/*
+ * prodng-shim CONFIG READY_FD: the per-container monitor.
+ * It forks itself away (so the CLI or agent that started it never has to reap
+ * it), then runs the container and reports "ok PID START" or "error MSG" on
+ * READY_FD once the service has been exec'd.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "prodng_native.h"
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: prodng-shim CONFIG READY_FD\n");
+        return 2;
+    }
+    int ready_fd = atoi(argv[2]);
+    pid_t pid = fork();
+    if (pid < 0) {
+        dprintf(ready_fd, "error fork failed\n");
+        return 1;
+    }
+    if (pid > 0)
+        return 0;
+    return pn_monitor_main(argv[1], ready_fd);
+}

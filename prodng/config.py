@@ -1,0 +1,78 @@
+"""Where prodng keeps its files; everything lives under one root directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/var/lib/prodng")
+DEFAULT_POOL_SIZE = 64 * 1024**3  # sparse: costs nothing until written
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def pool(self) -> Path:
+        return self.root / "pool"
+
+    @property
+    def pool_image(self) -> Path:
+        return self.root / "pool.img"
+
+    @property
+    def templates(self) -> Path:
+        return self.pool / "templates"
+
+    @property
+    def containers(self) -> Path:
+        return self.pool / "containers"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    def container_state(self, name: str) -> Path:
+        return self.state / name
+
+    def container_root(self, name: str) -> Path:
+        return self.containers / name
+
+    def template_root(self, name: str) -> Path:
+        return self.templates / name
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """--root wins over PRODNG_ROOT, which wins over /var/lib/prodng."""
+    chosen = root or os.environ.get("PRODNG_ROOT") or DEFAULT_ROOT
+    return Path(chosen).absolute()
+
+
+def pool_size() -> int:
+    raw = os.environ.get("PRODNG_POOL_SIZE")
+    return parse_size(raw) if raw else DEFAULT_POOL_SIZE
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """'512M' -> 536870912; plain numbers are bytes."""
+    from .errors import InvalidRequest
+
+    cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = cleaned[-1:] if cleaned[-1:] in _UNITS and cleaned[-1:] else ""
+    number = cleaned[: -len(unit)] if unit else cleaned
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise InvalidRequest(f"not a size: {text!r}", hint="use e.g. 512M or 2G") from None
+    if value <= 0:
+        raise InvalidRequest(f"size must be positive: {text!r}")
+    return value

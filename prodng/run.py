@@ -1,0 +1,136 @@
+"""The only module that starts host processes (mkosi's habit).
+
+Every command is logged once as `+ cmd`; the child gets an explicit environment,
+stdin from /dev/null, and is killed if we die first (PR_SET_PDEATHSIG), so a
+killed prodng never leaves a half-run helper behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import SystemFailure
+
+log = logging.getLogger(__name__)
+
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LC_ALL": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
+
+
+def _die_with_parent() -> None:
+    import prctl  # type: ignore[import-untyped]
+
+    prctl.set_pdeathsig(9)
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    return {**BASE_ENV, **(extra or {})}
+
+
+def _describe(cmd: Sequence[str | Path]) -> str:
+    return shlex.join(str(c) for c in cmd)
+
+
+def run(
+    cmd: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    capture: bool = True,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run to completion; a failure becomes a SystemFailure naming the command."""
+    log.debug("+ %s", _describe(cmd))
+    try:
+        result = subprocess.run(
+            [str(c) for c in cmd],
+            env=_env(env),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=capture,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
+    except FileNotFoundError:
+        raise SystemFailure(f"{cmd[0]} is not installed") from None
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout or "").strip().splitlines()
+        last = detail[-1] if detail else f"exit status {result.returncode}"
+        raise SystemFailure(f"{Path(str(cmd[0])).name} failed: {last}")
+    return result
+
+
+@contextmanager
+def stream(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """Start a command whose merged output is read line by line; killed on error."""
+    log.debug("+ %s", _describe(cmd))
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        env=_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def spawn_daemon(cmd: Sequence[str | Path], *, pass_fds: Sequence[int] = (), env: Mapping[str, str] | None = None) -> int:
+    """Start a long-lived helper in its own session and return its exit status.
+
+    The helper (prodng-shim) forks itself away, so it is never our child for
+    long: containers outlive the CLI and the agent never collects zombies.
+    """
+    log.debug("+ %s", _describe(cmd))
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        env=_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=tuple(pass_fds),
+        start_new_session=True,
+    )
+    return proc.wait()
+
+
+def interactive(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> int:
+    """Run with our own stdio (for verbs that hand the terminal to a tool)."""
+    log.debug("+ %s", _describe(cmd))
+    return subprocess.call([str(c) for c in cmd], env=_env(env))
+
+
+def require(tool: str, package: str) -> str:
+    path = shutil.which(tool, path=BASE_ENV["PATH"])
+    if not path:
+        raise SystemFailure(f"{tool} is not installed", hint=f"apt-get install {package}")
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
