@@ -1,0 +1,273 @@
+"""The verb table: every operation declared once.
+
+Each entry gives the CLI subcommand (prodng/cli.py) and the REST route
+(/prodng/<verb>, GET for reads, POST for changes), so the two cannot drift.
+Handlers take a Context and keyword arguments and return JSON-serialisable data.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal as signals
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import runtime, state, storage, templates
+from .config import Paths, parse_size, pool_size
+from .errors import InvalidRequest
+from .state import ContainerRecord, Limits
+
+
+@dataclass
+class Context:
+    paths: Paths
+    progress: Callable[[str], None] = lambda line: None
+    _pool_open: bool = field(default=False, repr=False)
+
+    def pool(self) -> None:
+        """Mount and lay out the pool on first use (idempotent, recovers after reboot)."""
+        if not self._pool_open:
+            storage.open_pool(self.paths, pool_size())
+            templates.clean_stale_builds(self.paths)
+            self._pool_open = True
+
+    def pool_if_present(self) -> bool:
+        if self.paths.pool_image.exists() or os.path.ismount(self.paths.pool) or self.paths.templates.is_dir():
+            self.pool()
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    help: str
+    kind: str = "str"  # str, int, float, bool, size, list, signal, argv
+    positional: bool = False
+    flags: tuple[str, ...] = ()
+    default: object = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    method: str
+    handler: Callable[..., object]
+    params: tuple[Param, ...] = ()
+    columns: tuple[str, ...] = ()  # table columns for list results on the CLI
+
+    @property
+    def route(self) -> str:
+        return "/prodng/" + self.name.replace(" ", "/")
+
+
+NAME = Param("name", "container name", positional=True, required=True)
+
+
+# ---- handlers ----
+
+def _template_build(ctx: Context, name: str, force: bool) -> dict[str, object]:
+    ctx.pool()
+    return templates.build(ctx.paths, name, ctx.progress, force=force).summary()
+
+
+def _template_ls(ctx: Context) -> list[dict[str, object]]:
+    if not ctx.pool_if_present():
+        return []
+    return [templates.info(ctx.paths, n).summary() for n in templates.names(ctx.paths)]
+
+
+def _template_info(ctx: Context, name: str) -> dict[str, object]:
+    ctx.pool()
+    info = templates.info(ctx.paths, name)
+    return {**info.summary(), "packages": info.packages}
+
+
+def _template_rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
+    ctx.pool()
+    templates.remove(ctx.paths, name, force=force)
+    return {"name": name, "removed": True}
+
+
+def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
+    """TEMPLATE [PAYLOAD...] [NETMODE]: the seed's `prodng trusty my_service.deb dhcp`."""
+    if not args:
+        raise InvalidRequest("run needs a template", hint="prodng TEMPLATE [PAYLOAD] [NETMODE] --exec CMD")
+    template, rest = args[0], list(args[1:])
+    network = rest.pop() if rest and not rest[-1].endswith(".deb") else None
+    return template, rest, network
+
+
+def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, env: list[str],
+            bind: list[str], memory: str | None, pids: int | None, cpus: float | None,
+            restart: str, workdir: str, net: str | None) -> ContainerRecord:
+    template, payloads, positional_net = _split_run_args(args)
+    if payloads:
+        raise InvalidRequest(f"cannot install {payloads[0]}: .deb payloads are not supported by this build yet",
+                             hint="give the service with --exec")
+    if not exec:
+        raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS'")
+    try:
+        argv = tuple(shlex.split(exec))
+    except ValueError as err:
+        raise InvalidRequest(f"malformed --exec: {err}") from None
+    if not argv:
+        raise InvalidRequest("--exec is empty")
+    policy, restart_max = runtime.parse_restart(restart)
+    if not workdir.startswith("/"):
+        raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
+    limits = runtime.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
+    return ContainerRecord(
+        name=state.check_name(name) if name else runtime.generate_name(ctx.paths, template),
+        template=template, argv=argv, env=runtime.parse_env(env), binds=runtime.parse_binds(bind),
+        limits=limits, restart=policy, restart_max=restart_max,
+        network=runtime.check_network(net or positional_net or "none"), workdir=workdir,
+    )
+
+
+def _create(ctx: Context, **kw: object) -> dict[str, object]:
+    record = _record(ctx, **kw)  # type: ignore[arg-type]
+    ctx.pool()
+    runtime.create(ctx.paths, record)
+    return runtime.describe(ctx.paths, record.name)
+
+
+def _run(ctx: Context, **kw: object) -> dict[str, object]:
+    record = _record(ctx, **kw)  # type: ignore[arg-type]
+    ctx.pool()
+    runtime.create(ctx.paths, record)
+    try:
+        runtime.start(ctx.paths, record.name)
+    except BaseException:
+        runtime.remove(ctx.paths, record.name, force=True)  # no half-made container
+        raise
+    return runtime.describe(ctx.paths, record.name)
+
+
+def _start(ctx: Context, name: str) -> dict[str, object]:
+    ctx.pool()
+    runtime.start(ctx.paths, name)
+    return runtime.describe(ctx.paths, name)
+
+
+def _stop(ctx: Context, name: str, timeout: float) -> dict[str, object]:
+    runtime.stop(ctx.paths, name, timeout)
+    return runtime.describe(ctx.paths, name)
+
+
+def parse_signal(text: str) -> int:
+    raw = text.upper().removeprefix("SIG")
+    if raw.isdigit() and 0 < int(raw) < signals.NSIG:
+        return int(raw)
+    try:
+        return int(signals.Signals[f"SIG{raw}"])
+    except KeyError:
+        raise InvalidRequest(f"unknown signal {text!r}", hint="e.g. TERM, HUP, KILL or a number") from None
+
+
+def _kill(ctx: Context, name: str, signal: str) -> dict[str, object]:
+    runtime.kill(ctx.paths, name, parse_signal(signal))
+    return runtime.describe(ctx.paths, name)
+
+
+def _freeze(ctx: Context, name: str) -> dict[str, object]:
+    runtime.set_frozen(ctx.paths, name, True)
+    return runtime.describe(ctx.paths, name)
+
+
+def _thaw(ctx: Context, name: str) -> dict[str, object]:
+    runtime.set_frozen(ctx.paths, name, False)
+    return runtime.describe(ctx.paths, name)
+
+
+def _rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
+    state.load(ctx.paths, name)
+    ctx.pool()
+    runtime.remove(ctx.paths, name, force=force)
+    return {"name": name, "removed": True}
+
+
+def _ls(ctx: Context) -> list[dict[str, object]]:
+    return runtime.list_all(ctx.paths)
+
+
+def _info(ctx: Context, name: str) -> dict[str, object]:
+    return runtime.describe(ctx.paths, name, detail=True)
+
+
+def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[str] | list[str]:
+    if tail is not None and tail < 0:
+        raise InvalidRequest("--tail must not be negative")
+    if follow:
+        state.load(ctx.paths, name)
+        return runtime.follow_log(ctx.paths, name, tail)
+    return runtime.log_lines(ctx.paths, name, tail)
+
+
+def _exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
+    return {"name": name, "exit_code": runtime.exec_in(ctx.paths, name, command)}
+
+
+RUN_PARAMS = (
+    Param("args", "TEMPLATE [PAYLOAD.deb...] [NETMODE]", kind="list", positional=True, required=True),
+    Param("name", "container name (default: TEMPLATE-xxxxxx)", flags=("--name",)),
+    Param("exec", "the service's command line", flags=("--exec",)),
+    Param("env", "environment variable KEY=VALUE (repeatable)", kind="list", flags=("-e", "--env"), default=[]),
+    Param("bind", "bind HOST:CONTAINER[:ro|rw] (read-only by default; repeatable)", kind="list",
+          flags=("--bind",), default=[]),
+    Param("memory", "memory limit, e.g. 256M", flags=("--memory",)),
+    Param("pids", "maximum number of processes", kind="int", flags=("--pids",)),
+    Param("cpus", "CPU limit in cores, e.g. 0.5", kind="float", flags=("--cpus",)),
+    Param("restart", "no, on-failure[:N] or always", flags=("--restart",), default="no"),
+    Param("workdir", "working directory inside the container", flags=("--workdir",), default="/"),
+    Param("net", "network mode (none, host)", flags=("--net",)),
+)
+FORCE = Param("force", "even if in use / running", kind="bool", flags=("-f", "--force"), default=False)
+LS_COLUMNS = ("name", "state", "template", "pid", "network", "restarts", "command")
+
+VERBS: tuple[Verb, ...] = (
+    Verb("run", "create and start a container", "POST", _run, RUN_PARAMS),
+    Verb("create", "create a container without starting it", "POST", _create, RUN_PARAMS),
+    Verb("start", "start a created or exited container", "POST", _start, (NAME,)),
+    Verb("stop", "stop: TERM, then KILL after the timeout", "POST", _stop,
+         (NAME, Param("timeout", "seconds before KILL", kind="float", flags=("-t", "--timeout"), default=10.0))),
+    Verb("kill", "send a signal (default KILL: the container stops for good)", "POST", _kill,
+         (NAME, Param("signal", "signal name or number", flags=("-s", "--signal"), default="KILL"))),
+    Verb("freeze", "freeze every process of a container", "POST", _freeze, (NAME,)),
+    Verb("thaw", "thaw a frozen container", "POST", _thaw, (NAME,)),
+    Verb("rm", "remove a container and its root", "POST", _rm, (NAME, FORCE)),
+    Verb("ls", "list containers", "GET", _ls, (), LS_COLUMNS),
+    Verb("info", "show one container in detail", "GET", _info, (NAME,)),
+    Verb("logs", "show a container's output", "GET", _logs,
+         (NAME, Param("follow", "keep printing new output", kind="bool", flags=("-f", "--follow"), default=False),
+          Param("tail", "only the last N lines", kind="int", flags=("--tail",)))),
+    Verb("exec", "run a command inside a running container", "POST", _exec,
+         (NAME, Param("command", "CMD ARGS...", kind="argv", positional=True, required=True))),
+    Verb("template build", "debootstrap a template from its recipe", "POST", _template_build,
+         (Param("name", "template name", positional=True, required=True), FORCE)),
+    Verb("template ls", "list built templates", "GET", _template_ls, (),
+         ("name", "suite", "variant", "package_count", "used_by")),
+    Verb("template info", "show a template and its packages", "GET", _template_info,
+         (Param("name", "template name", positional=True, required=True),)),
+    Verb("template rm", "remove a template (refused while containers use it)", "POST", _template_rm,
+         (Param("name", "template name", positional=True, required=True), FORCE)),
+)
+
+BY_NAME = {v.name: v for v in VERBS}
+
+
+def context(root: str | None = None, progress: Callable[[str], None] | None = None) -> Context:
+    from .config import resolve_root
+
+    return Context(Paths(resolve_root(root)), progress or (lambda line: None))
+
+
+def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:
+    return verb.handler(ctx, **values)
+
+
+__all__ = ["VERBS", "BY_NAME", "Context", "Param", "Verb", "call", "context", "Path"]
