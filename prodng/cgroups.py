@@ -36,19 +36,19 @@ class Hierarchy:
 def hierarchies() -> list[Hierarchy]:
     own = {}
     for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, ctrls, path = line.split(":", 2)
-        own[ctrls] = path
+        _, names, path = line.split(":", 2)
+        own[names] = path
     found = []
     for line in Path("/proc/self/mounts").read_text().splitlines():
         _, mountpoint, fstype, options, *_ = line.split()
         if fstype == "cgroup2":
-            ctrls = frozenset((Path(mountpoint) / "cgroup.controllers").read_text().split())
-            found.append(Hierarchy(Path(mountpoint), 2, ctrls, own.get("", "/")))
+            offered = frozenset((Path(mountpoint) / "cgroup.controllers").read_text().split())
+            found.append(Hierarchy(Path(mountpoint), 2, offered, own.get("", "/")))
         elif fstype == "cgroup":
-            ctrls = frozenset(o for o in options.split(",") if o in V1_CONTROLLERS)
-            key = next((k for k in own if k and set(k.split(",")) == set(ctrls)), None)
-            if ctrls and key is not None:
-                found.append(Hierarchy(Path(mountpoint), 1, ctrls, own[key]))
+            offered = frozenset(o for o in options.split(",") if o in V1_CONTROLLERS)
+            key = next((k for k in own if k and set(k.split(",")) == set(offered)), None)
+            if offered and key is not None:
+                found.append(Hierarchy(Path(mountpoint), 1, offered, own[key]))
     return found
 
 

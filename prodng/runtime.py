@@ -141,20 +141,21 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
     init_pid, init_start = int(status.get("init_pid", 0)), int(status.get("init_start", 0))
     monitor_pid, monitor_start = int(status.get("monitor_pid", 0)), int(status.get("monitor_start", 0))
     monitor_alive = _same_process(monitor_pid, monitor_start)
-    common = {
-        "monitor_pid": monitor_pid if monitor_alive else None,
-        "restarts": int(status.get("restarts", 0)),
-        "started_at": float(status.get("started_at", 0)) or None,
-        "error": status.get("error", ""),
-    }
+    seen = Observation(
+        ContainerState.EXITED,
+        monitor_pid=monitor_pid if monitor_alive else None,
+        restarts=int(status.get("restarts", 0)),
+        started_at=float(status.get("started_at", 0)) or None,
+        error=status.get("error", ""),
+    )
     if _same_process(init_pid, init_start):
         frozen = cgroups.is_frozen(record.cgroups)
-        return Observation(ContainerState.FROZEN if frozen else ContainerState.RUNNING, pid=init_pid, **common)
+        return replace(seen, state=ContainerState.FROZEN if frozen else ContainerState.RUNNING, pid=init_pid)
     if monitor_alive and status.get("state") in ("restarting", "running", "starting"):
-        return Observation(ContainerState.RESTARTING, **common)
+        return replace(seen, state=ContainerState.RESTARTING)
     finished = float(status.get("finished_at", 0)) or None
     code = int(status["exit_code"]) if "exit_code" in status else None
-    return Observation(ContainerState.EXITED, exit_code=code, finished_at=finished, **common)
+    return replace(seen, exit_code=code, finished_at=finished)
 
 
 # ---- lifecycle ----

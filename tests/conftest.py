@@ -1,0 +1,110 @@
+"""Shared fixtures: one throw-away prodng root and one real bookworm template per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    marker = pytest.mark.skip(reason="needs root (run scripts/test.sh as root; CI does)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(marker)
+
+
+class Prodng:
+    """Drives the real CLI (python -m prodng) against one root directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {**os.environ, "PRODNG_ROOT": str(root), "PRODNG_POOL_SIZE": "16G"}
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "prodng", *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"prodng {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args, "--json").stdout)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "prodng", *args], env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def info(self, name: str) -> dict[str, object]:
+        data = self.json("info", name)
+        assert isinstance(data, dict)
+        return data
+
+    def wait_for(self, predicate, timeout: float = 15.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def _teardown(root: Path) -> None:
+    env = {**os.environ, "PRODNG_ROOT": str(root)}
+    state = root / "state"
+    for record in state.glob("*/record.json") if state.is_dir() else []:
+        subprocess.run([sys.executable, "-m", "prodng", "rm", "-f", record.parent.name], env=env,
+                       capture_output=True)
+    pool = root / "pool"
+    if os.path.ismount(pool):
+        subprocess.run(["umount", "-l", str(pool)], check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="prodng-test-", dir="/var/tmp"))
+    yield root
+    _teardown(root)
+
+
+@pytest.fixture(scope="session")
+def prodng(session_root: Path) -> Prodng:
+    return Prodng(session_root)
+
+
+@pytest.fixture(scope="session")
+def template(prodng: Prodng) -> str:
+    """The real bookworm template, debootstrapped once per test session (~35 s)."""
+    if "bookworm" not in prodng("template", "ls").stdout:
+        prodng("template", "build", "bookworm", timeout=900)
+    return "bookworm"
+
+
+@pytest.fixture
+def fresh_root() -> Iterator[Prodng]:
+    root = Path(tempfile.mkdtemp(prefix="prodng-fresh-", dir="/var/tmp"))
+    yield Prodng(root)
+    _teardown(root)
+
+
+@pytest.fixture
+def container(prodng: Prodng, template: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A name for one test's container; removed afterwards whatever happened."""
+    name = "t-" + request.node.name.replace("[", "-").replace("]", "")[:40].replace("_", "-")
+    yield name
+    prodng("rm", "-f", name, check=False)

@@ -1,0 +1,54 @@
+"""The CLI is generated from the verb table; usage errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from prodng import cli
+from prodng.verbs import VERBS
+
+
+def _subcommands() -> set[str]:
+    parser = cli.build_parser()
+    found = set()
+    top = next(a for a in parser._actions if a.dest == "verb")
+    for name, sub in top.choices.items():  # type: ignore[union-attr]
+        nested = [a for a in sub._actions if a.dest == "subverb"]
+        if nested:
+            found |= {f"{name} {n}" for n in nested[0].choices}  # type: ignore[union-attr]
+        else:
+            found.add(name)
+    return found
+
+
+def test_every_verb_is_a_subcommand_and_back() -> None:
+    assert _subcommands() == {v.name for v in VERBS}
+
+
+def test_every_verb_has_a_unique_route_and_method() -> None:
+    routes = [v.route for v in VERBS]
+    assert len(routes) == len(set(routes))
+    assert all(v.method in ("GET", "POST") for v in VERBS)
+    assert {v.name for v in VERBS if v.method == "GET"} >= {"ls", "info", "logs", "template ls", "template info"}
+
+
+def test_implicit_run() -> None:
+    assert cli._with_implicit_run(["bookworm", "svc.deb", "dhcp"]) == ["run", "bookworm", "svc.deb", "dhcp"]
+    assert cli._with_implicit_run(["--root", "/x", "bookworm"]) == ["--root", "/x", "run", "bookworm"]
+    assert cli._with_implicit_run(["ls"]) == ["ls"]
+    assert cli._with_implicit_run(["template", "ls"]) == ["template", "ls"]
+
+
+def test_usage_error_is_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "prodng", "stop"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("prodng: error:")
+
+
+def test_help_lists_verbs() -> None:
+    result = subprocess.run([sys.executable, "-m", "prodng", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for verb in ("run", "freeze", "thaw", "exec", "template"):
+        assert verb in result.stdout
