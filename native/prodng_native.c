@@ -286,21 +286,6 @@ static int ensure_dir(const char *path, char *err, size_t n)
     return 0;
 }
 
-static int mkdir_parents(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return 0;
-}
-
 static int pivot_into(const char *rootfs, char *err, size_t n)
 {
     if (do_mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL, err, n) < 0)
@@ -383,29 +368,52 @@ static int setup_proc_sys(int private_net, char *err, size_t n)
     return 0;
 }
 
-static int setup_binds(const struct pn_config *c, const int *fds, char *err, size_t n)
+/* Create target (under the root, not yet pivoted) refusing a symlink in any component,
+ * so a hostile root cannot aim a bind at the host. */
+static int make_bind_target(const char *rootfs, const char *target, int is_dir, char *path, size_t size,
+                            char *err, size_t n)
 {
-    char src[64];
-    for (int i = 0; i < c->nbinds; i++) {
-        const char *target = strrchr(c->binds[i], 0x1f) + 1;
-        struct stat st, src_st;
-        if (fstat(fds[i], &src_st) < 0)
-            return fail_msg(err, n, "bind %s: %s", target, strerror(errno));
-        if (lstat(target, &st) == 0 && S_ISLNK(st.st_mode))
-            return fail_msg(err, n, "bind target %s is a symlink", target);
-        if (lstat(target, &st) < 0) {
-            int fd = -1;
-            if (mkdir_parents(target) < 0 ||
-                (S_ISDIR(src_st.st_mode) ? mkdir(target, 0755) : (fd = open(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0644))) < 0)
-                return fail_msg(err, n, "create bind target %s: %s", target, strerror(errno));
-            if (fd >= 0)
-                close(fd);
+    snprintf(path, size, "%s%s", rootfs, target);
+    size_t offset = strlen(rootfs);
+    for (char *p = path + offset + 1;; p++) {
+        if (*p != '/' && *p != 0)
+            continue;
+        char saved = *p;
+        *p = 0;
+        struct stat st;
+        int last = saved == 0;
+        if (lstat(path, &st) == 0) {
+            if (S_ISLNK(st.st_mode)) {
+                *p = saved;
+                return fail_msg(err, n, "bind target %s: %s is a symlink", target, path + offset);
+            }
+        } else if (errno != ENOENT) {
+            return fail_msg(err, n, "bind target %s: %s", target, strerror(errno));
+        } else if (!last || is_dir ? mkdir(path, 0755) < 0
+                                   : close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0) {
+            return fail_msg(err, n, "create bind target %s: %s", target, strerror(errno));
         }
-        snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
-        if (do_mount(src, target, NULL, MS_BIND | MS_REC, NULL, err, n) < 0)
+        *p = saved;
+        if (last)
+            return 0;
+    }
+}
+
+static int setup_binds(const struct pn_config *c, char *err, size_t n)
+{
+    char source[4096], path[8192];
+    for (int i = 0; i < c->nbinds; i++) {
+        const char *src = strchr(c->binds[i], 0x1f) + 1;
+        const char *target = strchr(src, 0x1f) + 1;
+        snprintf(source, sizeof source, "%.*s", (int)(target - 1 - src), src);
+        struct stat st;
+        if (stat(source, &st) < 0)
+            return fail_msg(err, n, "bind source %s: %s", source, strerror(errno));
+        if (make_bind_target(c->rootfs, target, S_ISDIR(st.st_mode), path, sizeof path, err, n) < 0 ||
+            do_mount(source, path, NULL, MS_BIND | MS_REC, NULL, err, n) < 0)
             return -1;
         if (!strncmp(c->binds[i], "ro", 2) &&
-            do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL, err, n) < 0)
+            do_mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL, err, n) < 0)
             return -1;
     }
     return 0;
@@ -430,24 +438,14 @@ static int setup_container(const struct pn_config *c, char *err, size_t n)
         return fail_msg(err, n, "sethostname: %s", strerror(errno));
     if (do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, err, n) < 0)
         return -1;
-    int fds[PN_MAX_LIST];
-    for (int i = 0; i < c->nbinds; i++) {
-        const char *src = strchr(c->binds[i], 0x1f) + 1;
-        char path[4096];
-        snprintf(path, sizeof path, "%.*s", (int)(strchr(src, 0x1f) - src), src);
-        if ((fds[i] = open(path, O_PATH | O_CLOEXEC)) < 0)
-            return fail_msg(err, n, "bind source %s: %s", path, strerror(errno));
-    }
+    if (setup_binds(c, err, n) < 0)
+        return -1;
     if (pivot_into(c->rootfs, err, n) < 0 || setup_dev(err, n) < 0 || setup_proc_sys(private_net, err, n) < 0)
         return -1;
     if (ensure_dir("/run", err, n) < 0 || ensure_dir("/tmp", err, n) < 0 ||
         do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=10%", err, n) < 0 ||
         do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err, n) < 0)
         return -1;
-    if (setup_binds(c, fds, err, n) < 0)
-        return -1;
-    for (int i = 0; i < c->nbinds; i++)
-        close(fds[i]);
     return 0;
 }
 

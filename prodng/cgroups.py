@@ -62,12 +62,21 @@ def _chosen() -> list[Hierarchy]:
     return v2[:1] + v1
 
 
+def _parent(h: Hierarchy) -> Path:
+    return h.mount / h.own_path.lstrip("/") / "prodng"
+
+
+def expected(name: str) -> tuple[str, ...]:
+    """Where create() would put this container's cgroups from this process."""
+    return tuple(str(_parent(h) / name) for h in _chosen())
+
+
 def create(name: str, limits: Limits) -> tuple[str, ...]:
     """Create the container's cgroups and apply limits; returns their directories."""
     created: list[Path] = []
     try:
         for h in _chosen():
-            parent = h.mount / h.own_path.lstrip("/") / "prodng"
+            parent = _parent(h)
             parent.mkdir(exist_ok=True)
             if h.version == 2:
                 _enable_v2_controllers(h, parent)

@@ -106,6 +106,10 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
         for line in result:
             print(json.dumps(line) if as_json else line, flush=True)
         return 0
+    if verb.name == "exec" and isinstance(result, dict):
+        if as_json:
+            print(json.dumps(result))
+        return int(str(result["exit_code"]))  # the command's own output is all it prints
     if as_json:
         print(json.dumps(result, indent=1, default=str))
     elif isinstance(result, list) and verb.columns:
@@ -124,8 +128,6 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
             if isinstance(value, dict) and key == "packages":
                 value = f"{len(value)} (see --json)"
             print(f"{key}: {_format_cell(value)}")
-    if isinstance(result, dict) and verb.name == "exec":
-        return int(str(result["exit_code"]))
     return 0
 
 

@@ -170,10 +170,11 @@ def create(paths: Paths, record: ContainerRecord) -> ContainerRecord:
         directory = paths.container_state(record.name)
         root = paths.container_root(record.name)
         try:
+            # The record comes first: a CLI killed after it leaves a container `rm` can find.
             directory.mkdir(parents=True, mode=0o700)
-            btrfs.snapshot(template_root, root)
             record = replace(record, created=time.time(), boot_id=state.boot_id())
             state.save(paths, record)
+            btrfs.snapshot(template_root, root)
         except BaseException:
             _discard(paths, record.name)
             raise
@@ -254,8 +255,8 @@ def _spawn_monitor(config: Path) -> None:
 
 
 def _release(record: ContainerRecord) -> None:
-    if record.cgroups:
-        cgroups.remove(record.cgroups)
+    """Remove the recorded cgroups and any a killed `start` made before recording them."""
+    cgroups.remove(tuple(dict.fromkeys(record.cgroups + cgroups.expected(record.name))))
 
 
 def _running(paths: Paths, name: str) -> tuple[ContainerRecord, Observation]:

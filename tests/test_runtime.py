@@ -1,0 +1,249 @@
+"""Hermetic services for real, as root: namespaces, pivot_root, cgroups, supervision, lifecycle."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Prodng
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+SLEEPER = "sleep 100000"
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _mounts() -> str:
+    return Path("/proc/self/mountinfo").read_text()
+
+
+def _run(prodng: Prodng, template: str, name: str, command: str, *extra: str) -> dict[str, object]:
+    prodng("run", template, "none", "--name", name, "--exec", command, *extra)
+    return prodng.info(name)
+
+
+def test_service_runs_logs_and_leaves_nothing(prodng: Prodng, template: str, container: str) -> None:
+    info = _run(prodng, template, container, "sh -c 'echo hello from $(hostname); echo $GREETING; exec sleep 100000'",
+                "-e", "GREETING=hi there")
+    assert info["state"] == "running" and info["hermetic"] is True
+    pid, monitor = int(info["pid"]), int(info["monitor_pid"])  # type: ignore[call-overload]
+    assert _alive(pid) and _alive(monitor)
+    rows = prodng.json("ls")
+    assert {"name": container, "state": "running"}.items() <= next(r for r in rows if r["name"] == container).items()  # type: ignore[union-attr, attr-defined, index]
+    prodng.wait_for(lambda: "hi there" in prodng("logs", container).stdout, what="output in the log")
+    assert f"hello from {container}" in prodng("logs", container).stdout
+    assert prodng("logs", container, "--tail", "1").stdout.strip() == "hi there"
+    cgroup_dirs = [Path(p) for p in info["cgroups"]]  # type: ignore[attr-defined]
+    assert all(d.is_dir() for d in cgroup_dirs)
+    stopped = prodng.json("stop", container, "-t", "5")
+    assert stopped["state"] == "exited"  # type: ignore[index]
+    assert not _alive(pid) and not _alive(monitor)
+    prodng("rm", container)
+    assert not any(d.exists() for d in cgroup_dirs)
+    assert not (prodng.root / "pool" / "containers" / container).exists()
+    assert not (prodng.root / "state" / container).exists()
+    assert container not in _mounts()
+    assert prodng("info", container, check=False).returncode == 3
+
+
+PROBE = r"""
+set -u
+echo "init=$(cat /proc/1/comm)"
+echo "fds=$(ls /proc/1/fd | tr '\n' ' ')"
+grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status
+echo x > /proc/sys/kernel/hostname 2>/dev/null && echo "procsys=writable" || echo "procsys=refused"
+echo 1 > /proc/sysrq-trigger 2>/dev/null && echo "sysrq=writable" || echo "sysrq=refused"
+echo 1 > /sys/kernel/uevent_helper 2>/dev/null && echo "sys=writable" || echo "sys=refused"
+mknod /tmp/null c 1 3 2>/dev/null && echo "mknod=allowed" || echo "mknod=refused"
+mkdir -p /tmp/mnt; mount -t tmpfs probe-mount /tmp/mnt 2>/dev/null && echo "mount=allowed" || echo "mount=refused"
+echo "keys=$(wc -c < /proc/keys)"
+echo "hostname=$(hostname)"
+echo "repo=$(test -e __REPO__ && echo visible || echo invisible)"
+perl -e 'mkdir "/tmp/jail"; chroot "/tmp/jail" or die; chdir ".." for 1..64; chroot "." or die;
+         print "escape=", (-e "/.prodng-template.json" ? "container-root" : "elsewhere"), "\n";
+         print "escape_repo=", (-e "__REPO__" ? "visible" : "invisible"), "\n"'
+"""
+
+
+def test_isolation_inside(prodng: Prodng, template: str, container: str) -> None:
+    _run(prodng, template, container, SLEEPER)
+    before = _mounts()
+    probe = prodng("exec", container, "--", "sh", "-c", PROBE.replace("__REPO__", str(REPO)))
+    facts = dict(re.findall(r"^(\w+)[=:]\s*(.*)$", probe.stdout, re.M))
+    assert facts["init"] == "prodng-init"
+    assert facts["fds"].split() == ["0", "1", "2"]
+    bounding = int(facts["CapBnd"], 16)
+    for cap, number in {"SYS_ADMIN": 21, "SYS_MODULE": 16, "SYS_PTRACE": 19, "NET_ADMIN": 12,
+                        "DAC_READ_SEARCH": 2, "MKNOD": 27, "SYS_RAWIO": 17}.items():
+        assert not bounding & (1 << number), f"CapBnd still has {cap}"
+    assert bounding & (1 << 10), "NET_BIND_SERVICE is in the safe set"
+    assert facts["NoNewPrivs"] == "1" and facts["Seccomp"] == "2"
+    assert facts["procsys"] == facts["sysrq"] == facts["sys"] == "refused"
+    assert facts["mknod"] == "refused" and facts["mount"] == "refused"
+    assert facts["keys"] == "0", "/proc/keys is masked"
+    assert facts["hostname"] == container
+    assert facts["repo"] == "invisible"
+    assert facts["escape"] == "container-root" and facts["escape_repo"] == "invisible"
+    assert "probe-mount" not in _mounts() and _mounts().count("\n") == before.count("\n")
+
+
+def test_limits_fork_bomb_and_memory_hog(prodng: Prodng, template: str, container: str) -> None:
+    info = _run(prodng, template, container, SLEEPER, "--pids", "20", "--memory", "48M", "--cpus", "0.5")
+    assert info["limits"] == {"memory": 48 * 1024**2, "pids": 20, "cpus": 0.5}
+    bomb = prodng("exec", container, "--", "sh", "-c",
+                  "for i in $(seq 60); do sleep 30 & done; echo all-started", check=False, timeout=60)
+    assert bomb.returncode != 0 and "fork" in bomb.stderr.lower() and "all-started" not in bomb.stdout
+    stats = prodng.info(container)["stats"]
+    assert stats["pids"] <= 20  # type: ignore[index]
+    hog = prodng("exec", container, "--", "perl", "-e", '$x = "a" x (256 * 1024 * 1024); print "survived\\n"',
+                 check=False, timeout=60)
+    assert hog.returncode != 0 and "survived" not in hog.stdout
+    assert prodng.info(container)["state"] == "running", "only the hog dies, not the container"
+    assert subprocess.run(["true"], timeout=5).returncode == 0  # the host stays responsive
+
+
+COUNTER = ("sh -c 'for i in $(seq 49); do sleep 100000 & done; n=0; "
+           "while true; do n=$((n+1)); echo $n > /tmp/count; sleep 0.02; done'")
+
+
+def test_freeze_stops_fifty_processes_and_thaw_resumes(prodng: Prodng, template: str, container: str) -> None:
+    info = _run(prodng, template, container, COUNTER)
+    count = Path(f"/proc/{info['pid']}/root/tmp/count")
+    prodng.wait_for(lambda: count.exists() and prodng.info(container)["stats"]["pids"] >= 50,  # type: ignore[index]
+                    what="50 processes")
+    assert prodng.json("freeze", container)["state"] == "frozen"  # type: ignore[index]
+    assert prodng.json("ls")[0]["state"] == "frozen" or any(  # type: ignore[index]
+        r["state"] == "frozen" for r in prodng.json("ls") if r["name"] == container)  # type: ignore[union-attr, index]
+    frozen_at = count.read_text()
+    time.sleep(0.5)
+    assert count.read_text() == frozen_at, "nothing runs while frozen"
+    assert prodng("freeze", container).returncode == 0  # freezing twice is harmless
+    assert prodng.json("thaw", container)["state"] == "running"  # type: ignore[index]
+    prodng.wait_for(lambda: count.read_text() != frozen_at, 5, what="the counter to move again")
+
+
+def test_on_failure_restarts_with_backoff_without_prodng(prodng: Prodng, template: str, container: str) -> None:
+    prodng("run", template, "--name", container, "--restart", "on-failure:3", "--exec",
+           "sh -c 'echo attempt; exit 3'")
+    # No prodng command runs while the monitor restarts the service.
+    time.sleep(2.5)
+    info = prodng.wait_for(lambda: (i := prodng.info(container))["state"] == "exited" and i, 20, "restarts to end")
+    assert info["restarts"] == 3 and info["exit_code"] == 3
+    log = prodng("logs", container).stdout
+    assert log.count("attempt") == 4
+    delays = [int(d) for d in re.findall(r"restart \d+ in (\d+) ms", log)]
+    assert delays == sorted(delays) and delays[-1] > delays[0], delays
+
+
+def test_always_restart_survives_a_killed_service(prodng: Prodng, template: str, container: str) -> None:
+    info = _run(prodng, template, container, SLEEPER, "--restart", "always")
+    first = int(info["pid"])  # type: ignore[call-overload]
+    os.kill(first, signal.SIGKILL)  # the init dies; the monitor must bring it back
+    again = prodng.wait_for(lambda: (i := prodng.info(container))["state"] == "running" and i["pid"] != first and i,
+                            10, "a restart")
+    assert again["restarts"] == 1
+
+
+def test_stop_escalates_to_kill(prodng: Prodng, template: str, container: str) -> None:
+    info = _run(prodng, template, container, "sh -c 'trap \"\" TERM; while true; do sleep 0.1; done'")
+    started = time.monotonic()
+    assert prodng.json("stop", container, "-t", "1")["state"] == "exited"  # type: ignore[index]
+    assert time.monotonic() - started >= 1
+    assert not _alive(int(info["pid"]))  # type: ignore[call-overload]
+
+
+def test_kill_with_signal_and_start_again(prodng: Prodng, template: str, container: str) -> None:
+    _run(prodng, template, container, "sh -c 'trap \"echo got HUP\" HUP; while true; do sleep 0.1; done'")
+    prodng("kill", container, "-s", "HUP")
+    prodng.wait_for(lambda: "got HUP" in prodng("logs", container).stdout, what="the HUP to arrive")
+    assert prodng.json("kill", container)["state"] == "exited"  # type: ignore[index]
+    assert prodng.json("start", container)["state"] == "running"  # type: ignore[index]
+
+
+def test_binds_are_read_only_unless_asked(prodng: Prodng, template: str, container: str, tmp_path: Path) -> None:
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    (ro / "data").write_text("shared")
+    _run(prodng, template, container, SLEEPER, "--bind", f"{ro}:/srv/ro", "--bind", f"{rw}:/srv/rw:rw")
+    assert prodng("exec", container, "--", "cat", "/srv/ro/data").stdout == "shared"
+    assert prodng("exec", container, "--", "sh", "-c", "echo x > /srv/ro/new", check=False).returncode != 0
+    prodng("exec", container, "--", "sh", "-c", "echo written > /srv/rw/out")
+    assert (rw / "out").read_text() == "written\n" and not (ro / "new").exists()
+
+
+def test_concurrent_verbs_on_one_container(prodng: Prodng, template: str, container: str) -> None:
+    _run(prodng, template, container, SLEEPER)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda args: prodng(*args, check=False),
+                                [("freeze", container), ("kill", container), ("rm", "-f", container),
+                                 ("rm", "-f", container)]))
+    for result in results:
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 1, result.stderr
+        assert result.returncode in (0, 3, 4), result.stderr
+    assert sum(r.returncode == 0 for r in results[2:]) == 1, "exactly one rm wins"
+    assert prodng("info", container, check=False).returncode == 3
+
+
+def test_bad_input(prodng: Prodng, template: str, container: str) -> None:
+    def fails(code: int, *args: str, says: str = "") -> None:
+        result = prodng(*args, check=False)
+        assert result.returncode == code, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("prodng: error:"), result.stderr
+        assert says in result.stderr
+
+    fails(3, "info", "nosuch", says="no such container")
+    fails(2, "run", template, "--name", "a/b", "--exec", "true", says="invalid container name")
+    fails(2, "run", template, "--name", "x" * 65, "--exec", "true")
+    fails(2, "run", template, "--name", "..", "--exec", "true")
+    fails(2, "run", template, "--name", container, "--exec", "true", "--memory", "0", says="positive")
+    fails(2, "run", template, "--name", container, "--exec", "true", "--pids", "-1")
+    fails(2, "run", template, "--name", container, "--exec", "true", "--cpus", "0")
+    fails(2, "run", template, "--name", container, "--exec", "true", "dhcp6", says="unknown network mode")
+    fails(3, "run", "nosuch", "--name", container, "--exec", "true", says="unknown template")
+    fails(2, "run", template, "--name", container, says="no service to run")
+    fails(2, "run", template, "--name", container, "--exec", "/no/such/binary", says="exec /no/such/binary")
+    assert not (prodng.root / "state" / container).exists(), "a failed run leaves no container"
+    assert not (prodng.root / "pool" / "containers" / container).exists()
+    _run(prodng, template, container, SLEEPER)
+    fails(4, "run", template, "--name", container, "--exec", "true", says="already exists")
+    fails(2, "kill", container, "-s", "NOPE", says="unknown signal")
+    fails(3, "exec", container, "--", "/no/such/binary", says="No such file")
+    fails(4, "rm", container, says="is running")
+    fails(4, "start", container, says="already running")
+    prodng("stop", container, "-t", "0")
+    fails(4, "freeze", container, says="not running")
+    fails(4, "exec", container, "--", "true", says="not running")
+
+
+def test_killed_cli_leaves_nothing_the_next_command_cannot_clean(prodng: Prodng, template: str,
+                                                                 container: str) -> None:
+    for delay in (0.05, 0.15, 0.3, 0.6):
+        proc = prodng.popen("run", template, "--name", container, "--exec", SLEEPER)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        prodng("rm", "-f", container, check=False)
+        assert prodng("info", container, check=False).returncode == 3
+        assert not (prodng.root / "pool" / "containers" / container).exists()
+        assert not list(Path("/sys/fs/cgroup").glob(f"*/**/prodng/{container}"))
+
+
+def test_reboot_shows_stopped(prodng: Prodng, template: str, container: str) -> None:
+    _run(prodng, template, container, SLEEPER)
+    prodng("stop", container, "-t", "0")
+    record = prodng.root / "state" / container / "record.json"
+    record.write_text(record.read_text().replace('"boot_id": "', '"boot_id": "before-reboot-'))
+    info = prodng.info(container)
+    assert info["state"] == "exited" and info["error"] == "host rebooted"
+    assert prodng.json("start", container)["state"] == "running"  # type: ignore[index]
