@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Prodng
 from prodng import btrfs, run, storage
 from prodng.config import Paths
 from prodng.errors import SystemFailure
+
+from conftest import Prodng
 
 pytestmark = pytest.mark.root
 
