@@ -8,8 +8,8 @@ running /bin/true in the same root (their fastest observable equivalent).
 from __future__ import annotations
 
 import json
-import shlex
 import os
+import shlex
 import shutil
 import statistics
 import subprocess

@@ -9,6 +9,7 @@ for memory/pids/cpu/freezer) and never touch processes we did not start.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import signal
@@ -33,7 +34,9 @@ class Hierarchy:
     own_path: str  # our process's cgroup in this hierarchy
 
 
-def hierarchies() -> list[Hierarchy]:
+@functools.cache
+def hierarchies() -> tuple[Hierarchy, ...]:
+    """Read once per process: mounts and our own cgroup do not move under us."""
     own = {}
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, names, path = line.split(":", 2)
@@ -49,13 +52,14 @@ def hierarchies() -> list[Hierarchy]:
             key = next((k for k in own if k and set(k.split(",")) == set(offered)), None)
             if offered and key is not None:
                 found.append(Hierarchy(Path(mountpoint), 1, offered, own[key]))
-    return found
+    return tuple(found)
 
 
 def _v2_usable(h: Hierarchy) -> bool:
     return h.version == 2 and (h.mount / h.own_path.lstrip("/") / "cgroup.procs").exists()
 
 
+@functools.cache
 def _chosen() -> list[Hierarchy]:
     v2 = [h for h in hierarchies() if _v2_usable(h)]
     v1 = [h for h in hierarchies() if h.version == 1]

@@ -213,22 +213,22 @@ def start(paths: Paths, name: str) -> Observation:
         if observe(paths, record).state in ACTIVE:
             raise Conflict(f"container {name} is already running")
         _release(record)
-        record = replace(record, cgroups=(), started=False)
-        record = replace(record, cgroups=cgroups.create(name, record.limits), boot_id=state.boot_id())
-        state.save(paths, record)  # cgroups recorded before anything runs in them
         directory = paths.container_state(name)
-        config = directory / "config"
-        state.write_atomic(config, _config_bytes(paths, record))
         (directory / "status").unlink(missing_ok=True)
+        created = cgroups.create(name, record.limits)
+        record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
+        # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
+        state.save(paths, record)
+        config = directory / "config"
+        state.write_atomic(config, _config_bytes(paths, record), durable=False)  # rewritten every start
         try:
             _spawn_monitor(config)
         except BaseException:
             cgroups.kill_all(record.cgroups)
             _release(record)
-            state.save(paths, replace(record, cgroups=()))
+            state.save(paths, replace(record, cgroups=(), started=False))
             raise
-        state.save(paths, replace(record, started=True))
-        return observe(paths, replace(record, started=True))
+        return observe(paths, record)
 
 
 def _spawn_monitor(config: Path) -> None:
