@@ -112,10 +112,11 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
         return int(str(result["exit_code"]))  # the command's own output is all it prints
     if as_json:
         print(json.dumps(result, indent=1, default=str))
-    elif isinstance(result, list) and verb.columns:
-        rows = [[_format_cell(r.get(c)) for c in verb.columns] for r in result]
-        widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(verb.columns)]
-        print("  ".join(c.upper().ljust(w) for c, w in zip(verb.columns, widths, strict=True)).rstrip())
+    elif isinstance(result, list) and (verb.columns or (result and isinstance(result[0], dict))):
+        columns = verb.columns or tuple(result[0])
+        rows = [[_format_cell(r.get(c)) for c in columns] for r in result]
+        widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+        print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
         for row in rows:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     elif isinstance(result, list):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,12 @@ class Paths:
 
     def template_root(self, name: str) -> Path:
         return self.templates / name
+
+    def cgroup_leaf(self, name: str) -> str:
+        """Cgroups are host-wide: a second root (tests, benchmarks) must not collide with the first."""
+        if self.root == DEFAULT_ROOT:
+            return name
+        return f"{name}@{hashlib.sha256(str(self.root).encode()).hexdigest()[:8]}"
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:

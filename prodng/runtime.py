@@ -212,10 +212,10 @@ def start(paths: Paths, name: str) -> Observation:
         record = state.load(paths, name)
         if observe(paths, record).state in ACTIVE:
             raise Conflict(f"container {name} is already running")
-        _release(record)
+        _release(paths, record)
         directory = paths.container_state(name)
         (directory / "status").unlink(missing_ok=True)
-        created = cgroups.create(name, record.limits)
+        created = cgroups.create(paths.cgroup_leaf(name), record.limits)
         record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
         # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
         state.save(paths, record)
@@ -225,7 +225,7 @@ def start(paths: Paths, name: str) -> Observation:
             _spawn_monitor(config)
         except BaseException:
             cgroups.kill_all(record.cgroups)
-            _release(record)
+            _release(paths, record)
             state.save(paths, replace(record, cgroups=(), started=False))
             raise
         return observe(paths, record)
@@ -254,9 +254,9 @@ def _spawn_monitor(config: Path) -> None:
         raise SystemFailure(f"cannot start: {message}")
 
 
-def _release(record: ContainerRecord) -> None:
+def _release(paths: Paths, record: ContainerRecord) -> None:
     """Remove the recorded cgroups and any a killed `start` made before recording them."""
-    cgroups.remove(tuple(dict.fromkeys(record.cgroups + cgroups.expected(record.name))))
+    cgroups.remove(tuple(dict.fromkeys(record.cgroups + cgroups.expected(paths.cgroup_leaf(record.name)))))
 
 
 def _running(paths: Paths, name: str) -> tuple[ContainerRecord, Observation]:
@@ -347,7 +347,7 @@ def remove(paths: Paths, name: str, force: bool = False) -> None:
             if not force:
                 raise Conflict(f"container {name} is running", hint="stop it first or use rm -f")
             _halt(paths, record, signal.SIGKILL, 0)
-        _release(record)
+        _release(paths, record)
         _discard(paths, name)
 
 

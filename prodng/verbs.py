@@ -208,6 +208,12 @@ def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[s
     return runtime.log_lines(ctx.paths, name, tail)
 
 
+def _query(ctx: Context, sql: str, timeout: float) -> list[dict[str, object]]:
+    from .query import run_query
+
+    return run_query(ctx.paths, sql, timeout).rows
+
+
 def _exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
     return {"name": name, "exit_code": runtime.exec_in(ctx.paths, name, command)}
 
@@ -247,6 +253,10 @@ VERBS: tuple[Verb, ...] = (
           Param("tail", "only the last N lines", kind="int", flags=("--tail",)))),
     Verb("exec", "run a command inside a running container", "POST", _exec,
          (NAME, Param("command", "CMD ARGS...", kind="argv", positional=True, required=True))),
+    Verb("query", "read-only SQL over the prodng_* tables", "GET", _query,
+         (Param("sql", "a SELECT statement", positional=True, required=True),
+          Param("timeout", "seconds before the query is stopped", kind="float", flags=("--timeout",),
+                default=10.0))),
     Verb("template build", "debootstrap a template from its recipe", "POST", _template_build,
          (Param("name", "template name", positional=True, required=True), FORCE)),
     Verb("template ls", "list built templates", "GET", _template_ls, (),

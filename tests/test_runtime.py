@@ -236,7 +236,7 @@ def test_killed_cli_leaves_nothing_the_next_command_cannot_clean(prodng: Prodng,
         prodng("rm", "-f", container, check=False)
         assert prodng("info", container, check=False).returncode == 3
         assert not (prodng.root / "pool" / "containers" / container).exists()
-        assert not list(Path("/sys/fs/cgroup").glob(f"*/**/prodng/{container}"))
+        assert not list(Path("/sys/fs/cgroup").glob(f"*/**/prodng/{container}@*"))
 
 
 def test_reboot_shows_stopped(prodng: Prodng, template: str, container: str) -> None:
