@@ -1,6 +1,6 @@
 """Build prodng's native parts: the cffi extension prodng._native and the prodng-shim monitor.
 
-Run directly (python native/build_native.py) to build in place, or through setup.py.
+Used by setup.py (pip install -e .); running it directly rebuilds both in place.
 """
 
 from __future__ import annotations
@@ -41,9 +41,5 @@ def build_shim(dest: Path) -> Path:
 
 
 if __name__ == "__main__":
-    os.chdir(HERE.parent)
-    ffibuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), target=None, verbose="-v" in sys.argv)
-    built = sorted((HERE.parent / "build" / "cffi" / "prodng").glob("_native*.so"))
-    for so in built:
-        (HERE.parent / "prodng" / so.name).write_bytes(so.read_bytes())
-    print(build_shim(HERE.parent / "prodng" / "libexec"))
+    # Same as `pip install -e .` does: the extension in place, then the shim.
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=HERE.parent, check=True)

@@ -782,7 +782,8 @@ int pn_monitor_main(const char *config_path, int ready_fd)
 
 /* ---- exec: join a running container's namespaces, cgroups and restrictions ---- */
 
-int pn_exec(const char *config_path, int init_pid, const char *const *argv, char *err, int errlen)
+int pn_exec(const char *config_path, int init_pid, const char *const *argv, const int *stdio, char *err,
+            int errlen)
 {
     static const char *namespaces[] = {"ipc", "uts", "net", "pid", "cgroup", "mnt"};
     enum { NNS = sizeof namespaces / sizeof namespaces[0] };
@@ -816,6 +817,9 @@ int pn_exec(const char *config_path, int init_pid, const char *const *argv, char
                 snprintf(msg, sizeof msg, "setns %s: %s", namespaces[i], strerror(errno));
                 child_fail(sync[1], msg);
             }
+        for (int fd = 0; fd < 3; fd++) /* -1: keep ours (a terminal); else the caller's pipe or file */
+            if (stdio[fd] >= 0 && dup2(stdio[fd], fd) < 0)
+                child_fail(sync[1], "stdio setup failed");
         pid_t child = fork(); /* only children of a setns(pid) caller enter the namespace */
         if (child == 0)
             exec_service(&c, argv, sync[1]);

@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb.name == "exec" and values["command"][:1] == ["--"]:
         values["command"] = values["command"][1:]
     try:
-        result = call(verb, context(args.root, _progress), values)
+        result = call(verb, context(args.root, _progress, interactive=True), values)
         if sys.stderr.isatty() and verb.name == "template build":
             sys.stderr.write("\n")
         return render(verb, result, args.json)

@@ -419,8 +419,11 @@ def follow_log(paths: Paths, name: str, tail: int | None = None) -> Iterator[str
         time.sleep(0.2)
 
 
-def exec_in(paths: Paths, name: str, argv: list[str]) -> int:
-    """Run argv inside the container (its namespaces, cgroups, capabilities, seccomp); returns its status."""
+def exec_in(paths: Paths, name: str, argv: list[str], stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:
+    """Run argv inside the container (its namespaces, cgroups, capabilities, seccomp); returns its status.
+
+    stdio gives the command's stdin, stdout and stderr fds; -1 keeps the caller's own.
+    """
     if not argv:
         raise InvalidRequest("exec needs a command", hint="prodng exec NAME -- CMD ARGS...")
     from ._native import ffi, lib  # type: ignore[import-not-found]
@@ -434,7 +437,7 @@ def exec_in(paths: Paths, name: str, argv: list[str]) -> int:
         c_argv = ffi.new("char *[]", [*args, ffi.NULL])
         err = ffi.new("char[]", 512)
         config = os.fsencode(paths.container_state(name) / "config")
-        pid = lib.pn_exec(config, observed.pid, c_argv, err, 512)
+        pid = lib.pn_exec(config, observed.pid, c_argv, ffi.new("int[3]", list(stdio)), err, 512)
     if pid < 0:
         message = ffi.string(err).decode(errors="replace")
         raise (NotFound if "No such file" in message else SystemFailure)(f"exec in {name}: {message}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal as signals
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from .state import ContainerRecord, Limits
 class Context:
     paths: Paths
     progress: Callable[[str], None] = lambda line: None
+    interactive: bool = False  # True on the CLI: verbs may use the terminal
     _pool_open: bool = field(default=False, repr=False)
 
     def pool(self) -> None:
@@ -214,8 +216,19 @@ def _query(ctx: Context, sql: str, timeout: float) -> list[dict[str, object]]:
     return run_query(ctx.paths, sql, timeout).rows
 
 
+EXEC_OUTPUT_MAX = 1024 * 1024
+
+
 def _exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
-    return {"name": name, "exit_code": runtime.exec_in(ctx.paths, name, command)}
+    if ctx.interactive:  # the CLI hands the command its own terminal
+        return {"name": name, "exit_code": runtime.exec_in(ctx.paths, name, command)}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as null:
+        code = runtime.exec_in(ctx.paths, name, command, (null.fileno(), out.fileno(), err.fileno()))
+        captured = {}
+        for label, f in (("stdout", out), ("stderr", err)):
+            f.seek(0)
+            captured[label] = f.read(EXEC_OUTPUT_MAX).decode(errors="replace")
+    return {"name": name, "exit_code": code, **captured}
 
 
 RUN_PARAMS = (
@@ -270,10 +283,11 @@ VERBS: tuple[Verb, ...] = (
 BY_NAME = {v.name: v for v in VERBS}
 
 
-def context(root: str | None = None, progress: Callable[[str], None] | None = None) -> Context:
+def context(root: str | None = None, progress: Callable[[str], None] | None = None,
+            interactive: bool = False) -> Context:
     from .config import resolve_root
 
-    return Context(Paths(resolve_root(root)), progress or (lambda line: None))
+    return Context(Paths(resolve_root(root)), progress or (lambda line: None), interactive)
 
 
 def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:
