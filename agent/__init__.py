@@ -1,0 +1,1 @@
+"""prodng-agent: the verb table over HTTPS (mutual TLS) and a root-only unix socket."""

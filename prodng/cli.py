@@ -30,6 +30,11 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="machine-readable output")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="log every command; show tracebacks")
+    parser.add_argument("--remote", default=default, metavar="URL",
+                        help="run the verb on an agent: https://HOST:PORT or unix:PATH")
+    parser.add_argument("--cert", default=default, help="client certificate for --remote (default: the agent's)")
+    parser.add_argument("--key", default=default, help="client key for --remote")
+    parser.add_argument("--cacert", default=default, help="CA to verify the agent with (default: the agent's)")
 
 
 def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
@@ -67,11 +72,20 @@ def build_parser() -> Parser:
     return parser
 
 
-def _with_implicit_run(argv: list[str]) -> list[str]:
-    """`prodng bookworm svc.deb dhcp` means `prodng run bookworm svc.deb dhcp`."""
+OPTIONS_WITH_VALUES = {"--root", "--remote", "--cert", "--key", "--cacert"}
+
+
+def _first_word(argv: list[str]) -> int:
+    """Index of the verb: the first argument that is not a global option or its value."""
     index = 0
     while index < len(argv) and argv[index].startswith("-"):
-        index += 2 if argv[index] == "--root" else 1
+        index += 2 if argv[index] in OPTIONS_WITH_VALUES else 1
+    return index
+
+
+def _with_implicit_run(argv: list[str]) -> list[str]:
+    """`prodng bookworm svc.deb dhcp` means `prodng run bookworm svc.deb dhcp`."""
+    index = _first_word(argv)
     verbs = {v.name.split()[0] for v in VERBS}
     if index < len(argv) and argv[index] not in verbs:
         return argv[:index] + ["run"] + argv[index:]
@@ -104,11 +118,14 @@ def _format_cell(value: object) -> str:
 def render(verb: Verb, result: object, as_json: bool) -> int:
     if isinstance(result, Iterator):
         for line in result:
-            print(json.dumps(line) if as_json else line, flush=True)
+            print(json.dumps(line) if as_json or isinstance(line, dict) else line, flush=True)
         return 0
     if verb.name == "exec" and isinstance(result, dict):
         if as_json:
             print(json.dumps(result))
+        else:  # over --remote the command's output comes back in the answer
+            sys.stdout.write(str(result.get("stdout", "")))
+            sys.stderr.write(str(result.get("stderr", "")))
         return int(str(result["exit_code"]))  # the command's own output is all it prints
     if as_json:
         print(json.dumps(result, indent=1, default=str))
@@ -132,8 +149,58 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
     return 0
 
 
+def _agent_parser() -> Parser:
+    parser = Parser(prog="prodng agent", description="serve every verb over HTTPS and a unix socket")
+    _global_options(parser, suppress=False)
+    parser.add_argument("--listen", default="127.0.0.1", help="bind address (loopback by default)")
+    parser.add_argument("--port", type=int, default=1337)
+    parser.add_argument("--socket", default=None, help="unix socket (default ROOT/agent.sock)")
+    sub = parser.add_subparsers(dest="action", parser_class=Parser)
+    trust = sub.add_parser("trust", help="manage trusted client certificates").add_subparsers(
+        dest="trust", required=True, parser_class=Parser)
+    add = trust.add_parser("add", help="trust a client certificate (PEM)")
+    add.add_argument("name")
+    add.add_argument("pem")
+    trust.add_parser("ls", help="list trusted client certificates")
+    trust.add_parser("rm", help="stop trusting a client certificate").add_argument("name")
+    for p in trust.choices.values():
+        _global_options(p, suppress=True)
+    return parser
+
+
+def agent_main(argv: list[str]) -> int:
+    """The agent and its trust store: host administration, deliberately not a REST verb."""
+    from pathlib import Path
+
+    from . import credentials
+    from .config import Paths, resolve_root
+
+    args = _agent_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    paths = Paths(resolve_root(args.root))
+    try:
+        if args.action is None:
+            from agent.server import serve
+
+            return serve(paths, args.listen, args.port, Path(args.socket) if args.socket else None)
+        credentials.ensure(paths)
+        result: object = {
+            "add": lambda: credentials.trust_add(paths, args.name, args.pem),
+            "ls": lambda: credentials.trust_list(paths),
+            "rm": lambda: credentials.trust_rm(paths, args.name),
+        }[args.trust]()
+    except ProdngError as err:
+        print(f"prodng: error: {err}", file=sys.stderr)
+        return err.exit_code
+    trust_verb = Verb("agent trust", "", "GET", lambda: None, (), ("name", "subject", "fingerprint", "expires"))
+    return render(trust_verb, result, args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
+    index = _first_word(raw)
+    if raw[index:index + 1] == ["agent"]:
+        return agent_main(raw[:index] + raw[index + 1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(_with_implicit_run(raw))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
@@ -153,7 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb.name == "exec" and values["command"][:1] == ["--"]:
         values["command"] = values["command"][1:]
     try:
-        result = call(verb, context(args.root, _progress, interactive=True), values)
+        if args.remote:
+            from . import remote
+            from .config import Paths, resolve_root
+
+            connection = remote.connect(args.remote, Paths(resolve_root(args.root)), args.cert, args.key, args.cacert)
+            result = remote.call(connection, verb, values)
+        else:
+            result = call(verb, context(args.root, _progress, interactive=True), values)
         if sys.stderr.isatty() and verb.name == "template build":
             sys.stderr.write("\n")
         return render(verb, result, args.json)

@@ -165,8 +165,12 @@ def server_context(paths: Paths) -> ssl.SSLContext:
 def client_context(paths: Paths, cert: str | None = None, key: str | None = None,
                    cafile: str | None = None) -> ssl.SSLContext:
     f = files(paths)
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile or str(f.ca))
-    ctx.load_cert_chain(cert or f.client, key or f.client_key)
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile or str(f.ca))
+        ctx.load_cert_chain(cert or f.client, key or f.client_key)
+    except (OSError, ssl.SSLError) as err:
+        raise InvalidRequest(f"cannot load TLS credentials: {err}",
+                             hint=f"the agent creates them in {f.directory} on first start; or pass --cert/--key/--cacert") from None
     return ctx
 
 

@@ -210,6 +210,12 @@ def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[s
     return runtime.log_lines(ctx.paths, name, tail)
 
 
+def _events(ctx: Context) -> Iterator[dict[str, object]]:
+    from . import events
+
+    return events.follow(ctx.paths)
+
+
 def _query(ctx: Context, sql: str, timeout: float) -> list[dict[str, object]]:
     from .query import run_query
 
@@ -266,6 +272,8 @@ VERBS: tuple[Verb, ...] = (
           Param("tail", "only the last N lines", kind="int", flags=("--tail",)))),
     Verb("exec", "run a command inside a running container", "POST", _exec,
          (NAME, Param("command", "CMD ARGS...", kind="argv", positional=True, required=True))),
+    Verb("events", "follow lifecycle events (created, started, died, restarted, frozen, thawed, removed)", "GET",
+         _events),
     Verb("query", "read-only SQL over the prodng_* tables", "GET", _query,
          (Param("sql", "a SELECT statement", positional=True, required=True),
           Param("timeout", "seconds before the query is stopped", kind="float", flags=("--timeout",),
