@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 PATHS = web.AppKey("paths", Paths)
 ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
 STREAMS = web.AppKey("streams", ThreadPoolExecutor)
+CLOSING = web.AppKey("closing", asyncio.Event)
 MAX_BODY = 256 * 1024
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -130,21 +131,28 @@ async def request_values(verb: verbs.Verb, request: web.Request) -> dict[str, ob
     return values
 
 
-async def _stream(request: web.Request, items: Iterator[Any]) -> web.StreamResponse:
-    """Lines as text, dicts as server-sent events; each next() runs off the event loop."""
+async def _stream(request: web.Request, verb: verbs.Verb, items: Iterator[Any]) -> web.StreamResponse:
+    """Lines as text or dicts as server-sent events; each next() runs off the event loop.
+
+    Followers yield None as a heartbeat about once a second, so a gone client or a
+    shutting-down agent frees the thread within a second."""
     response = web.StreamResponse()
-    first = await asyncio.get_running_loop().run_in_executor(request.app[STREAMS], next, items, None)
-    is_event = isinstance(first, dict)
-    response.content_type = "text/event-stream" if is_event else "text/plain"
+    response.content_type = verb.stream
     await response.prepare(request)
-    item = first
+    loop = asyncio.get_running_loop()
     done = object()
-    while item is not None and item is not done:
-        if is_event:
-            await response.write(f"event: {item['event']}\ndata: {json.dumps(item)}\n\n".encode())
+    while not request.app[CLOSING].is_set():
+        item: Any = await loop.run_in_executor(request.app[STREAMS], next, items, done)
+        if item is done or request.transport is None or request.transport.is_closing():
+            break
+        if item is None:
+            chunk = ": keep-alive\n\n" if verb.stream == "text/event-stream" else ""
+        elif verb.stream == "text/event-stream":
+            chunk = f"event: {item['event']}\ndata: {json.dumps(item)}\n\n"
         else:
-            await response.write(f"{item}\n".encode())
-        item = await asyncio.get_running_loop().run_in_executor(request.app[STREAMS], next, items, done)
+            chunk = f"{item}\n"
+        if chunk:
+            await response.write(chunk.encode())
     await response.write_eof()
     return response
 
@@ -155,7 +163,7 @@ def _view(verb: verbs.Verb) -> Handler:
         ctx = verbs.Context(request.app[PATHS])
         result = await asyncio.to_thread(verbs.call, verb, ctx, values)
         if isinstance(result, Iterator):
-            return await _stream(request, result)
+            return await _stream(request, verb, result)
         return web.json_response(result, dumps=lambda data: json.dumps(data, default=str))
 
     return view
@@ -168,8 +176,14 @@ async def _openapi(request: web.Request) -> web.Response:
 async def _streams(app: web.Application) -> Any:
     # Followers (logs -f, events) block a thread each; keep them off the default pool.
     app[STREAMS] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="prodng-stream")
+    app[CLOSING] = asyncio.Event()
     yield
+    app[CLOSING].set()
     app[STREAMS].shutdown(wait=False, cancel_futures=True)
+
+
+async def _stop_streams(app: web.Application) -> None:
+    app[CLOSING].set()  # before the drain: followers end instead of holding it up
 
 
 def create_app(paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "[::1]"})) -> web.Application:
@@ -177,6 +191,7 @@ def create_app(paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localho
     app[PATHS] = paths
     app[ALLOWED_HOSTS] = allowed_hosts
     app.cleanup_ctx.append(_streams)
+    app.on_shutdown.append(_stop_streams)
     for verb in verbs.VERBS:
         app.router.add_route(verb.method, verb.route, _view(verb))
     app.router.add_get(openapi.PATH, _openapi)

@@ -44,7 +44,7 @@ extern char **environ;
 
 struct pn_config {
     char *buf; /* the file's bytes; every string below points into it */
-    const char *name, *rootfs, *workdir, *log, *status, *restart, *net;
+    const char *name, *rootfs, *workdir, *log, *status, *restart, *net, *events;
     long log_max;
     int restart_max, uid, gid;
     const char *argv[PN_MAX_ARGS + 1];
@@ -118,6 +118,7 @@ static int load_config(const char *path, struct pn_config *c, char *err, size_t 
         else if (!strcmp(key, "restart")) c->restart = val;
         else if (!strcmp(key, "restart_max")) c->restart_max = atoi(val);
         else if (!strcmp(key, "net")) c->net = val;
+        else if (!strcmp(key, "events")) c->events = val;
         else if (!strcmp(key, "uid")) c->uid = atoi(val);
         else if (!strcmp(key, "gid")) c->gid = atoi(val);
         else if (!strcmp(key, "cap")) { if (c->ncaps < 64) c->caps[c->ncaps++] = atoi(val); }
@@ -584,6 +585,21 @@ static void write_status(struct monitor *m)
     rename(tmp, m->c->status);
 }
 
+/* One JSON line appended to the events journal (O_APPEND keeps lines whole). */
+static void emit_event(const struct monitor *m, const char *kind)
+{
+    if (!m->c->events)
+        return;
+    char line[512];
+    int len = snprintf(line, sizeof line, "{\"event\": \"%s\", \"name\": \"%s\", \"time\": %.6f, \"exit_code\": %d}\n",
+                       kind, m->c->name, now(), m->exit_code);
+    int fd = open(m->c->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        (void)!write(fd, line, len);
+        close(fd);
+    }
+}
+
 /* Bounded log: past log_max the file becomes log.1 (replacing the older one). */
 static void write_log(struct monitor *m, const char *data, size_t len)
 {
@@ -761,6 +777,7 @@ int pn_monitor_main(const char *config_path, int ready_fd)
         }
         m.finished_at = now();
         m.init_pid = 0;
+        emit_event(&m, "died");
         if (stopping || !should_restart(&m))
             break;
         failures = m.finished_at - m.started_at > 10 ? 0 : failures + 1;
@@ -774,6 +791,7 @@ int pn_monitor_main(const char *config_path, int ready_fd)
             break;
         }
         m.restarts++;
+        emit_event(&m, "restarted");
     }
     m.state = stopping ? "stopped" : "exited";
     write_status(&m);

@@ -118,6 +118,8 @@ def _format_cell(value: object) -> str:
 def render(verb: Verb, result: object, as_json: bool) -> int:
     if isinstance(result, Iterator):
         for line in result:
+            if line is None:  # a follower's heartbeat
+                continue
             print(json.dumps(line) if as_json or isinstance(line, dict) else line, flush=True)
         return 0
     if verb.name == "exec" and isinstance(result, dict):
@@ -138,6 +140,8 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     elif isinstance(result, list):
         for line in result:
+            if line is None:  # a follower's heartbeat
+                continue
             print(line)
     elif isinstance(result, dict) and verb.name == "run":
         print(result["name"])

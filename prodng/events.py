@@ -1,59 +1,78 @@
-"""Lifecycle events (created, started, died, restarted, frozen, thawed, removed), derived by
-comparing successive observations: containers need no daemon to report them."""
+"""Lifecycle events (created, started, died, restarted, frozen, thawed, removed).
+
+Whoever changes a container appends one JSON line to ROOT/events.jsonl: the
+verbs here, and each container's monitor (died, restarted) from C. Appends of a
+short line with O_APPEND are atomic, so no daemon is needed to order them;
+followers tail the file.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
 
-from . import runtime
+from . import locks
 from .config import Paths
 
-Snapshot = dict[str, dict[str, object]]
+KINDS = ("created", "started", "died", "restarted", "frozen", "thawed", "removed")
+ROTATE_BYTES = 4 * 1024**2
 
 
-def snapshot(paths: Paths) -> Snapshot:
-    return {str(row["name"]): row for row in runtime.list_all(paths)}
+def journal(paths: Paths) -> str:
+    return str(paths.root / "events.jsonl")
 
 
-def _transition(old: str, new: str) -> str | None:
-    if new == "frozen" and old != "frozen":
-        return "frozen"
-    if old == "frozen" and new == "running":
-        return "thawed"
-    if new == "running" and old in ("created", "exited", "restarting"):
-        return "started"
-    if new in ("exited", "restarting") and old in ("running", "frozen"):
-        return "died"
-    return None
+def emit(paths: Paths, kind: str, name: str, **extra: object) -> None:
+    line = json.dumps({"event": kind, "name": name, "time": time.time(), **extra}) + "\n"
+    path = journal(paths)
+    try:
+        if os.path.getsize(path) > ROTATE_BYTES:
+            with locks.hold(paths.locks / "events.lock"):
+                if os.path.getsize(path) > ROTATE_BYTES:
+                    os.replace(path, path + ".1")
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
-def diff(before: Snapshot, after: Snapshot) -> list[dict[str, object]]:
-    events: list[dict[str, object]] = []
-
-    def emit(kind: str, row: dict[str, object]) -> None:
-        events.append({"event": kind, "name": row["name"], "state": row["state"], "time": time.time()})
-
-    for name in sorted(after.keys() - before.keys()):
-        emit("created", after[name])
-        if after[name]["state"] == "running":
-            emit("started", after[name])
-    for name in sorted(before.keys() - after.keys()):
-        emit("removed", before[name])
-    for name in sorted(before.keys() & after.keys()):
-        old, new = before[name], after[name]
-        if int(str(new["restarts"])) > int(str(old["restarts"])):
-            emit("restarted", new)
-        elif kind := _transition(str(old["state"]), str(new["state"])):
-            emit(kind, new)
-    return events
-
-
-def follow(paths: Paths, interval: float = 0.25) -> Iterator[dict[str, object]]:
-    """Events from now on, forever (the caller stops reading to stop)."""
-    before = snapshot(paths)
+def follow(paths: Paths, heartbeat: float = 1.0) -> Iterator[dict[str, object] | None]:
+    """Events from now on, forever; None after `heartbeat` idle seconds, so a reader (the
+    agent) regains control often enough to notice a gone client or its own shutdown."""
+    path = journal(paths)
+    handle = None
+    position = os.path.getsize(path) if os.path.exists(path) else 0
+    inode = os.stat(path).st_ino if os.path.exists(path) else None
+    quiet_since = time.monotonic()
     while True:
-        time.sleep(interval)
-        after = snapshot(paths)
-        yield from diff(before, after)
-        before = after
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            stat = None
+        if stat and stat.st_ino != inode:  # rotated: start the new file from its beginning
+            inode, position = stat.st_ino, 0
+            if handle:
+                handle.close()
+                handle = None
+        if stat and stat.st_size > position:
+            handle = handle or open(path, "rb")
+            handle.seek(position)
+            data = handle.read(stat.st_size - position)
+            complete = data[: data.rfind(b"\n") + 1]
+            position += len(complete)
+            for line in complete.splitlines():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+            quiet_since = time.monotonic()
+            continue
+        if time.monotonic() - quiet_since >= heartbeat:
+            quiet_since = time.monotonic()
+            yield None
+        time.sleep(0.05)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import btrfs, cgroups, run, state, templates
+from . import btrfs, cgroups, events, run, state, templates
 from .config import Paths
 from .errors import Conflict, InvalidRequest, NotFound, SystemFailure
 from .state import Bind, ContainerRecord, Limits
@@ -178,6 +178,7 @@ def create(paths: Paths, record: ContainerRecord) -> ContainerRecord:
         except BaseException:
             _discard(paths, record.name)
             raise
+    events.emit(paths, "created", record.name)
     return record
 
 
@@ -195,6 +196,7 @@ def _config_bytes(paths: Paths, record: ContainerRecord) -> bytes:
         ("workdir", record.workdir), ("log", str(directory / "log")), ("log_max", str(LOG_MAX)),
         ("status", str(directory / "status")), ("restart", record.restart),
         ("restart_max", str(record.restart_max)), ("net", record.network),
+        ("events", events.journal(paths)),
     ]
     pairs += [("arg", a) for a in record.argv]
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
@@ -228,6 +230,7 @@ def start(paths: Paths, name: str) -> Observation:
             _release(paths, record)
             state.save(paths, replace(record, cgroups=(), started=False))
             raise
+        events.emit(paths, "started", name)
         return observe(paths, record)
 
 
@@ -335,8 +338,10 @@ def kill(paths: Paths, name: str, sig: int = signal.SIGKILL) -> Observation:
 
 def set_frozen(paths: Paths, name: str, frozen: bool) -> Observation:
     with state.locked(paths, name):
-        record, _ = _running(paths, name)
+        record, before = _running(paths, name)
         cgroups.set_frozen(record.cgroups, frozen)
+        if (before.state == ContainerState.FROZEN) != frozen:
+            events.emit(paths, "frozen" if frozen else "thawed", name)
         return observe(paths, record)
 
 
@@ -349,6 +354,7 @@ def remove(paths: Paths, name: str, force: bool = False) -> None:
             _halt(paths, record, signal.SIGKILL, 0)
         _release(paths, record)
         _discard(paths, name)
+        events.emit(paths, "removed", name)
 
 
 # ---- reading ----
@@ -398,11 +404,13 @@ def log_lines(paths: Paths, name: str, tail: int | None = None) -> list[str]:
     return lines[-tail:] if tail is not None and tail >= 0 else lines
 
 
-def follow_log(paths: Paths, name: str, tail: int | None = None) -> Iterator[str]:
-    """The log so far, then new lines until the container stops."""
+def follow_log(paths: Paths, name: str, tail: int | None = None) -> Iterator[str | None]:
+    """The log so far, then new lines until the container stops; None about once a second
+    while nothing is written (a heartbeat for readers that must notice a gone client)."""
     yield from log_lines(paths, name, tail)
     log = paths.container_state(name) / "log"
     position = log.stat().st_size if log.exists() else 0
+    idle = 0
     while True:
         size = log.stat().st_size if log.exists() else 0
         if size < position:  # rotated
@@ -413,10 +421,14 @@ def follow_log(paths: Paths, name: str, tail: int | None = None) -> Iterator[str
                 chunk = f.read()
                 position = f.tell()
             yield from chunk.splitlines()
+            idle = 0
             continue
         if not state.exists(paths, name) or observe(paths, state.load(paths, name)).state not in ACTIVE:
             return
         time.sleep(0.2)
+        idle += 1
+        if idle % 5 == 0:
+            yield None
 
 
 def exec_in(paths: Paths, name: str, argv: list[str], stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:

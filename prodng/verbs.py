@@ -61,6 +61,7 @@ class Verb:
     handler: Callable[..., object]
     params: tuple[Param, ...] = ()
     columns: tuple[str, ...] = ()  # table columns for list results on the CLI
+    stream: str = ""  # content type when the handler returns an iterator (REST streams it)
 
     @property
     def route(self) -> str:
@@ -201,7 +202,7 @@ def _info(ctx: Context, name: str) -> dict[str, object]:
     return runtime.describe(ctx.paths, name, detail=True)
 
 
-def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[str] | list[str]:
+def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[str | None] | list[str]:
     if tail is not None and tail < 0:
         raise InvalidRequest("--tail must not be negative")
     if follow:
@@ -210,7 +211,7 @@ def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[s
     return runtime.log_lines(ctx.paths, name, tail)
 
 
-def _events(ctx: Context) -> Iterator[dict[str, object]]:
+def _events(ctx: Context) -> Iterator[dict[str, object] | None]:
     from . import events
 
     return events.follow(ctx.paths)
@@ -269,11 +270,11 @@ VERBS: tuple[Verb, ...] = (
     Verb("info", "show one container in detail", "GET", _info, (NAME,)),
     Verb("logs", "show a container's output", "GET", _logs,
          (NAME, Param("follow", "keep printing new output", kind="bool", flags=("-f", "--follow"), default=False),
-          Param("tail", "only the last N lines", kind="int", flags=("--tail",)))),
+          Param("tail", "only the last N lines", kind="int", flags=("--tail",))), stream="text/plain"),
     Verb("exec", "run a command inside a running container", "POST", _exec,
          (NAME, Param("command", "CMD ARGS...", kind="argv", positional=True, required=True))),
     Verb("events", "follow lifecycle events (created, started, died, restarted, frozen, thawed, removed)", "GET",
-         _events),
+         _events, stream="text/event-stream"),
     Verb("query", "read-only SQL over the prodng_* tables", "GET", _query,
          (Param("sql", "a SELECT statement", positional=True, required=True),
           Param("timeout", "seconds before the query is stopped", kind="float", flags=("--timeout",),
