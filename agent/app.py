@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from prodng import verbs
+from prodng import events, verbs
 from prodng.config import Paths
 from prodng.errors import InvalidRequest, ProdngError
 
@@ -160,7 +160,9 @@ async def _stream(request: web.Request, verb: verbs.Verb, items: Iterator[Any]) 
 def _view(verb: verbs.Verb) -> Handler:
     async def view(request: web.Request) -> web.StreamResponse:
         values = await request_values(verb, request)
-        ctx = verbs.Context(request.app[PATHS])
+        paths = request.app[PATHS]
+        # Long verbs (template build) report progress on the events stream; the answer is the result.
+        ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
         result = await asyncio.to_thread(verbs.call, verb, ctx, values)
         if isinstance(result, Iterator):
             return await _stream(request, verb, result)

@@ -22,6 +22,8 @@ STATUSES = {"400": "bad input", "404": "unknown container, template or verb", "4
 
 def _param_schema(param: verbs.Param) -> dict[str, Any]:
     schema: dict[str, Any] = dict(SCHEMAS[param.kind])
+    if param.pattern:
+        schema["pattern"] = param.pattern
     if param.default is not None and param.kind not in ("list", "argv"):
         schema["default"] = param.default
     return schema

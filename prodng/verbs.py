@@ -51,6 +51,7 @@ class Param:
     flags: tuple[str, ...] = ()
     default: object = None
     required: bool = False
+    pattern: str = ""  # for the OpenAPI schema; the handler checks it anyway
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Verb:
         return "/prodng/" + self.name.replace(" ", "/")
 
 
-NAME = Param("name", "container name", positional=True, required=True)
+NAME = Param("name", "container name", positional=True, required=True, pattern=state.NAME_RE.pattern)
 
 
 # ---- handlers ----

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +210,20 @@ def test_metrics_parse_and_move(prodng: Prodng, template: str, https: Client, co
     first = cpu()
     time.sleep(1)
     assert cpu() > first
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error(prodng: Prodng, https: Client) -> None:
+    """Fuzz every non-destructive, non-streaming route against the served spec."""
+    f = credentials.files(Paths(prodng.root))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", f"https://localhost:{PORT}/prodng/openapi.json",
+         "--tls-verify", str(f.ca), "--request-cert", str(f.client), "--request-cert-key", str(f.client_key),
+         "-n", "25", "--phases", "examples,fuzzing", "--seed", "1337",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+         "--exclude-path", "/prodng/events", "--exclude-path", "/prodng/logs",  # endless streams
+         "--exclude-path", "/prodng/template/build", "--exclude-path", "/prodng/template/rm"],  # slow / destructive
+        capture_output=True, text=True, timeout=600, env=prodng.env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout[-2000:]
