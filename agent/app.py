@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -157,16 +159,56 @@ async def _stream(request: web.Request, verb: verbs.Verb, items: Iterator[Any]) 
     return response
 
 
+class ListingCache:
+    """`ls` for many containers costs a few file reads each; answer repeated polls from a
+    copy that is dropped whenever the events journal moves (every verb and every monitor
+    writes there) and at most MAX_AGE seconds old, for changes made behind prodng's back."""
+
+    MAX_AGE = 1.0
+
+    def __init__(self, paths: Paths) -> None:
+        self.journal = events.journal(paths)
+        self.key: tuple[int, int, int] | None = None
+        self.made = 0.0
+        self.body = b""
+
+    def _journal_key(self) -> tuple[int, int, int]:
+        try:
+            st = os.stat(self.journal)
+            return st.st_ino, st.st_size, st.st_mtime_ns
+        except FileNotFoundError:
+            return 0, 0, 0
+
+    def get(self) -> bytes | None:
+        fresh = time.monotonic() - self.made < self.MAX_AGE
+        return self.body if fresh and self.key == self._journal_key() else None
+
+    def put(self, key: tuple[int, int, int], body: bytes) -> None:
+        self.key, self.made, self.body = key, time.monotonic(), body
+
+
+LISTING = web.AppKey("listing", ListingCache)
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, default=str)
+
+
 def _view(verb: verbs.Verb) -> Handler:
     async def view(request: web.Request) -> web.StreamResponse:
+        if verb.name == "ls" and not request.query and (body := request.app[LISTING].get()) is not None:
+            return web.Response(body=body, content_type="application/json")
         values = await request_values(verb, request)
         paths = request.app[PATHS]
         # Long verbs (template build) report progress on the events stream; the answer is the result.
         ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
+        key = request.app[LISTING]._journal_key() if verb.name == "ls" else None
         result = await asyncio.to_thread(verbs.call, verb, ctx, values)
         if isinstance(result, Iterator):
             return await _stream(request, verb, result)
-        return web.json_response(result, dumps=lambda data: json.dumps(data, default=str))
+        if key is not None:
+            request.app[LISTING].put(key, _json(result).encode())
+        return web.json_response(result, dumps=_json)
 
     return view
 
@@ -191,6 +233,7 @@ async def _stop_streams(app: web.Application) -> None:
 def create_app(paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "[::1]"})) -> web.Application:
     app = web.Application(middlewares=[metrics.middleware, errors, same_origin], client_max_size=MAX_BODY)
     app[PATHS] = paths
+    app[LISTING] = ListingCache(paths)
     app[ALLOWED_HOSTS] = allowed_hosts
     app.cleanup_ctx.append(_streams)
     app.on_shutdown.append(_stop_streams)

@@ -1,0 +1,104 @@
+"""Agent throughput: GET /prodng/ls with N containers and freeze/thaw pairs, over TLS and the unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import aiohttp
+from common import ROOT, bench_context
+
+from prodng import credentials, runtime, state
+from prodng.state import ContainerRecord
+
+COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
+PAIRS = int(os.environ.get("BENCH_PAIRS", "200"))
+CONCURRENCY = 8
+PORT = 14337
+
+
+def summary(label: str, latencies: list[float], elapsed: float) -> str:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (f"  {label:34} {len(latencies) / elapsed:8.0f} req/s   p50 {statistics.median(ordered) * 1000:6.2f} ms"
+            f"   p99 {p99 * 1000:6.2f} ms")
+
+
+async def hammer(session: aiohttp.ClientSession, base: str, method: str, path: str, total: int,
+                 concurrency: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    remaining = iter(range(total))
+
+    async def worker() -> None:
+        for _ in remaining:
+            start = time.perf_counter()
+            async with session.request(method, base + path) as response:
+                await response.read()
+                assert response.status == 200, response.status
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - start
+
+
+async def freeze_thaw(session: aiohttp.ClientSession, base: str, name: str) -> tuple[list[float], float]:
+    latencies = []
+    start = time.perf_counter()
+    for _ in range(PAIRS):
+        t = time.perf_counter()
+        for verb in ("freeze", "thaw"):
+            async with session.post(f"{base}/prodng/{verb}?{name}") as response:
+                await response.read()
+                assert response.status == 200
+        latencies.append(time.perf_counter() - t)
+    return latencies, time.perf_counter() - start
+
+
+async def measure(paths) -> None:  # type: ignore[no-untyped-def]
+    f = credentials.files(paths)
+    tls = credentials.client_context(paths)
+    for label, connector, base in (
+        ("TLS", lambda: aiohttp.TCPConnector(ssl=tls, limit=CONCURRENCY), f"https://localhost:{PORT}"),
+        ("unix socket", lambda: aiohttp.UnixConnector(path=str(paths.root / "agent.sock"), limit=CONCURRENCY),
+         "http://localhost"),
+    ):
+        async with aiohttp.ClientSession(connector=connector()) as session:
+            await hammer(session, base, "GET", "/prodng/ls", 20, CONCURRENCY)  # warm up
+            lat, elapsed = await hammer(session, base, "GET", "/prodng/ls", REQUESTS, CONCURRENCY)
+            print(summary(f"GET /prodng/ls ({COUNT} ctrs), {label}", lat, elapsed))
+            lat, elapsed = await freeze_thaw(session, base, "bench-agent-0")
+            print(summary(f"freeze+thaw pair, {label}", lat, elapsed))
+    del f
+
+
+def main() -> None:
+    ctx = bench_context()
+    names = [f"bench-agent-{i}" for i in range(COUNT)]
+    for name in names:
+        if state.exists(ctx.paths, name):
+            runtime.remove(ctx.paths, name, force=True)
+        runtime.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "1000000")))
+        runtime.start(ctx.paths, name)
+    agent = subprocess.Popen([sys.executable, "-m", "prodng", "--root", str(ROOT), "agent", "--port", str(PORT)],
+                             stderr=subprocess.DEVNULL)
+    try:
+        while not (ROOT / "agent.sock").exists():
+            time.sleep(0.1)
+        print(f"agent with {COUNT} containers, {CONCURRENCY} concurrent clients:")
+        asyncio.run(measure(ctx.paths))
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait()
+        for name in names:
+            runtime.remove(ctx.paths, name, force=True)
+
+
+if __name__ == "__main__":
+    main()
