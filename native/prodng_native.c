@@ -46,7 +46,7 @@ struct pn_config {
     char *buf; /* the file's bytes; every string below points into it */
     const char *name, *rootfs, *workdir, *log, *status, *restart, *net, *events;
     long log_max;
-    int restart_max, uid, gid;
+    int restart_max, uid, gid, forking;
     const char *argv[PN_MAX_ARGS + 1];
     int argc;
     char *env[PN_MAX_ARGS + 1];
@@ -55,6 +55,8 @@ struct pn_config {
     int ncgroups;
     const char *binds[PN_MAX_LIST]; /* "ro|rw" US source US target */
     int nbinds;
+    const char *rundirs[PN_MAX_LIST]; /* systemd's RuntimeDirectory=: made in the fresh /run for uid:gid */
+    int nrundirs;
     int caps[64];
     int ncaps;
 };
@@ -121,11 +123,13 @@ static int load_config(const char *path, struct pn_config *c, char *err, size_t 
         else if (!strcmp(key, "events")) c->events = val;
         else if (!strcmp(key, "uid")) c->uid = atoi(val);
         else if (!strcmp(key, "gid")) c->gid = atoi(val);
+        else if (!strcmp(key, "forking")) c->forking = atoi(val);
         else if (!strcmp(key, "cap")) { if (c->ncaps < 64) c->caps[c->ncaps++] = atoi(val); }
         LIST("arg", c->argv, c->argc, PN_MAX_ARGS)
         LIST("env", c->env, c->envc, PN_MAX_ARGS)
         LIST("cgroup", c->cgroups, c->ncgroups, PN_MAX_LIST)
         LIST("bind", c->binds, c->nbinds, PN_MAX_LIST)
+        LIST("rundir", c->rundirs, c->nrundirs, PN_MAX_LIST)
         else return fail_msg(err, n, "config %s: unknown key %s", path, key);
 #undef LIST
     }
@@ -447,6 +451,12 @@ static int setup_container(const struct pn_config *c, char *err, size_t n)
         do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=10%", err, n) < 0 ||
         do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err, n) < 0)
         return -1;
+    for (int i = 0; i < c->nrundirs; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "/run/%s", c->rundirs[i]);
+        if ((mkdir(path, 0755) < 0 && errno != EEXIST) || lchown(path, c->uid, c->gid) < 0)
+            return fail_msg(err, n, "runtime directory %s: %s", path, strerror(errno));
+    }
     return 0;
 }
 
@@ -507,7 +517,7 @@ static void __attribute__((noreturn)) container_init(const struct pn_config *c, 
         if (sig < 0)
             continue;
         if (sig != SIGCHLD) {
-            kill(service, sig);
+            kill(service > 0 ? service : -1, sig); /* a daemonized service: everyone but us */
             continue;
         }
         int status;
@@ -515,11 +525,17 @@ static void __attribute__((noreturn)) container_init(const struct pn_config *c, 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             if (pid != service)
                 continue;
+            if (c->forking && exit_code(status) == 0) {
+                service = -1; /* Type=forking: the daemon lives on in its children */
+                continue;
+            }
             kill(-1, SIGKILL); /* the service is gone: so is everything it left */
             while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
                 ;
             _exit(exit_code(status));
         }
+        if (pid < 0 && errno == ECHILD && service == -1)
+            _exit(0); /* the last process of a forking service is gone */
     }
 }
 

@@ -160,10 +160,10 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
 
 # ---- lifecycle ----
 
-def create(paths: Paths, record: ContainerRecord) -> ContainerRecord:
-    """Snapshot the template and write the record; all or nothing."""
+def create(paths: Paths, record: ContainerRecord, source: Path | None = None) -> ContainerRecord:
+    """Snapshot the template (or an installed root made from it) and write the record; all or nothing."""
     state.check_name(record.name)
-    template_root = templates.require(paths, record.template)
+    template_root = source or templates.require(paths, record.template)
     with state.locked(paths, record.name):
         if state.exists(paths, record.name):
             raise Conflict(f"container {record.name} already exists")
@@ -187,22 +187,26 @@ def _discard(paths: Paths, name: str) -> None:
     shutil.rmtree(paths.container_state(name), ignore_errors=True)
 
 
-def _config_bytes(paths: Paths, record: ContainerRecord) -> bytes:
-    directory = paths.container_state(record.name)
+def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = None,
+                  directory: Path | None = None) -> bytes:
+    directory = directory or paths.container_state(record.name)
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", "container": "prodng", "HOSTNAME": record.name}
     env.update(e.split("=", 1) for e in record.env)  # type: ignore[misc]
     pairs: list[tuple[str, str]] = [
-        ("name", record.name), ("rootfs", str(paths.container_root(record.name))),
+        ("name", record.name), ("rootfs", str(rootfs or paths.container_root(record.name))),
+        ("uid", str(record.uid)), ("gid", str(record.gid)), ("forking", str(int(record.forking))),
         ("workdir", record.workdir), ("log", str(directory / "log")), ("log_max", str(LOG_MAX)),
         ("status", str(directory / "status")), ("restart", record.restart),
         ("restart_max", str(record.restart_max)), ("net", record.network),
-        ("events", events.journal(paths)),
     ]
+    if directory == paths.container_state(record.name):  # one-shot jobs (installs) are not containers
+        pairs.append(("events", events.journal(paths)))
     pairs += [("arg", a) for a in record.argv]
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
     pairs += [("cgroup", c) for c in record.cgroups]
     pairs += [("bind", f"{'ro' if b.read_only else 'rw'}\x1f{b.source}\x1f{b.target}") for b in record.binds]
     pairs += [("cap", str(c)) for c in DEFAULT_CAPS.values()]
+    pairs += [("rundir", d) for d in record.run_dirs]
     for key, value in pairs:
         if "\0" in value:
             raise InvalidRequest(f"{key} must not contain NUL")
@@ -455,3 +459,28 @@ def exec_in(paths: Paths, name: str, argv: list[str], stdio: tuple[int, int, int
         raise (NotFound if "No such file" in message else SystemFailure)(f"exec in {name}: {message}")
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path, timeout: float) -> tuple[int, str]:
+    """Run argv once in rootfs with full isolation (an install phase); returns exit code and output."""
+    leaf = paths.cgroup_leaf(f"job-{directory.name}")
+    groups = cgroups.create(leaf, record.limits)
+    job = replace(record, cgroups=groups, restart="no")
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "config"
+    try:
+        state.write_atomic(config, _config_bytes(paths, job, rootfs, directory), durable=False)
+        _spawn_monitor(config)
+        status_file = directory / "status"
+        deadline = time.monotonic() + timeout
+        while "state=exited" not in (status_file.read_text() if status_file.exists() else ""):
+            if time.monotonic() > deadline:
+                cgroups.kill_all(groups)
+                raise SystemFailure(f"{record.name}: gave up after {timeout:g} s")
+            time.sleep(0.1)
+        status = dict(line.split("=", 1) for line in status_file.read_text().splitlines() if "=" in line)
+        log = (directory / "log").read_text(errors="replace") if (directory / "log").exists() else ""
+        return int(status.get("exit_code", 1)), log
+    finally:
+        cgroups.kill_all(groups)
+        cgroups.remove(groups)

@@ -64,6 +64,10 @@ class ContainerRecord:
     boot_id: str = ""
     cgroups: tuple[str, ...] = ()
     started: bool = False
+    uid: int = 0
+    gid: int = 0
+    forking: bool = False  # Type=forking: the service daemonizes
+    run_dirs: tuple[str, ...] = ()  # RuntimeDirectory=, made in /run for uid:gid before the service starts
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +78,7 @@ class ContainerRecord:
         data = {k: v for k, v in data.items() if k in known}
         data["binds"] = tuple(Bind(**b) for b in data.get("binds", ()))
         data["limits"] = Limits(**data.get("limits", {}))
-        for key in ("argv", "env", "payloads", "cgroups"):
+        for key in ("argv", "env", "payloads", "cgroups", "run_dirs"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
 

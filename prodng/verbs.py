@@ -12,10 +12,10 @@ import shlex
 import signal as signals
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import runtime, state, storage, templates
+from . import install, payload, runtime, state, storage, templates
 from .config import Paths, parse_size, pool_size
 from .errors import InvalidRequest
 from .state import ContainerRecord, Limits
@@ -109,17 +109,15 @@ def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
 def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, env: list[str],
             bind: list[str], memory: str | None, pids: int | None, cpus: float | None,
             restart: str, workdir: str, net: str | None) -> ContainerRecord:
-    template, payloads, positional_net = _split_run_args(args)
-    if payloads:
-        raise InvalidRequest(f"cannot install {payloads[0]}: .deb payloads are not supported by this build yet",
-                             hint="give the service with --exec")
-    if not exec:
-        raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS'")
+    template, payload_files, positional_net = _split_run_args(args)
+    payloads = [payload.inspect(f) for f in payload_files]  # all validated before anything is touched
+    if not exec and not payloads:
+        raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS' or a .deb payload")
     try:
-        argv = tuple(shlex.split(exec))
+        argv = tuple(shlex.split(exec)) if exec else ()
     except ValueError as err:
         raise InvalidRequest(f"malformed --exec: {err}") from None
-    if not argv:
+    if exec and not argv:
         raise InvalidRequest("--exec is empty")
     policy, restart_max = runtime.parse_restart(restart)
     if not workdir.startswith("/"):
@@ -130,20 +128,39 @@ def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, e
         template=template, argv=argv, env=runtime.parse_env(env), binds=runtime.parse_binds(bind),
         limits=limits, restart=policy, restart_max=restart_max,
         network=runtime.check_network(net or positional_net or "none"), workdir=workdir,
+        payloads=tuple(p.path for p in payloads),
     )
+
+
+def _with_payloads(ctx: Context, record: ContainerRecord) -> tuple[ContainerRecord, Path | None]:
+    """Install the payloads (or reuse the cached install) and fill in the service they ship."""
+    if not record.payloads:
+        return record, None
+    payloads = [payload.inspect(p) for p in record.payloads]
+    root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress)
+    labels = tuple(f"{p.package}={p.version}" for p in payloads)
+    if record.argv:
+        return replace(record, payloads=labels), root
+    service = payload.find_service(root, payloads)
+    uid, gid = payload.lookup_ids(root, service.user, service.group)
+    workdir = record.workdir if record.workdir != "/" else service.workdir
+    return replace(record, payloads=labels, argv=service.argv, env=service.env + record.env, uid=uid, gid=gid,
+                   workdir=workdir, forking=service.forking, run_dirs=service.run_dirs), root
 
 
 def _create(ctx: Context, **kw: object) -> dict[str, object]:
     record = _record(ctx, **kw)  # type: ignore[arg-type]
     ctx.pool()
-    runtime.create(ctx.paths, record)
+    record, source = _with_payloads(ctx, record)
+    runtime.create(ctx.paths, record, source)
     return runtime.describe(ctx.paths, record.name)
 
 
 def _run(ctx: Context, **kw: object) -> dict[str, object]:
     record = _record(ctx, **kw)  # type: ignore[arg-type]
     ctx.pool()
-    runtime.create(ctx.paths, record)
+    record, source = _with_payloads(ctx, record)
+    runtime.create(ctx.paths, record, source)
     try:
         runtime.start(ctx.paths, record.name)
     except BaseException:
