@@ -8,6 +8,7 @@ the record holds only what was asked for.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import posixpath
 import re
@@ -184,6 +185,8 @@ def create(paths: Paths, record: ContainerRecord, source: Path | None = None) ->
 
 def _discard(paths: Paths, name: str) -> None:
     btrfs.delete_subvolume(paths.container_root(name))
+    for leftover in (".previous", ".older", ".incoming", ".next"):
+        btrfs.delete_subvolume(paths.containers / f".{name}{leftover}")
     shutil.rmtree(paths.container_state(name), ignore_errors=True)
 
 
@@ -215,27 +218,31 @@ def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = N
 
 def start(paths: Paths, name: str) -> Observation:
     with state.locked(paths, name):
-        record = state.load(paths, name)
-        if observe(paths, record).state in ACTIVE:
-            raise Conflict(f"container {name} is already running")
+        return _start_locked(paths, name)
+
+
+def _start_locked(paths: Paths, name: str) -> Observation:
+    record = state.load(paths, name)
+    if observe(paths, record).state in ACTIVE:
+        raise Conflict(f"container {name} is already running")
+    _release(paths, record)
+    directory = paths.container_state(name)
+    (directory / "status").unlink(missing_ok=True)
+    created = cgroups.create(paths.cgroup_leaf(name), record.limits)
+    record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
+    # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
+    state.save(paths, record)
+    config = directory / "config"
+    state.write_atomic(config, _config_bytes(paths, record), durable=False)  # rewritten every start
+    try:
+        _spawn_monitor(config)
+    except BaseException:
+        cgroups.kill_all(record.cgroups)
         _release(paths, record)
-        directory = paths.container_state(name)
-        (directory / "status").unlink(missing_ok=True)
-        created = cgroups.create(paths.cgroup_leaf(name), record.limits)
-        record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
-        # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
-        state.save(paths, record)
-        config = directory / "config"
-        state.write_atomic(config, _config_bytes(paths, record), durable=False)  # rewritten every start
-        try:
-            _spawn_monitor(config)
-        except BaseException:
-            cgroups.kill_all(record.cgroups)
-            _release(paths, record)
-            state.save(paths, replace(record, cgroups=(), started=False))
-            raise
-        events.emit(paths, "started", name)
-        return observe(paths, record)
+        state.save(paths, replace(record, cgroups=(), started=False))
+        raise
+    events.emit(paths, "started", name)
+    return observe(paths, record)
 
 
 def _spawn_monitor(config: Path) -> None:
@@ -484,3 +491,70 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
     finally:
         cgroups.kill_all(groups)
         cgroups.remove(groups)
+
+
+# ---- upgrade and rollback: a new root beside the running one, the old one kept ----
+
+def _previous(paths: Paths, name: str) -> tuple[Path, Path]:
+    return paths.containers / f".{name}.previous", paths.container_state(name) / "record.previous.json"
+
+
+def swap_in(paths: Paths, name: str, incoming_root: Path, incoming: ContainerRecord) -> Observation:
+    """Replace the container's root and record; the current ones become the previous version.
+
+    incoming_root must be a subvolume in the pool. If the new version fails to start,
+    everything is put back as it was (the incoming root returns to incoming_root) and
+    the old version is started again before the error is raised."""
+    with state.locked(paths, name):
+        current = state.load(paths, name)
+        was_active = observe(paths, current).state in ACTIVE
+        previous_root, previous_record = _previous(paths, name)
+        older = paths.containers / f".{name}.older"
+        root = paths.container_root(name)
+        old_previous_text = previous_record.read_text() if previous_record.exists() else None
+        _halt(paths, current, signal.SIGTERM, 10.0)
+        _release(paths, current)
+        btrfs.delete_subvolume(older)
+        if previous_root.exists():
+            os.rename(previous_root, older)
+        os.rename(root, previous_root)
+        os.rename(incoming_root, root)
+        state.write_atomic(previous_record, json.dumps(replace(current, cgroups=(), started=False).to_json()))
+        state.save(paths, replace(incoming, name=name, cgroups=(), started=False, created=current.created,
+                                  boot_id=state.boot_id()))
+        try:
+            observed = _start_locked(paths, name) if was_active else observe(paths, state.load(paths, name))
+        except BaseException:
+            failed = state.load(paths, name)
+            _halt(paths, failed, signal.SIGKILL, 0)
+            _release(paths, failed)
+            os.rename(root, incoming_root)
+            os.rename(previous_root, root)
+            if older.exists():
+                os.rename(older, previous_root)
+            if old_previous_text is None:
+                previous_record.unlink(missing_ok=True)
+            else:
+                state.write_atomic(previous_record, old_previous_text)
+            state.save(paths, replace(current, cgroups=(), started=False))
+            _start_locked(paths, name)
+            raise
+        btrfs.delete_subvolume(older)
+        return observed
+
+
+def rollback(paths: Paths, name: str) -> Observation:
+    """Return to the previous root and record (a second rollback returns to the newer one)."""
+    previous_root, previous_record = _previous(paths, name)
+    state.load(paths, name)
+    if not (previous_root.exists() and previous_record.exists()):
+        raise Conflict(f"container {name} has no previous version to roll back to")
+    incoming = ContainerRecord.from_json(json.loads(previous_record.read_text()))
+    staged = paths.containers / f".{name}.incoming"
+    btrfs.delete_subvolume(staged)
+    os.rename(previous_root, staged)
+    try:
+        return swap_in(paths, name, staged, incoming)
+    finally:
+        if staged.exists() and not previous_root.exists():
+            os.rename(staged, previous_root)  # a failed rollback keeps its previous version

@@ -68,6 +68,7 @@ class ContainerRecord:
     gid: int = 0
     forking: bool = False  # Type=forking: the service daemonizes
     run_dirs: tuple[str, ...] = ()  # RuntimeDirectory=, made in /run for uid:gid before the service starts
+    explicit_exec: bool = False  # --exec given: an upgrade keeps it instead of reading the new unit
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

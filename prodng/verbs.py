@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import install, payload, runtime, state, storage, templates
+from . import btrfs, install, payload, runtime, state, storage, templates
 from .config import Paths, parse_size, pool_size
 from .errors import InvalidRequest
 from .state import ContainerRecord, Limits
@@ -128,7 +128,7 @@ def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, e
         template=template, argv=argv, env=runtime.parse_env(env), binds=runtime.parse_binds(bind),
         limits=limits, restart=policy, restart_max=restart_max,
         network=runtime.check_network(net or positional_net or "none"), workdir=workdir,
-        payloads=tuple(p.path for p in payloads),
+        payloads=tuple(p.path for p in payloads), explicit_exec=bool(exec),
     )
 
 
@@ -139,7 +139,7 @@ def _with_payloads(ctx: Context, record: ContainerRecord) -> tuple[ContainerReco
     payloads = [payload.inspect(p) for p in record.payloads]
     root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress)
     labels = tuple(f"{p.package}={p.version}" for p in payloads)
-    if record.argv:
+    if record.explicit_exec:
         return replace(record, payloads=labels), root
     service = payload.find_service(root, payloads)
     uid, gid = payload.lookup_ids(root, service.user, service.group)
@@ -167,6 +167,29 @@ def _run(ctx: Context, **kw: object) -> dict[str, object]:
         runtime.remove(ctx.paths, record.name, force=True)  # no half-made container
         raise
     return runtime.describe(ctx.paths, record.name)
+
+
+def _upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
+    current = state.load(ctx.paths, name)
+    checked = [payload.inspect(p) for p in payloads]  # nothing is touched for a bad package
+    ctx.pool()
+    base = replace(current, payloads=tuple(p.path for p in checked),
+                   argv=current.argv if current.explicit_exec else (), env=current.env if current.explicit_exec else ())
+    record, source = _with_payloads(ctx, base)
+    staged = ctx.paths.containers / f".{name}.next"
+    btrfs.delete_subvolume(staged)
+    btrfs.snapshot(source or templates.require(ctx.paths, record.template), staged)
+    try:
+        runtime.swap_in(ctx.paths, name, staged, record)
+    finally:
+        btrfs.delete_subvolume(staged)
+    return runtime.describe(ctx.paths, name)
+
+
+def _rollback(ctx: Context, name: str) -> dict[str, object]:
+    ctx.pool()
+    runtime.rollback(ctx.paths, name)
+    return runtime.describe(ctx.paths, name)
 
 
 def _start(ctx: Context, name: str) -> dict[str, object]:
@@ -277,6 +300,9 @@ VERBS: tuple[Verb, ...] = (
     Verb("run", "create and start a container", "POST", _run, RUN_PARAMS),
     Verb("create", "create a container without starting it", "POST", _create, RUN_PARAMS),
     Verb("start", "start a created or exited container", "POST", _start, (NAME,)),
+    Verb("upgrade", "install new .debs beside the running root and switch the service over", "POST", _upgrade,
+         (NAME, Param("payloads", "the new .deb files", kind="list", positional=True, required=True))),
+    Verb("rollback", "return to the root and service before the last upgrade", "POST", _rollback, (NAME,)),
     Verb("stop", "stop: TERM, then KILL after the timeout", "POST", _stop,
          (NAME, Param("timeout", "seconds before KILL", kind="float", flags=("-t", "--timeout"), default=10.0))),
     Verb("kill", "send a signal (default KILL: the container stops for good)", "POST", _kill,
