@@ -11,10 +11,9 @@ import sys
 import time
 
 import aiohttp
-from common import ROOT, bench_context
+from common import ROOT, bench_context, remove_all, start_idle
 
-from prodng import credentials, runtime, state
-from prodng.state import ContainerRecord
+from prodng import credentials
 
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
@@ -62,7 +61,6 @@ async def freeze_thaw(session: aiohttp.ClientSession, base: str, name: str) -> t
 
 
 async def measure(paths) -> None:  # type: ignore[no-untyped-def]
-    f = credentials.files(paths)
     tls = credentials.client_context(paths)
     for label, connector, base in (
         ("TLS", lambda: aiohttp.TCPConnector(ssl=tls, limit=CONCURRENCY), f"https://localhost:{PORT}"),
@@ -75,17 +73,11 @@ async def measure(paths) -> None:  # type: ignore[no-untyped-def]
             print(summary(f"GET /prodng/ls ({COUNT} ctrs), {label}", lat, elapsed))
             lat, elapsed = await freeze_thaw(session, base, "bench-agent-0")
             print(summary(f"freeze+thaw pair, {label}", lat, elapsed))
-    del f
 
 
 def main() -> None:
     ctx = bench_context()
-    names = [f"bench-agent-{i}" for i in range(COUNT)]
-    for name in names:
-        if state.exists(ctx.paths, name):
-            runtime.remove(ctx.paths, name, force=True)
-        runtime.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "1000000")))
-        runtime.start(ctx.paths, name)
+    names = start_idle(ctx, "bench-agent", COUNT)
     agent = subprocess.Popen([sys.executable, "-m", "prodng", "--root", str(ROOT), "agent", "--port", str(PORT)],
                              stderr=subprocess.DEVNULL)
     try:
@@ -96,8 +88,7 @@ def main() -> None:
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait()
-        for name in names:
-            runtime.remove(ctx.paths, name, force=True)
+        remove_all(ctx, names)
 
 
 if __name__ == "__main__":

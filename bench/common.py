@@ -28,3 +28,33 @@ def ms(seconds: list[float]) -> str:
     ordered = sorted(seconds)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return f"median {statistics.median(ordered) * 1000:8.2f} ms   p99 {p99 * 1000:8.2f} ms"
+
+
+def fresh_container(ctx: verbs.Context, name: str, command: str) -> None:
+    """Create NAME anew (removing a leftover of an interrupted run)."""
+    import shlex
+
+    from prodng import runtime, state
+    from prodng.state import ContainerRecord
+
+    if state.exists(ctx.paths, name):
+        runtime.remove(ctx.paths, name, force=True)
+    runtime.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=tuple(shlex.split(command))))
+
+
+def start_idle(ctx: verbs.Context, prefix: str, count: int) -> list[str]:
+    """COUNT running idle containers named PREFIX-0..N."""
+    from prodng import runtime
+
+    names = [f"{prefix}-{i}" for i in range(count)]
+    for name in names:
+        fresh_container(ctx, name, "sleep 1000000")
+        runtime.start(ctx.paths, name)
+    return names
+
+
+def remove_all(ctx: verbs.Context, names: list[str]) -> None:
+    from prodng import runtime
+
+    for name in names:
+        runtime.remove(ctx.paths, name, force=True)

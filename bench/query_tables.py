@@ -6,23 +6,17 @@ import os
 import subprocess
 import time
 
-from common import bench_context
+from common import bench_context, remove_all, start_idle
 
-from prodng import cgroups, runtime, state
+from prodng import cgroups, state
 from prodng.query import run_query
-from prodng.state import ContainerRecord
 
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
 
 
 def main() -> None:
     ctx = bench_context()
-    names = [f"bench-q-{i}" for i in range(COUNT)]
-    for name in names:
-        if state.exists(ctx.paths, name):
-            runtime.remove(ctx.paths, name, force=True)
-        runtime.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "1000000")))
-        runtime.start(ctx.paths, name)
+    names = start_idle(ctx, "bench-q", COUNT)
     try:
         start = time.perf_counter()
         rows = run_query(ctx.paths, "SELECT * FROM prodng_processes").rows
@@ -38,8 +32,7 @@ def main() -> None:
         print(f"{COUNT} containers: SELECT * FROM prodng_processes {sql_time * 1000:.1f} ms ({len(rows)} rows) | "
               f"ps per container {ps_time * 1000:.1f} ms ({ps_rows} rows) | ratio ps/query {ps_time / sql_time:.2f}x")
     finally:
-        for name in names:
-            runtime.remove(ctx.paths, name, force=True)
+        remove_all(ctx, names)
 
 
 if __name__ == "__main__":

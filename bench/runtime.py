@@ -9,34 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
-from common import bench_context, ms
+from common import bench_context, fresh_container, ms, remove_all, start_idle
 
 from prodng import btrfs, runtime, state
-from prodng.state import ContainerRecord
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 IDLE = int(os.environ.get("BENCH_IDLE", "100"))
 
 
-def _record(name: str, command: str) -> ContainerRecord:
-    return ContainerRecord(name=name, template="bookworm", argv=tuple(shlex.split(command)))
-
-
-def _fresh(ctx, name: str, command: str) -> None:  # type: ignore[no-untyped-def]
-    if state.exists(ctx.paths, name):
-        runtime.remove(ctx.paths, name, force=True)
-    runtime.create(ctx.paths, _record(name, command))
-
-
 def prodng_start(ctx) -> list[float]:  # type: ignore[no-untyped-def]
-    _fresh(ctx, "bench-start", "/bin/true")
+    fresh_container(ctx, "bench-start", "/bin/true")
     times = []
     for _ in range(RUNS):
         start = time.perf_counter()
@@ -71,7 +59,7 @@ def runc_bundle(root: Path) -> Path:
 
 
 def freeze_thaw(ctx) -> list[float]:  # type: ignore[no-untyped-def]
-    _fresh(ctx, "bench-freeze", "sh -c 'for i in $(seq 49); do sleep 100000 & done; wait'")
+    fresh_container(ctx, "bench-freeze", "sh -c 'for i in $(seq 49); do sleep 100000 & done; wait'")
     runtime.start(ctx.paths, "bench-freeze")
     record = state.load(ctx.paths, "bench-freeze")
     from prodng import cgroups
@@ -99,10 +87,7 @@ def pss_kib(pid: int) -> int:
 
 
 def idle_memory(ctx) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    names = [f"bench-idle-{i}" for i in range(IDLE)]
-    for name in names:
-        _fresh(ctx, name, "sleep 1000000")
-        runtime.start(ctx.paths, name)
+    names = start_idle(ctx, "bench-idle", IDLE)
     time.sleep(1)
     total = 0
     for name in names:
@@ -112,8 +97,7 @@ def idle_memory(ctx) -> tuple[float, float]:  # type: ignore[no-untyped-def]
         sum(int(line.split()[1]) for line in Path(f"/proc/{state.read_status(ctx.paths, n)[k]}/status").read_text()
             .splitlines() if line.startswith("VmRSS:"))
         for n in names for k in ("monitor_pid", "init_pid"))
-    for name in names:
-        runtime.remove(ctx.paths, name, force=True)
+    remove_all(ctx, names)
     return total / IDLE / 1024, rss / 1024
 
 

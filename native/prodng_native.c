@@ -753,6 +753,7 @@ int pn_monitor_main(const char *config_path, int ready_fd)
         return 1;
     }
     prctl(PR_SET_NAME, "prodng-shim", 0, 0, 0);
+    close_fds_except(ready_fd); /* the config fd is read; nothing else of our parent's stays open */
     if (chdir("/") < 0)
         return 1;
     m.logfd = c.log ? open(c.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640) : -1;

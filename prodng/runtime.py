@@ -249,8 +249,12 @@ def _spawn_monitor(config: Path) -> None:
     if not SHIM.exists():
         raise SystemFailure(f"{SHIM} is missing", hint="rebuild: python native/build_native.py")
     read_end, write_end = os.pipe()
+    # The config goes by fd: the monitor and the container's init then show no host path
+    # in their command line (PID 1's is readable inside the container).
+    config_fd = os.open(config, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        status = run.spawn_daemon([SHIM, config, str(write_end)], pass_fds=[write_end])
+        status = run.spawn_daemon([SHIM, f"/proc/self/fd/{config_fd}", str(write_end)],
+                                  pass_fds=[write_end, config_fd], argv0="prodng-shim")
         os.close(write_end)
         write_end = -1
         answer = b""
@@ -258,6 +262,7 @@ def _spawn_monitor(config: Path) -> None:
             answer += chunk
     finally:
         os.close(read_end)
+        os.close(config_fd)
         if write_end >= 0:
             os.close(write_end)
     text = answer.decode(errors="replace").strip()

@@ -60,6 +60,7 @@ PROBE = r"""
 set -u
 echo "init=$(cat /proc/1/comm)"
 echo "fds=$(ls /proc/1/fd | tr '\n' ' ')"
+echo "cmdline=$(tr '\0' ' ' < /proc/1/cmdline)"
 grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status
 echo x > /proc/sys/kernel/hostname 2>/dev/null && echo "procsys=writable" || echo "procsys=refused"
 echo 1 > /proc/sysrq-trigger 2>/dev/null && echo "sysrq=writable" || echo "sysrq=refused"
@@ -82,6 +83,7 @@ def test_isolation_inside(prodng: Prodng, template: str, container: str) -> None
     facts = dict(re.findall(r"^(\w+)[=:]\s*(.*)$", probe.stdout, re.M))
     assert facts["init"] == "prodng-init"
     assert facts["fds"].split() == ["0", "1", "2"]
+    assert str(prodng.root) not in facts["cmdline"] and "/" not in facts["cmdline"].split()[0], facts["cmdline"]
     bounding = int(facts["CapBnd"], 16)
     for cap, number in {"SYS_ADMIN": 21, "SYS_MODULE": 16, "SYS_PTRACE": 19, "NET_ADMIN": 12,
                         "DAC_READ_SEARCH": 2, "MKNOD": 27, "SYS_RAWIO": 17}.items():
