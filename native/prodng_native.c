@@ -27,6 +27,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -294,6 +295,12 @@ static int ensure_dir(const char *path, char *err, size_t n)
 static int pivot_into(const char *rootfs, char *err, size_t n)
 {
     if (do_mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL, err, n) < 0)
+        return -1;
+    /* Device nodes a payload ships stay inert: the root is nodev (our own /dev is a fresh tmpfs). */
+    struct statvfs sv;
+    unsigned long keep = statvfs(rootfs, &sv) == 0 ? ((sv.f_flag & ST_NOATIME ? MS_NOATIME : 0) |
+                                                      (sv.f_flag & ST_NOSUID ? MS_NOSUID : 0)) : 0;
+    if (do_mount(NULL, rootfs, NULL, MS_BIND | MS_REMOUNT | MS_NODEV | keep, NULL, err, n) < 0)
         return -1;
     if (chdir(rootfs) < 0)
         return fail_msg(err, n, "chdir %s: %s", rootfs, strerror(errno));

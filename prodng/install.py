@@ -61,8 +61,12 @@ def _host_sources(paths: Paths, template: str) -> tuple[Bind, ...]:
 
 
 def _failure(log: str) -> str:
+    """The most telling line of apt's output: dpkg's own reason beats apt's summary."""
     lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith("prodng:")]
-    errors = [line for line in lines if line.startswith(("E:", "dpkg: error", "dpkg:"))]
+    for index, line in enumerate(lines[:-1]):
+        if line.startswith("dpkg: error processing"):
+            return lines[index + 1]
+    errors = [line for line in lines if line.startswith(("E:", "dpkg:"))]
     return (errors or lines or ["no output"])[-1]
 
 

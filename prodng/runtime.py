@@ -33,6 +33,7 @@ DEFAULT_CAPS = {
     "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6, "SETUID": 7,
     "SETPCAP": 8, "NET_BIND_SERVICE": 10, "SYS_CHROOT": 18, "AUDIT_WRITE": 29, "SETFCAP": 31,
 }
+CAP_MKNOD = 27
 NETWORK_MODES = ("none", "host")
 RESERVED_TARGETS = ("/proc", "/sys", "/dev")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -191,7 +192,7 @@ def _discard(paths: Paths, name: str) -> None:
 
 
 def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = None,
-                  directory: Path | None = None) -> bytes:
+                  directory: Path | None = None, caps: tuple[int, ...] = tuple(DEFAULT_CAPS.values())) -> bytes:
     directory = directory or paths.container_state(record.name)
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", "container": "prodng", "HOSTNAME": record.name}
     env.update(e.split("=", 1) for e in record.env)  # type: ignore[misc]
@@ -208,7 +209,7 @@ def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = N
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
     pairs += [("cgroup", c) for c in record.cgroups]
     pairs += [("bind", f"{'ro' if b.read_only else 'rw'}\x1f{b.source}\x1f{b.target}") for b in record.binds]
-    pairs += [("cap", str(c)) for c in DEFAULT_CAPS.values()]
+    pairs += [("cap", str(c)) for c in caps]
     pairs += [("rundir", d) for d in record.run_dirs]
     for key, value in pairs:
         if "\0" in value:
@@ -481,7 +482,9 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config"
     try:
-        state.write_atomic(config, _config_bytes(paths, job, rootfs, directory), durable=False)
+        # dpkg may unpack device nodes: allowed, and inert, since every root is mounted nodev.
+        install_caps = (*DEFAULT_CAPS.values(), CAP_MKNOD)
+        state.write_atomic(config, _config_bytes(paths, job, rootfs, directory, install_caps), durable=False)
         _spawn_monitor(config)
         status_file = directory / "status"
         deadline = time.monotonic() + timeout

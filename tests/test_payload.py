@@ -249,3 +249,28 @@ def test_upgrade_rollback_and_failed_upgrade(prodng: Prodng, template: str, cont
     prodng.wait_for(lambda: serving() == "serving 2.0", what="the roll forward")
     prodng("rm", "-f", container)
     assert not [p for p in (prodng.root / "pool" / "containers").iterdir() if container in p.name]
+
+
+def test_setuid_and_device_nodes_gain_nothing(prodng: Prodng, template: str, container: str, tmp_path: Path) -> None:
+    unit = ("[Service]\nUser=nobody\nExecStart=/bin/sh -c '/usr/bin/prodng-suid -u; "
+            "head -c1 /usr/share/prodng-dev/disk >/dev/null 2>&1 && echo disk-readable || echo disk-refused; "
+            "exec sleep 100000'\n")
+    suid = _entry("./usr/bin/prodng-suid", mode=0o4755)
+    disk = _entry("./usr/share/prodng-dev/disk", tarfile.CHRTYPE)
+    disk.devmajor, disk.devminor = 1, 3  # what /dev/null is: any node would do, none may work
+    folders = [(_entry(f"./{d}/", tarfile.DIRTYPE, mode=0o755), None)
+               for d in ("usr", "usr/bin", "usr/share", "usr/share/prodng-dev", "lib", "lib/systemd",
+                         "lib/systemd/system")]
+    deb = crafted_deb(tmp_path / "privileged.deb", control("prodng-privileged"), [
+        *folders,
+        (suid, Path("/usr/bin/id").read_bytes()),
+        (disk, None),
+        (_entry("./lib/systemd/system/prodng-privileged.service"), unit.encode()),
+    ])
+    prodng(template, deb, "none", "--name", container)
+    log = prodng.wait_for(lambda: "disk-" in (out := prodng("logs", container).stdout) and out, what="the probe")
+    assert log.splitlines()[0] == "65534", "the setuid bit gained root under no_new_privs"
+    assert "disk-refused" in log
+    mode = prodng("exec", container, "--", "stat", "-c", "%a %F", "/usr/share/prodng-dev/disk", "/usr/bin/prodng-suid")
+    node, binary = mode.stdout.splitlines()
+    assert node.endswith("character special file") and binary == "4755 regular file"  # installed, inert
