@@ -9,14 +9,16 @@ export PRODNG_ROOT=${PRODNG_ROOT:-/var/lib/prodng}
 
 prodng template ls | grep -q '^bookworm ' || prodng template build bookworm
 prodng template ls
-prodng rm -f demo-clock >/dev/null 2>&1 || true
-prodng bookworm none --name demo-clock --memory 64M --pids 32 --restart on-failure \
-  --exec "sh -c 'while true; do echo tick \$(date +%T) from \$(hostname); sleep 1; done'"
-sleep 2
+# The sample service is a real .deb built from examples/prodng-hello; prodng installs it
+# into a snapshot of the template and starts it from the systemd unit it ships.
+mkdir -p build
+dpkg-deb --root-owner-group -b examples/prodng-hello build/prodng-hello.deb >/dev/null
+prodng rm -f demo-hello >/dev/null 2>&1 || true
+prodng bookworm build/prodng-hello.deb none --name demo-hello --memory 64M --pids 32 --restart on-failure
+sleep 1
 prodng ls
-prodng info demo-clock
-prodng logs demo-clock --tail 3
-prodng exec demo-clock -- sh -c 'echo "inside: pid 1 is $(cat /proc/1/comm), hostname $(hostname)"'
+prodng info demo-hello
+prodng exec demo-hello -- sh -c 'echo "inside: pid 1 is $(cat /proc/1/comm), hostname $(hostname)"'
 
 # The agent: every verb over REST (mutual TLS on localhost:1337, and a root-only unix socket).
 if [ ! -S "$PRODNG_ROOT/agent.sock" ] || ! curl -s --unix-socket "$PRODNG_ROOT/agent.sock" http://localhost/prodng/ls >/dev/null; then
@@ -28,20 +30,23 @@ A="$PRODNG_ROOT/agent"
 TLS=(--cacert "$A/ca.pem" --cert "$A/client.pem" --key "$A/client.key")
 echo "+ curl https://localhost:1337/prodng/ls"
 curl -sS "${TLS[@]}" https://localhost:1337/prodng/ls; echo
-echo "+ curl https://localhost:1337/prodng/info?demo-clock"
-curl -sS "${TLS[@]}" "https://localhost:1337/prodng/info?demo-clock"; echo
-echo "+ curl -X POST https://localhost:1337/prodng/freeze?demo-clock"
-curl -sS "${TLS[@]}" -X POST "https://localhost:1337/prodng/freeze?demo-clock" | head -c 120; echo
-echo "+ prodng --remote https://localhost:1337 thaw demo-clock"
-prodng --remote https://localhost:1337 thaw demo-clock | head -2
-echo "+ curl https://localhost:1337/prodng/logs?demo-clock&tail=2"
-curl -sS "${TLS[@]}" "https://localhost:1337/prodng/logs?demo-clock&tail=2"; echo
+echo "+ curl https://localhost:1337/prodng/info?demo-hello"
+curl -sS "${TLS[@]}" "https://localhost:1337/prodng/info?demo-hello"; echo
+echo "+ curl -X POST https://localhost:1337/prodng/freeze?demo-hello"
+curl -sS "${TLS[@]}" -X POST "https://localhost:1337/prodng/freeze?demo-hello" | head -c 120; echo
+echo "+ prodng --remote https://localhost:1337 thaw demo-hello"
+prodng --remote https://localhost:1337 thaw demo-hello | head -2
+echo "+ curl -X POST https://localhost:1337/prodng/exec  (the service's answer, from inside its container)"
+curl -sS "${TLS[@]}" -X POST https://localhost:1337/prodng/exec -d '{"name": "demo-hello", "command":
+  ["perl", "-MIO::Socket::INET", "-e", "$s = IO::Socket::INET->new(q(127.0.0.1:8080)) or die $!; print $s qq(GET / HTTP/1.0\r\n\r\n); print <$s>"]}'; echo
+echo "+ curl https://localhost:1337/prodng/logs?demo-hello&tail=2"
+curl -sS "${TLS[@]}" "https://localhost:1337/prodng/logs?demo-hello&tail=2"; echo
 
 cat <<MSG
 
-demo-clock runs under $PRODNG_ROOT and keeps running after this script; so does the agent.
-  prodng logs -f demo-clock        # follow it
+demo-hello runs under $PRODNG_ROOT and keeps running after this script; so does the agent.
+  prodng logs -f demo-hello        # follow it
   prodng query "SELECT name, state, pid FROM prodng_containers"
-  prodng rm -f demo-clock          # clean up the container
+  prodng rm -f demo-hello          # clean up the container
   kill \$(cat $PRODNG_ROOT/agent.pid) # stop the agent (containers are not touched)
 MSG
