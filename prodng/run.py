@@ -117,24 +117,8 @@ def spawn_daemon(cmd: Sequence[str | Path], *, pass_fds: Sequence[int] = (), env
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
-def interactive(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> int:
-    """Run with our own stdio (for verbs that hand the terminal to a tool)."""
-    log.debug("+ %s", _describe(cmd))
-    return subprocess.call([str(c) for c in cmd], env=_env(env))
-
-
 def require(tool: str, package: str) -> str:
     path = shutil.which(tool, path=BASE_ENV["PATH"])
     if not path:
         raise SystemFailure(f"{tool} is not installed", hint=f"apt-get install {package}")
     return path
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -346,5 +346,3 @@ def context(root: str | None = None, progress: Callable[[str], None] | None = No
 def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:
     return verb.handler(ctx, **values)
 
-
-__all__ = ["VERBS", "BY_NAME", "Context", "Param", "Verb", "call", "context", "Path"]
