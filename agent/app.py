@@ -172,7 +172,7 @@ class ListingCache:
         self.made = 0.0
         self.body = b""
 
-    def _journal_key(self) -> tuple[int, int, int]:
+    def journal_key(self) -> tuple[int, int, int]:
         try:
             st = os.stat(self.journal)
             return st.st_ino, st.st_size, st.st_mtime_ns
@@ -181,7 +181,7 @@ class ListingCache:
 
     def get(self) -> bytes | None:
         fresh = time.monotonic() - self.made < self.MAX_AGE
-        return self.body if fresh and self.key == self._journal_key() else None
+        return self.body if fresh and self.key == self.journal_key() else None
 
     def put(self, key: tuple[int, int, int], body: bytes) -> None:
         self.key, self.made, self.body = key, time.monotonic(), body
@@ -202,7 +202,7 @@ def _view(verb: verbs.Verb) -> Handler:
         paths = request.app[PATHS]
         # Long verbs (template build) report progress on the events stream; the answer is the result.
         ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
-        key = request.app[LISTING]._journal_key() if verb.name == "ls" else None
+        key = request.app[LISTING].journal_key() if verb.name == "ls" else None
         result = await asyncio.to_thread(verbs.call, verb, ctx, values)
         if isinstance(result, Iterator):
             return await _stream(request, verb, result)

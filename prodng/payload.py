@@ -51,7 +51,7 @@ def _checksum(path: str) -> str:
     return digest.hexdigest()
 
 
-def _check_member(label: str, member: tarfile.TarInfo) -> str | None:
+def _check_member(member: tarfile.TarInfo) -> str | None:
     """The member's path inside the root, or why it is refused."""
     name = member.name
     if name.startswith("/"):
@@ -88,7 +88,7 @@ def inspect(path: str) -> Payload:
                              f"{host_architecture()} host")
     units = []
     for member in members:
-        if why := _check_member(label, member):
+        if why := _check_member(member):
             raise InvalidRequest(f"{label} ({package}): {why}")
         name = posixpath.normpath(member.name.removeprefix("./"))
         if name.startswith(UNIT_DIRS) and name.endswith(".service") and "@" not in name and not member.isdir():

@@ -108,7 +108,8 @@ def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
 
 def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, env: list[str],
             bind: list[str], memory: str | None, pids: int | None, cpus: float | None,
-            restart: str, workdir: str, net: str | None) -> ContainerRecord:
+            restart: str, workdir: str, net: str | None) -> tuple[ContainerRecord, list[payload.Payload]]:
+    """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
     payloads = [payload.inspect(f) for f in payload_files]  # all validated before anything is touched
     if not exec and not payloads:
@@ -123,20 +124,21 @@ def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, e
     if not workdir.startswith("/"):
         raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
     limits = runtime.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
-    return ContainerRecord(
+    record = ContainerRecord(
         name=state.check_name(name) if name else runtime.generate_name(ctx.paths, template),
         template=template, argv=argv, env=runtime.parse_env(env), binds=runtime.parse_binds(bind),
         limits=limits, restart=policy, restart_max=restart_max,
         network=runtime.check_network(net or positional_net or "none"), workdir=workdir,
         payloads=tuple(p.path for p in payloads), explicit_exec=bool(exec),
     )
+    return record, payloads
 
 
-def _with_payloads(ctx: Context, record: ContainerRecord) -> tuple[ContainerRecord, Path | None]:
+def _with_payloads(ctx: Context, record: ContainerRecord,
+                   payloads: list[payload.Payload]) -> tuple[ContainerRecord, Path | None]:
     """Install the payloads (or reuse the cached install) and fill in the service they ship."""
-    if not record.payloads:
+    if not payloads:
         return record, None
-    payloads = [payload.inspect(p) for p in record.payloads]
     root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress)
     labels = tuple(f"{p.package}={p.version}" for p in payloads)
     if record.explicit_exec:
@@ -148,19 +150,20 @@ def _with_payloads(ctx: Context, record: ContainerRecord) -> tuple[ContainerReco
                    workdir=workdir, forking=service.forking, run_dirs=service.run_dirs), root
 
 
-def _create(ctx: Context, **kw: object) -> dict[str, object]:
-    record = _record(ctx, **kw)  # type: ignore[arg-type]
+def _prepare(ctx: Context, arguments: dict[str, object]) -> ContainerRecord:
+    """Validate, install the payloads if any, and create the container (not started)."""
+    record, payloads = _record(ctx, **arguments)  # type: ignore[arg-type]
     ctx.pool()
-    record, source = _with_payloads(ctx, record)
-    runtime.create(ctx.paths, record, source)
-    return runtime.describe(ctx.paths, record.name)
+    record, source = _with_payloads(ctx, record, payloads)
+    return runtime.create(ctx.paths, record, source)
+
+
+def _create(ctx: Context, **kw: object) -> dict[str, object]:
+    return runtime.describe(ctx.paths, _prepare(ctx, kw).name)
 
 
 def _run(ctx: Context, **kw: object) -> dict[str, object]:
-    record = _record(ctx, **kw)  # type: ignore[arg-type]
-    ctx.pool()
-    record, source = _with_payloads(ctx, record)
-    runtime.create(ctx.paths, record, source)
+    record = _prepare(ctx, kw)
     try:
         runtime.start(ctx.paths, record.name)
     except BaseException:
@@ -173,9 +176,9 @@ def _upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
     current = state.load(ctx.paths, name)
     checked = [payload.inspect(p) for p in payloads]  # nothing is touched for a bad package
     ctx.pool()
-    base = replace(current, payloads=tuple(p.path for p in checked),
-                   argv=current.argv if current.explicit_exec else (), env=current.env if current.explicit_exec else ())
-    record, source = _with_payloads(ctx, base)
+    base = replace(current, argv=current.argv if current.explicit_exec else (),
+                   env=current.env if current.explicit_exec else ())
+    record, source = _with_payloads(ctx, base, checked)
     staged = ctx.paths.containers / f".{name}.next"
     btrfs.delete_subvolume(staged)
     btrfs.snapshot(source or templates.require(ctx.paths, record.template), staged)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -249,3 +250,23 @@ def test_reboot_shows_stopped(prodng: Prodng, template: str, container: str) -> 
     info = prodng.info(container)
     assert info["state"] == "exited" and info["error"] == "host rebooted"
     assert prodng.json("start", container)["state"] == "running"  # type: ignore[index]
+
+
+def test_events_without_an_agent(prodng: Prodng, template: str, container: str) -> None:
+    follower = prodng.popen("events")
+    try:
+        time.sleep(0.5)
+        _run(prodng, template, container, SLEEPER)
+        prodng("freeze", container)
+        prodng("thaw", container)
+        prodng("rm", "-f", container)
+        seen: list[str] = []
+        assert follower.stdout is not None
+        while "removed" not in seen:
+            event = json.loads(follower.stdout.readline())
+            if event["name"] == container:
+                seen.append(event["event"])
+        assert seen[:2] == ["created", "started"] and {"frozen", "thawed", "died", "removed"} <= set(seen)
+    finally:
+        follower.kill()
+        follower.wait()

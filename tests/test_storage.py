@@ -162,3 +162,13 @@ def test_template_bad_input(prodng: Prodng) -> None:
     assert info.returncode == 3 and "not built" in info.stderr
     bad = prodng("template", "build", "Bad/Name", check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_template_rm_removes_an_unused_template(prodng: Prodng, template: str) -> None:
+    templates_dir = prodng.root / "pool" / "templates"
+    btrfs.snapshot(templates_dir / template, templates_dir / "spare", read_only=True)
+    assert "spare" in prodng("template", "ls").stdout
+    assert prodng.json("template", "rm", "spare") == {"name": "spare", "removed": True}
+    assert not (templates_dir / "spare").exists() and "spare" not in prodng("template", "ls").stdout
+    assert prodng("template", "rm", "spare", check=False).returncode == 3
