@@ -60,6 +60,8 @@ struct pn_config {
     int nrundirs;
     int caps[64];
     int ncaps;
+    const char *keeper[PN_MAX_LIST + 1]; /* argv of the network keeper (dhcp, static): it owns the link */
+    int nkeeper;
 };
 
 static int cap_last = 40;
@@ -131,6 +133,7 @@ static int load_config(const char *path, struct pn_config *c, char *err, size_t 
         LIST("cgroup", c->cgroups, c->ncgroups, PN_MAX_LIST)
         LIST("bind", c->binds, c->nbinds, PN_MAX_LIST)
         LIST("rundir", c->rundirs, c->nrundirs, PN_MAX_LIST)
+        LIST("keeper", c->keeper, c->nkeeper, PN_MAX_LIST)
         else return fail_msg(err, n, "config %s: unknown key %s", path, key);
 #undef LIST
     }
@@ -502,6 +505,8 @@ static void __attribute__((noreturn)) container_init(const struct pn_config *c, 
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);
+    /* The monitor anchors the container (its log, its network keeper): without it, the container ends. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (setup_container(c, err, sizeof err) < 0)
         child_fail(syncfd, err);
     pid_t service = fork();
@@ -552,7 +557,7 @@ struct monitor {
     const struct pn_config *c;
     int logfd, restarts, exit_code;
     long logsize;
-    pid_t init_pid;
+    pid_t init_pid, keeper_pid;
     unsigned long long init_start;
     double started_at, finished_at;
     const char *state;
@@ -662,8 +667,8 @@ static pid_t start_container(struct monitor *m, int *outfd)
         return -1;
     }
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
-    if (strcmp(m->c->net, "host") != 0)
-        flags |= CLONE_NEWNET;
+    if (!strcmp(m->c->net, "none"))
+        flags |= CLONE_NEWNET; /* dhcp, static: the monitor already made the namespace the keeper wired */
     pid_t pid = syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDWR);
@@ -714,6 +719,10 @@ static int supervise(struct monitor *m, int sfd, int outfd, int *stopping)
             if (read(sfd, &si, sizeof si) != sizeof si)
                 continue;
             if (si.ssi_signo == SIGCHLD) {
+                if (m->keeper_pid > 0 && waitpid(m->keeper_pid, NULL, WNOHANG) == m->keeper_pid) {
+                    log_line(m, "prodng: network keeper exited; the address is no longer renewed");
+                    m->keeper_pid = 0;
+                }
                 if (waitpid(m->init_pid, &status, WNOHANG) == m->init_pid)
                     reaped = 1;
             } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
@@ -751,6 +760,82 @@ static int should_restart(const struct monitor *m)
     return !strcmp(m->c->restart, "on-failure") && m->exit_code != 0;
 }
 
+/* Put fd on exactly `target` for an exec'd child (dup2 onto itself would keep O_CLOEXEC). */
+static int place_fd(int fd, int target)
+{
+    if (fd == target)
+        return fcntl(fd, F_SETFD, 0);
+    return dup2(fd, target);
+}
+
+/*
+ * dhcp and static networking. The monitor moves into a new network namespace, the
+ * container's for its whole life (restarts keep it, and its address), and starts the
+ * keeper with the host's namespace on fd 3 and a lifeline on fd 4. The keeper wires the
+ * link, gets the address, answers "ready" or "error MSG", and undoes everything (veth,
+ * lease, forwards, name) when the lifeline closes: when this monitor ends, however it ends.
+ */
+static int start_keeper(struct monitor *m, int *lifeline)
+{
+    const struct pn_config *c = m->c;
+    int host = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), sv[2] = {-1, -1};
+    if (host < 0 || unshare(CLONE_NEWNET) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(m->error, sizeof m->error, "network namespace: %s", strerror(errno));
+        if (host >= 0)
+            close(host);
+        return -1;
+    }
+    if (loopback_up(m->error, sizeof m->error) < 0) {
+        close(host);
+        return -1;
+    }
+    /* Both above 4 first, so placing one cannot overwrite the other. */
+    int host_high = fcntl(host, F_DUPFD_CLOEXEC, 10), life_high = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+    close(host);
+    close(sv[1]);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (host_high < 0 || life_high < 0 || place_fd(host_high, 3) < 0 || place_fd(life_high, 4) < 0)
+            _exit(127);
+        syscall(SYS_close_range, 5, ~0U, 0); /* above all the CLI's ready pipe: it must see EOF */
+        execve(c->keeper[0], (char *const *)c->keeper, environ);
+        dprintf(4, "error exec %s: %s\n", c->keeper[0], strerror(errno));
+        _exit(127);
+    }
+    close(host_high);
+    close(life_high);
+    if (pid < 0) {
+        snprintf(m->error, sizeof m->error, "fork network keeper: %s", strerror(errno));
+        close(sv[0]);
+        return -1;
+    }
+    m->keeper_pid = pid;
+    char answer[512];
+    size_t got = 0;
+    while (got < sizeof answer - 1 && !memchr(answer, '\n', got)) {
+        ssize_t r = TEMP_FAILURE(read(sv[0], answer + got, sizeof answer - 1 - got));
+        if (r <= 0)
+            break;
+        got += r;
+    }
+    answer[got] = 0;
+    answer[strcspn(answer, "\n")] = 0;
+    if (strcmp(answer, "ready") != 0) {
+        snprintf(m->error, sizeof m->error, "%s",
+                 !strncmp(answer, "error ", 6) ? answer + 6 : "network keeper exited before the network was ready");
+        close(sv[0]); /* the keeper undoes what it made, then exits */
+        waitpid(pid, NULL, 0);
+        m->keeper_pid = 0;
+        return -1;
+    }
+    *lifeline = sv[0];
+    return 0;
+}
+
 int pn_monitor_main(const char *config_path, int ready_fd)
 {
     struct pn_config c;
@@ -774,7 +859,13 @@ int pn_monitor_main(const char *config_path, int ready_fd)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-    int stopping = 0, failures = 0;
+    int stopping = 0, failures = 0, lifeline = -1;
+    if (c.nkeeper > 0 && start_keeper(&m, &lifeline) < 0) {
+        m.state = "failed";
+        write_status(&m);
+        dprintf(ready_fd, "error %s\n", m.error);
+        return 1;
+    }
     for (int first = 1;; first = 0) {
         int outfd = -1;
         m.started_at = now();
@@ -819,7 +910,14 @@ int pn_monitor_main(const char *config_path, int ready_fd)
     }
     m.state = stopping ? "stopped" : "exited";
     write_status(&m);
+    if (lifeline >= 0)
+        close(lifeline); /* the keeper tears the network down now */
     return 0;
+}
+
+int pn_setns(int fd, int nstype)
+{
+    return setns(fd, nstype) < 0 ? -errno : 0;
 }
 
 /* ---- exec: join a running container's namespaces, cgroups and restrictions ---- */

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import btrfs, cgroups, events, run, state, templates
+from . import btrfs, cgroups, events, network, run, state, templates
 from .config import Paths
 from .errors import Conflict, InvalidRequest, NotFound, SystemFailure
 from .state import Bind, ContainerRecord, Limits
@@ -34,7 +34,6 @@ DEFAULT_CAPS = {
     "SETPCAP": 8, "NET_BIND_SERVICE": 10, "SYS_CHROOT": 18, "AUDIT_WRITE": 29, "SETFCAP": 31,
 }
 CAP_MKNOD = 27
-NETWORK_MODES = ("none", "host")
 RESERVED_TARGETS = ("/proc", "/sys", "/dev")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -106,10 +105,16 @@ def check_limits(limits: Limits) -> Limits:
     return limits
 
 
-def check_network(mode: str) -> str:
-    if mode not in NETWORK_MODES:
-        raise InvalidRequest(f"unknown network mode {mode!r}", hint=f"one of {', '.join(NETWORK_MODES)}")
-    return mode
+def check_network(name: str, mode: str, forwards: list[str]) -> tuple[str, tuple[str, ...]]:
+    """The network mode and port forwards, checked; returned as the record keeps them."""
+    parsed = network.parse_mode(mode)
+    published = network.parse_forwards(forwards)
+    if published and not parsed.wired:
+        raise InvalidRequest(f"-p needs a dhcp or static network, not {mode!r}")
+    network.check_name(name, parsed)
+    if parsed.address:
+        network.check_static(parsed, network.bridge())
+    return mode, tuple(str(f) for f in published)
 
 
 def generate_name(paths: Paths, template: str) -> str:
@@ -122,12 +127,14 @@ def generate_name(paths: Paths, template: str) -> str:
 # ---- the kernel's view ----
 
 def starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life."""
+    """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life.
+    0 for a zombie: it has ended, whenever its parent gets round to reaping it."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return 0
-    return int(text.rsplit(")", 1)[1].split()[19])
+    fields = text.rsplit(")", 1)[1].split()
+    return 0 if fields[0] == "Z" else int(fields[19])
 
 
 def _same_process(pid: int, start: int) -> bool:
@@ -211,6 +218,10 @@ def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = N
     pairs += [("bind", f"{'ro' if b.read_only else 'rw'}\x1f{b.source}\x1f{b.target}") for b in record.binds]
     pairs += [("cap", str(c)) for c in caps]
     pairs += [("rundir", d) for d in record.run_dirs]
+    if network.parse_mode(record.network).wired and directory == paths.container_state(record.name):
+        resolv = network.resolv_conf(paths, record.name, network.bridge())
+        pairs += [("bind", f"ro\x1f{resolv}\x1f/etc/resolv.conf")]
+        pairs += [("keeper", a) for a in network.keeper_argv(paths, record.name)]
     for key, value in pairs:
         if "\0" in value:
             raise InvalidRequest(f"{key} must not contain NUL")
@@ -227,6 +238,9 @@ def _start_locked(paths: Paths, name: str) -> Observation:
     if observe(paths, record).state in ACTIVE:
         raise Conflict(f"container {name} is already running")
     _release(paths, record)
+    mode = network.parse_mode(record.network)
+    if mode.wired:  # the address and host ports are checked and taken before anything starts
+        network.claim(paths, name, mode, network.parse_forwards(record.forwards), network.bridge())
     directory = paths.container_state(name)
     (directory / "status").unlink(missing_ok=True)
     created = cgroups.create(paths.cgroup_leaf(name), record.limits)
@@ -242,6 +256,9 @@ def _start_locked(paths: Paths, name: str) -> Observation:
         _release(paths, record)
         state.save(paths, replace(record, cgroups=(), started=False))
         raise
+    finally:
+        if mode.wired and not network.keeper_alive(paths, name):
+            network.teardown(paths, name, network.parse_forwards(record.forwards))  # a failed start
     events.emit(paths, "started", name)
     return observe(paths, record)
 
@@ -275,8 +292,12 @@ def _spawn_monitor(config: Path) -> None:
 
 
 def _release(paths: Paths, record: ContainerRecord) -> None:
-    """Remove the recorded cgroups and any a killed `start` made before recording them."""
+    """Remove the recorded cgroups and any a killed `start` made before recording them, and
+    whatever network the container's keeper could not undo itself (it was killed)."""
     cgroups.remove(tuple(dict.fromkeys(record.cgroups + cgroups.expected(paths.cgroup_leaf(record.name)))))
+    wired = network.read(paths, record.name)
+    if wired and not network.keeper_alive(paths, record.name):
+        network.teardown(paths, record.name, network.parse_forwards(record.forwards))
 
 
 def _running(paths: Paths, name: str) -> tuple[ContainerRecord, Observation]:
@@ -339,6 +360,9 @@ def _halt(paths: Paths, record: ContainerRecord, sig: int, timeout: float) -> No
         _wait_gone(init_pid, init_start, 5.0)
     if observed.monitor_pid:
         _wait_gone(observed.monitor_pid, int(status.get("monitor_start", 0)), 5.0)
+    wired = network.read(paths, record.name)
+    if wired:  # the monitor's end closed the keeper's lifeline: it is undoing the network
+        _wait_gone(int(str(wired.get("keeper_pid", 0))), int(str(wired.get("keeper_start", 0))), 5.0)
 
 
 def kill(paths: Paths, name: str, sig: int = signal.SIGKILL) -> Observation:
@@ -379,9 +403,10 @@ def remove(paths: Paths, name: str, force: bool = False) -> None:
 def describe(paths: Paths, name: str, *, detail: bool = False) -> dict[str, object]:
     record = state.load(paths, name)
     observed = observe(paths, record)
+    wired = network.describe(paths, name) if observed.state in ACTIVE else {}
     summary: dict[str, object] = {
         "name": name, "state": str(observed.state), "template": record.template,
-        "pid": observed.pid, "network": record.network, "command": " ".join(record.argv),
+        "pid": observed.pid, "network": record.network, "ip": wired.get("ip", ""), "command": " ".join(record.argv),
         "created": record.created, "started_at": observed.started_at, "restarts": observed.restarts,
         "exit_code": observed.exit_code,
     }
@@ -393,6 +418,7 @@ def describe(paths: Paths, name: str, *, detail: bool = False) -> dict[str, obje
             binds=[f"{b.source}:{b.target}:{'ro' if b.read_only else 'rw'}" for b in record.binds],
             limits={"memory": record.limits.memory, "pids": record.limits.pids, "cpus": record.limits.cpus},
             hermetic=record.network != "host", cgroups=list(record.cgroups),
+            forwards=list(record.forwards), interface=wired or None,
             stats=cgroups.stats(record.cgroups) if observed.state in ACTIVE else None,
         )
     return summary

@@ -108,7 +108,8 @@ def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
 
 def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, env: list[str],
             bind: list[str], memory: str | None, pids: int | None, cpus: float | None,
-            restart: str, workdir: str, net: str | None) -> tuple[ContainerRecord, list[payload.Payload]]:
+            restart: str, workdir: str, net: str | None,
+            publish: list[str]) -> tuple[ContainerRecord, list[payload.Payload]]:
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
     payloads = [payload.inspect(f) for f in payload_files]  # all validated before anything is touched
@@ -124,11 +125,13 @@ def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, e
     if not workdir.startswith("/"):
         raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
     limits = runtime.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
+    name = state.check_name(name) if name else runtime.generate_name(ctx.paths, template)
+    network, forwards = runtime.check_network(name, net or positional_net or "none", publish)
     record = ContainerRecord(
-        name=state.check_name(name) if name else runtime.generate_name(ctx.paths, template),
+        name=name,
         template=template, argv=argv, env=runtime.parse_env(env), binds=runtime.parse_binds(bind),
         limits=limits, restart=policy, restart_max=restart_max,
-        network=runtime.check_network(net or positional_net or "none"), workdir=workdir,
+        network=network, forwards=forwards, workdir=workdir,
         payloads=tuple(p.path for p in payloads), explicit_exec=bool(exec),
     )
     return record, payloads
@@ -294,10 +297,12 @@ RUN_PARAMS = (
     Param("cpus", "CPU limit in cores, e.g. 0.5", kind="float", flags=("--cpus",)),
     Param("restart", "no, on-failure[:N] or always", flags=("--restart",), default="no"),
     Param("workdir", "working directory inside the container", flags=("--workdir",), default="/"),
-    Param("net", "network mode (none, host)", flags=("--net",)),
+    Param("net", "network mode: none, host, dhcp or static:ADDR/LEN[,gw=ADDR]", flags=("--net",)),
+    Param("publish", "forward a host port: HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable; dhcp and static)",
+          kind="list", flags=("-p", "--publish"), default=[]),
 )
 FORCE = Param("force", "even if in use / running", kind="bool", flags=("-f", "--force"), default=False)
-LS_COLUMNS = ("name", "state", "template", "pid", "network", "restarts", "command")
+LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "command")
 
 VERBS: tuple[Verb, ...] = (
     Verb("run", "create and start a container", "POST", _run, RUN_PARAMS),
