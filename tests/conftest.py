@@ -30,12 +30,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class Prodng:
     """Drives the real CLI (python -m prodng) against one root directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, prefix: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.prefix = prefix  # e.g. nsenter into a test's network namespace
         self.env = {**os.environ, "PRODNG_ROOT": str(root), "PRODNG_POOL_SIZE": "16G"}
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "prodng", *args], env=self.env, capture_output=True,
+        result = subprocess.run([*self.prefix, sys.executable, "-m", "prodng", *args], env=self.env, capture_output=True,
                                 text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and result.returncode != 0:
             raise AssertionError(f"prodng {' '.join(args)} failed ({result.returncode}): {result.stderr}")
@@ -45,7 +46,7 @@ class Prodng:
         return json.loads(self(*args, "--json").stdout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "prodng", *args], env=self.env, text=True,
+        return subprocess.Popen([*self.prefix, sys.executable, "-m", "prodng", *args], env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def info(self, name: str) -> dict[str, object]:

@@ -1,0 +1,345 @@
+"""Networking for real: a network namespace made here plays the host.
+
+The bridge, dnsmasq, the port forwards and the containers all live inside it; every
+packet these tests send goes between namespaces they made. prodng runs in it through
+nsenter (only the network namespace changes: the pool and cgroups stay the host's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Prodng
+
+pytestmark = [pytest.mark.root]
+
+HOSTNS = f"prodng-t{os.getpid()}"
+GATEWAY = "10.89.0.1"
+
+DNS_QUERY = r"""
+import socket, struct, sys
+name = sys.argv[2]
+question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + question, (sys.argv[1], 53))
+answer = s.recv(512)
+print(socket.inet_ntoa(answer[-4:]) if struct.unpack(">H", answer[6:8])[0] else "")
+"""
+
+FETCH = r"""
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as s:
+    print(s.recv(100).decode().strip())
+"""
+
+
+def in_host(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", HOSTNS, *cmd], capture_output=True, text=True, check=check,
+                          timeout=60)
+
+
+def server(name: str, port: int = 80) -> str:
+    """A TCP service from the template's perl-base: answers 'hello from NAME' and closes."""
+    return ("perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>%d,Listen=>9,ReuseAddr=>1) or die $!;"
+            ' while($c=$s->accept){print $c "hello from %s\\n"; close $c}\'' % (port, name))
+
+
+def fetch_inside(net: Prodng, container: str, host: str, port: int = 80) -> str:
+    result = net("exec", container, "--", "timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}; cat <&3",
+                 check=False)
+    return result.stdout.strip()
+
+
+def fetch_from_host(address: str, port: int) -> str:
+    result = in_host("python3", "-c", FETCH, address, str(port), check=False)
+    return result.stdout.strip() or result.stderr.strip().splitlines()[-1]
+
+
+def links() -> list[str]:
+    return [line.split(":")[1].strip().split("@")[0] for line in in_host("ip", "-o", "link").stdout.splitlines()]
+
+
+def forwards() -> str:
+    return in_host("nft", "list", "map", "ip", "prodng0", "forwards", check=False).stdout
+
+
+def runtime_dir() -> Path:
+    inode = os.stat(f"/run/netns/{HOSTNS}").st_ino
+    found = list(Path("/run/prodng").glob(f"*-{inode}"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def dnsmasq_pid() -> int:
+    return int((runtime_dir() / "dnsmasq.pid").read_text())
+
+
+def leases() -> str:
+    return (runtime_dir() / "leases").read_text()
+
+
+@pytest.fixture(scope="module")
+def net(session_root: Path, template: str) -> Iterator[Prodng]:
+    subprocess.run(["ip", "netns", "add", HOSTNS], check=True)
+    in_host("ip", "link", "set", "lo", "up")
+    inode = os.stat(f"/run/netns/{HOSTNS}").st_ino
+    yield Prodng(session_root, prefix=("nsenter", f"--net=/run/netns/{HOSTNS}"))
+    for directory in Path("/run/prodng").glob(f"*-{inode}"):  # the dnsmasq prodng started here: by its pid
+        pid_file = directory / "dnsmasq.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            if Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().strip() == "dnsmasq":
+                os.kill(pid, signal.SIGTERM)
+        subprocess.run(["rm", "-rf", str(directory)], check=False)
+    subprocess.run(["ip", "netns", "del", HOSTNS], check=False)
+
+
+@pytest.fixture
+def names(net: Prodng) -> Iterator[list[str]]:
+    made: list[str] = []
+    yield made
+    for name in made:
+        net("rm", "-f", name, check=False)
+
+
+def wired(net: Prodng, name: str) -> dict[str, object]:
+    interface = net.info(name)["interface"]
+    assert isinstance(interface, dict), interface
+    return interface
+
+
+def test_two_dhcp_containers_get_leases_and_reach_each_other_by_name(net: Prodng, names: list[str]) -> None:
+    names += ["alpha", "beta"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", server(name))
+    alpha, beta = wired(net, "alpha"), wired(net, "beta")
+    assert alpha["ip"] != beta["ip"]
+    assert str(alpha["ip"]).startswith("10.89.") and alpha["gateway"] == GATEWAY
+    listed = {row["name"]: row["ip"] for row in net.json("ls")}  # type: ignore[attr-defined]
+    assert listed["alpha"] == alpha["ip"] and listed["beta"] == beta["ip"]
+    # By name, through dnsmasq, from each other and from the host.
+    assert fetch_inside(net, "alpha", "beta.prodng") == "hello from beta"
+    assert fetch_inside(net, "beta", "alpha") == "hello from alpha"  # search domain prodng
+    assert in_host("python3", "-c", DNS_QUERY, GATEWAY, "beta.prodng").stdout.strip() == beta["ip"]
+    # The address is on eth0 inside, and the lease is dnsmasq's.
+    assert str(alpha["ip"]) in net("exec", "alpha", "--", "cat", "/proc/net/fib_trie").stdout
+    assert str(alpha["mac"]) in leases() and str(beta["mac"]) in leases()
+    assert "prodng: eth0 " in net("logs", "alpha").stdout
+
+
+def test_static_beside_dhcp_and_port_forward_from_host(net: Prodng, names: list[str]) -> None:
+    names += ["web", "fixed"]
+    net("bookworm", "dhcp", "--name", "web", "-p", "18080:80", "--exec", server("web"))
+    net("bookworm", "static:10.89.200.7/16", "--name", "fixed", "--exec", server("fixed"))
+    assert wired(net, "fixed")["ip"] == "10.89.200.7"
+    assert fetch_inside(net, "fixed", "web.prodng") == "hello from web"
+    assert fetch_inside(net, "web", "fixed.prodng") == "hello from fixed"
+    # The host reaches the service through its forward, on loopback and on its bridge address.
+    assert fetch_from_host("127.0.0.1", 18080) == "hello from web"
+    assert fetch_from_host(GATEWAY, 18080) == "hello from web"
+    assert "tcp . 18080" in forwards()
+    net("rm", "-f", "web")
+    assert "18080" not in forwards()
+    assert "hello" not in fetch_from_host("127.0.0.1", 18080)
+
+
+def test_none_has_only_loopback(prodng: Prodng, container: str) -> None:
+    prodng("bookworm", "none", "--name", container, "--exec", "sleep 1000")
+    devices = prodng("exec", container, "--", "cat", "/proc/net/dev").stdout
+    interfaces = [line.split(":")[0].strip() for line in devices.splitlines()[2:]]
+    assert interfaces == ["lo"]
+    assert prodng.info(container)["interface"] is None
+
+
+def _nothing_left(net: Prodng, name: str, veth: str, mac: str) -> None:
+    assert veth not in links()
+    assert "19090" not in forwards()
+    assert mac not in leases()
+    assert not (runtime_dir() / "hosts" / name).exists()
+    assert not any(p.read_text() == name for p in (runtime_dir() / "claims").iterdir())
+
+
+def test_rm_and_stop_leave_nothing(net: Prodng, names: list[str]) -> None:
+    names.append("gone")
+    net("bookworm", "dhcp", "--name", "gone", "-p", "19090:80", "--exec", server("gone"))
+    interface = wired(net, "gone")
+    veth, mac = str(interface["veth"]), str(interface["mac"])
+    assert veth in links() and "19090" in forwards() and mac in leases()
+    net("stop", "gone")
+    _nothing_left(net, "gone", veth, mac)
+    net("start", "gone")
+    assert wired(net, "gone")["ip"] == interface["ip"]  # the same address again
+    net("rm", "-f", "gone")
+    _nothing_left(net, "gone", veth, mac)
+
+
+def _keeper_pid(net: Prodng, name: str) -> int:
+    return int(json.loads((net.root / "state" / name / "net.json").read_text())["keeper_pid"])
+
+
+def test_killed_keeper_or_monitor_leave_nothing(net: Prodng, names: list[str]) -> None:
+    names += ["k1", "k2"]
+    net("bookworm", "dhcp", "--name", "k1", "-p", "19090:80", "--exec", server("k1"))
+    veth, mac = str(wired(net, "k1")["veth"]), str(wired(net, "k1")["mac"])
+    os.kill(_keeper_pid(net, "k1"), signal.SIGKILL)  # no release, no teardown by the keeper
+    net("rm", "-f", "k1")
+    _nothing_left(net, "k1", veth, mac)
+    # A killed monitor takes its container with it, and the keeper undoes the network.
+    net("bookworm", "dhcp", "--name", "k2", "--exec", "sleep 1000")
+    info = net.info("k2")
+    veth, mac = str(wired(net, "k2")["veth"]), str(wired(net, "k2")["mac"])
+    os.kill(int(info["monitor_pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+    net.wait_for(lambda: veth not in links() and mac not in leases(), 10, "the keeper's teardown")
+    assert net.info("k2")["state"] == "exited"
+    _nothing_left(net, "k2", veth, mac)
+
+
+@pytest.fixture
+def dhcp_blocked() -> Iterator[None]:
+    """The DHCP server stops answering: its requests are dropped before they reach it."""
+    rules = "table inet blockdhcp {\n chain input {\n type filter hook input priority -10;\n udp dport 67 drop\n }\n}\n"
+    subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "-f", "-"], input=rules, text=True, check=True)
+    yield
+    subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "delete table inet blockdhcp"], check=False)
+
+
+def test_kill_9_mid_setup_leaves_nothing(net: Prodng, names: list[str], dhcp_blocked: None) -> None:
+    names.append("midway")
+    net.env["PRODNG_DHCP_TIMEOUT"] = "4"
+    try:
+        cli = net.popen("bookworm", "dhcp", "--name", "midway", "--exec", "sleep 1000")
+        state = net.root / "state" / "midway" / "net.json"
+        net.wait_for(state.exists, 10, "the keeper to start")  # now it is waiting for a lease
+        veth = json.loads(state.read_text())["veth"]
+        cli.kill()
+        cli.wait()
+        # Its keeper gives up, undoes the link, and the monitor reports the failure.
+        net.wait_for(lambda: not state.exists(), 15, "the keeper to give up")
+        assert veth not in links()
+        net("rm", "-f", "midway")
+        assert "midway" not in net("ls").stdout
+    finally:
+        del net.env["PRODNG_DHCP_TIMEOUT"]
+
+
+def test_dhcp_timeout_is_a_clear_error_and_leaves_nothing(net: Prodng, dhcp_blocked: None) -> None:
+    before = links()
+    net.env["PRODNG_DHCP_TIMEOUT"] = "2"
+    try:
+        result = net("bookworm", "dhcp", "--name", "silent", "--exec", "sleep 1000", check=False)
+    finally:
+        del net.env["PRODNG_DHCP_TIMEOUT"]
+    assert result.returncode != 0
+    assert "no answer from the DHCP server" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "silent" not in net("ls").stdout
+    assert links() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bookworm", "wifi"], "unknown network mode"),
+    (["bookworm", "static:10.89.200.9"], "malformed static address"),
+    (["bookworm", "static:10.89.200.9/16,gateway=1.2.3.4"], "malformed static address"),
+    (["bookworm", "static:10.1.2.3/16"], "outside prodng0's static range"),
+    (["bookworm", "static:10.89.0.9/16"], "outside prodng0's static range"),  # dnsmasq's half
+    (["bookworm", "none", "-p", "8080:80"], "-p needs a dhcp or static network"),
+    (["bookworm", "dhcp", "-p", "8080"], "malformed port forward"),
+    (["bookworm", "dhcp", "-p", "70000:80"], "malformed port forward"),
+    (["bookworm", "dhcp", "--name", "under_score"], "cannot be a DNS name"),
+])
+def test_bad_network_input(net: Prodng, args: list[str], message: str) -> None:
+    before = set(net("ls").stdout.split())
+    result = net(*args, "--exec", "sleep 1", check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert set(net("ls").stdout.split()) == before
+
+
+def test_address_and_host_port_in_use(net: Prodng, names: list[str]) -> None:
+    names += ["holder"]
+    net("bookworm", "static:10.89.200.20/16", "--name", "holder", "-p", "18181:80", "--exec", server("holder"))
+    before = links()
+    taken = net("bookworm", "static:10.89.200.20/16", "--name", "twin", "--exec", "sleep 1", check=False)
+    assert taken.returncode != 0 and "address 10.89.200.20 is in use by container holder" in taken.stderr
+    port = net("bookworm", "dhcp", "--name", "twin", "-p", "18181:80", "--exec", "sleep 1", check=False)
+    assert port.returncode != 0 and "host port tcp/18181 is in use" in port.stderr
+    # A port a host process listens on.
+    listener = subprocess.Popen(["ip", "netns", "exec", HOSTNS, "python3", "-c",
+                                 "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 18282)); s.listen();"
+                                 " print('up', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout and listener.stdout.readline().strip() == "up"
+        busy = net("bookworm", "dhcp", "--name", "twin", "-p", "18282:80", "--exec", "sleep 1", check=False)
+        assert busy.returncode != 0 and "host port 18282/tcp is in use on the host" in busy.stderr
+    finally:
+        listener.kill()
+        listener.wait()
+    assert "twin" not in net("ls").stdout
+    assert links() == before
+
+
+def test_dnsmasq_is_restarted_and_reused(net: Prodng, names: list[str]) -> None:
+    names += ["one", "two"]
+    net("bookworm", "dhcp", "--name", "one", "--exec", server("one"))
+    first = dnsmasq_pid()
+    os.kill(first, signal.SIGKILL)
+    # The keeper notices and starts a new one, which still knows the lease and the name.
+    net.wait_for(lambda: Path(f"/proc/{dnsmasq_pid()}").exists() and dnsmasq_pid() != first, 10, "a new dnsmasq")
+    net("bookworm", "dhcp", "--name", "two", "--exec", "sleep 1000")
+    assert fetch_inside(net, "two", "one.prodng") == "hello from one"
+    inode = os.stat(f"/run/netns/{HOSTNS}").st_ino
+    ours = [p for p in Path("/proc").glob("[0-9]*") if (p / "comm").exists() and _is_dnsmasq_in(p, inode)]
+    assert len(ours) == 1  # reused, not duplicated
+
+
+def _is_dnsmasq_in(proc: Path, inode: int) -> bool:
+    try:
+        return (proc / "comm").read_text().strip() == "dnsmasq" and os.stat(proc / "ns" / "net").st_ino == inode
+    except OSError:
+        return False
+
+
+def test_lease_is_renewed(net: Prodng, names: list[str]) -> None:
+    names.append("renewer")
+    net("bookworm", "dhcp", "--name", "renewer", "--exec", "sleep 1000")
+    mac = str(wired(net, "renewer")["mac"])
+
+    def expiry() -> int:
+        return next(int(line.split()[0]) for line in leases().splitlines() if mac in line)
+
+    first = expiry()
+    time.sleep(1.1)
+    os.kill(_keeper_pid(net, "renewer"), signal.SIGUSR1)  # what T1 does, now
+    net.wait_for(lambda: expiry() > first, 10, "the renewed lease")
+
+
+def test_isolation_from_the_host(net: Prodng, names: list[str]) -> None:
+    names.append("prisoner")
+    net("bookworm", "dhcp", "--name", "prisoner", "--exec", "sleep 1000")
+    # A service on every host address (as an agent bound to 0.0.0.0 would be).
+    listener = subprocess.Popen(["ip", "netns", "exec", HOSTNS, "python3", "-c",
+                                 "import socket; s=socket.socket(); s.bind(('0.0.0.0', 1337)); s.listen();"
+                                 " print('up', flush=True)\nwhile True: c,_=s.accept(); c.sendall(b'agent\\n'); c.close()"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout and listener.stdout.readline().strip() == "up"
+        assert fetch_from_host(GATEWAY, 1337) == "agent"  # the port is there ...
+        assert fetch_inside(net, "prisoner", GATEWAY, 1337) == ""  # ... but not through the bridge
+    finally:
+        listener.kill()
+        listener.wait()
+    # No IPv6 on the host's side of the bridge: router advertisements from containers land nowhere.
+    veth = wired(net, "prisoner")["veth"]
+    for interface in ("prodng0", veth):
+        assert in_host("cat", f"/proc/sys/net/ipv6/conf/{interface}/disable_ipv6").stdout.strip() == "1"
+    status = net("exec", "prisoner", "--", "cat", "/proc/self/status").stdout
+    capabilities = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd")), 16)
+    assert not capabilities & (1 << 12) and not capabilities & (1 << 13)  # NET_ADMIN, NET_RAW
