@@ -31,6 +31,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@ struct pn_config {
     int ncaps;
     const char *keeper[PN_MAX_LIST + 1]; /* argv of the network keeper (dhcp, static): it owns the link */
     int nkeeper;
+    const char *keeper_server; /* unix socket of a warm keeper that forks one per container, if it runs */
 };
 
 static int cap_last = 40;
@@ -124,6 +126,7 @@ static int load_config(const char *path, struct pn_config *c, char *err, size_t 
         else if (!strcmp(key, "restart_max")) c->restart_max = atoi(val);
         else if (!strcmp(key, "net")) c->net = val;
         else if (!strcmp(key, "events")) c->events = val;
+        else if (!strcmp(key, "keeper_server")) c->keeper_server = val;
         else if (!strcmp(key, "uid")) c->uid = atoi(val);
         else if (!strcmp(key, "gid")) c->gid = atoi(val);
         else if (!strcmp(key, "forking")) c->forking = atoi(val);
@@ -769,17 +772,55 @@ static int place_fd(int fd, int target)
 }
 
 /*
+ * Ask the warm keeper server to fork a keeper for us: it gets our network namespace and
+ * the keeper's end of the lifeline, plus the last two keeper arguments (ROOT NAME), and
+ * answers once it has forked. Starting a Python keeper cold costs ~0.2 s of CPU; a fork
+ * of the warm one costs a few ms. Any failure here just means: start it cold.
+ */
+static int hand_to_server(const struct pn_config *c, int netns, int lifeline)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (!c->keeper_server || c->nkeeper < 2 || strlen(c->keeper_server) >= sizeof addr.sun_path)
+        return -1;
+    strcpy(addr.sun_path, c->keeper_server);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    char payload[8192], ack[64];
+    int len = snprintf(payload, sizeof payload, "%s%c%s", c->keeper[c->nkeeper - 2], 0, c->keeper[c->nkeeper - 1]);
+    struct iovec iov = {payload, len + 1};
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } control = {{0}};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+    int fds[2] = {netns, lifeline};
+    memcpy(CMSG_DATA(cm), fds, sizeof fds);
+    int ok = len > 0 && (size_t)len < sizeof payload && connect(s, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+             sendmsg(s, &msg, MSG_NOSIGNAL) == len + 1 && TEMP_FAILURE(read(s, ack, sizeof ack)) > 0;
+    close(s);
+    return ok ? 0 : -1;
+}
+
+/*
  * dhcp and static networking. The monitor moves into a new network namespace, the
- * container's for its whole life (restarts keep it, and its address), and starts the
- * keeper with the host's namespace on fd 3 and a lifeline on fd 4. The keeper wires the
- * link, gets the address, answers "ready" or "error MSG", and undoes everything (veth,
- * lease, forwards, name) when the lifeline closes: when this monitor ends, however it ends.
+ * container's for its whole life (restarts keep it, and its address), and gets a keeper
+ * started, from the warm server or cold with the host's namespace on fd 3; either way the
+ * keeper holds the other end of a lifeline. It wires the link, gets the address, answers
+ * "ready" or "error MSG", and undoes everything (veth, lease, forwards, name) when the
+ * lifeline closes: when this monitor ends, however it ends.
  */
 static int start_keeper(struct monitor *m, int *lifeline)
 {
     const struct pn_config *c = m->c;
-    int host = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), sv[2] = {-1, -1};
-    if (host < 0 || unshare(CLONE_NEWNET) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    int host = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), sv[2] = {-1, -1}, netns = -1;
+    if (host < 0 || unshare(CLONE_NEWNET) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+        (netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0) {
         snprintf(m->error, sizeof m->error, "network namespace: %s", strerror(errno));
         if (host >= 0)
             close(host);
@@ -787,33 +828,38 @@ static int start_keeper(struct monitor *m, int *lifeline)
     }
     if (loopback_up(m->error, sizeof m->error) < 0) {
         close(host);
+        close(netns);
         return -1;
     }
-    /* Both above 4 first, so placing one cannot overwrite the other. */
-    int host_high = fcntl(host, F_DUPFD_CLOEXEC, 10), life_high = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
-    close(host);
-    close(sv[1]);
-    pid_t pid = fork();
-    if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        if (host_high < 0 || life_high < 0 || place_fd(host_high, 3) < 0 || place_fd(life_high, 4) < 0)
+    pid_t pid = 0;
+    if (hand_to_server(c, netns, sv[1]) < 0) {
+        /* Both above 4 first, so placing one cannot overwrite the other. */
+        int host_high = fcntl(host, F_DUPFD_CLOEXEC, 10), life_high = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+        pid = fork();
+        if (pid == 0) {
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            signal(SIGPIPE, SIG_DFL);
+            if (host_high < 0 || life_high < 0 || place_fd(host_high, 3) < 0 || place_fd(life_high, 4) < 0)
+                _exit(127);
+            syscall(SYS_close_range, 5, ~0U, 0); /* above all the CLI's ready pipe: it must see EOF */
+            execve(c->keeper[0], (char *const *)c->keeper, environ);
+            dprintf(4, "error exec %s: %s\n", c->keeper[0], strerror(errno));
             _exit(127);
-        syscall(SYS_close_range, 5, ~0U, 0); /* above all the CLI's ready pipe: it must see EOF */
-        execve(c->keeper[0], (char *const *)c->keeper, environ);
-        dprintf(4, "error exec %s: %s\n", c->keeper[0], strerror(errno));
-        _exit(127);
+        }
+        close(host_high);
+        close(life_high);
     }
-    close(host_high);
-    close(life_high);
+    close(host);
+    close(netns);
+    close(sv[1]);
     if (pid < 0) {
         snprintf(m->error, sizeof m->error, "fork network keeper: %s", strerror(errno));
         close(sv[0]);
         return -1;
     }
-    m->keeper_pid = pid;
+    m->keeper_pid = pid; /* 0 when the server forked it: then it is not ours to reap */
     char answer[512];
     size_t got = 0;
     while (got < sizeof answer - 1 && !memchr(answer, '\n', got)) {
@@ -828,7 +874,8 @@ static int start_keeper(struct monitor *m, int *lifeline)
         snprintf(m->error, sizeof m->error, "%s",
                  !strncmp(answer, "error ", 6) ? answer + 6 : "network keeper exited before the network was ready");
         close(sv[0]); /* the keeper undoes what it made, then exits */
-        waitpid(pid, NULL, 0);
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
         m->keeper_pid = 0;
         return -1;
     }

@@ -1,8 +1,11 @@
-"""The network keeper: one per dhcp or static container, started by the container's monitor.
+"""The network keeper: one per dhcp or static container, started for the container's monitor.
 
-python -m prodng.netkeeper ROOT NAME, with the host's network namespace on fd 3 and a
-lifeline to the monitor on fd 4; the keeper itself starts in the container's new
-namespace. Its main thread works on the host side (bridge, veth, forwards, name);
+Forked by the warm keeper server (python -m prodng.netkeeper --serve SOCKET, one per
+prodng root and network namespace, started on first use), which the monitor hands its
+network namespace and the keeper's end of a lifeline; or, when no server answers, started
+cold as python -m prodng.netkeeper ROOT NAME with the host's network namespace on fd 3 and
+the lifeline on fd 4, in the container's namespace. Its main thread works on the host
+side (bridge, veth, forwards, name);
 the address is set from a thread that has entered the container's namespace, and for
 dhcp pyroute2's client runs in that thread for the container's whole life, renewing
 the lease. The keeper answers "ready" once eth0 has its address ("error MSG" after
@@ -17,6 +20,7 @@ import os
 import queue
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -45,15 +49,13 @@ def setns(fd: int) -> None:
 
 
 class Keeper:
-    def __init__(self, paths: Paths, name: str) -> None:
+    def __init__(self, paths: Paths, name: str, container_ns: int, lifeline: int) -> None:
         self.paths, self.name = paths, name
+        self.container_ns, self.lifeline = container_ns, lifeline
         record = state.load(paths, name)
         self.mode = network.parse_mode(record.network)
         self.forwards = network.parse_forwards(record.forwards)
         self.net = network.bridge()
-        self.container_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        setns(HOST_NS)
-        os.close(HOST_NS)
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.dhcp: DhcpThread | None = None
@@ -183,7 +185,10 @@ class Keeper:
     # ---- the life ----
 
     def run(self) -> int:
-        lifeline = LIFELINE
+        signal.signal(signal.SIGTERM, lambda *_: self.post("stop"))
+        signal.signal(signal.SIGINT, lambda *_: self.post("stop"))
+        signal.signal(signal.SIGUSR1, lambda *_: self.renew())  # renew the lease now
+        lifeline = self.lifeline
         try:
             network.write(self.paths, self.name, self.wired)  # first: a crash from here on is found and undone
             network.ensure_host_side(self.paths, self.net)
@@ -303,14 +308,70 @@ class DhcpThread(threading.Thread):
         self.join(timeout)
 
 
+def serve(path: str) -> int:
+    """The warm keeper server: everything imported once, one fork per container."""
+    import pyroute2.dhcp.client  # noqa: F401  (imported here, so forks start warm)
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    Path(path).unlink(missing_ok=True)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    if os.fork():
+        os._exit(0)  # whoever started us knows the socket is ready
+    Path(path).with_suffix(".pid").write_text(str(os.getpid()))
+    signal.signal(signal.SIGCHLD, lambda *_: _reap())
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                message, fds, _, _ = socket.recv_fds(conn, 8192, 2)
+            except OSError:
+                continue
+            try:
+                root, name = (part.decode() for part in message.split(b"\0")[:2])
+            except ValueError:
+                root = name = ""
+            if len(fds) == 2 and root and name:
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    conn.close()
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os._exit(_run_keeper(root, name, fds[0], fds[1]))
+                conn.sendall(f"forked {pid}\n".encode())
+            for fd in fds:
+                os.close(fd)
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _run_keeper(root: str, name: str, container_ns: int, lifeline: int) -> int:
+    try:
+        return Keeper(Paths(Path(root)), name, container_ns, lifeline).run()
+    except BaseException as err:  # before run() could answer: say why, the monitor reports it
+        try:
+            os.write(lifeline, f"error network keeper: {err}\n".encode())
+        except OSError:
+            pass
+        return 1
+
+
 def main(argv: list[str]) -> int:
-    root, name = argv
     os.umask(0o022)
-    keeper = Keeper(Paths(Path(root)), name)
-    signal.signal(signal.SIGTERM, lambda *_: keeper.post("stop"))
-    signal.signal(signal.SIGINT, lambda *_: keeper.post("stop"))
-    signal.signal(signal.SIGUSR1, lambda *_: keeper.renew())  # renew the lease now
-    return keeper.run()
+    if argv[:1] == ["--serve"]:
+        return serve(argv[1])
+    root, name = argv
+    container_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)  # started in it
+    setns(HOST_NS)
+    os.close(HOST_NS)
+    return _run_keeper(root, name, container_ns, LIFELINE)
 
 
 if __name__ == "__main__":

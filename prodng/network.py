@@ -151,7 +151,23 @@ def runtime_dir(paths: Paths) -> Path:
 
 
 def keeper_argv(paths: Paths, name: str) -> list[str]:
+    """The cold way to start a keeper: the monitor forks the warm keeper server's if it answers."""
     return [sys.executable, "-I", "-m", "prodng.netkeeper", str(paths.root), name]
+
+
+def keeper_server(paths: Paths) -> Path:
+    return runtime_dir(paths) / "keeper.sock"
+
+
+def _ensure_keeper_server(paths: Paths) -> None:
+    path = keeper_server(paths)
+    try:
+        pid = int(path.with_suffix(".pid").read_text())
+        if b"prodng.netkeeper" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+    except (FileNotFoundError, ValueError):
+        pass
+    run.spawn_daemon([sys.executable, "-I", "-m", "prodng.netkeeper", "--serve", path])
 
 
 def check_name(name: str, mode: Mode) -> None:
@@ -223,6 +239,7 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
         if not _nft(f"list table ip {net.name}\n", check=False):
             _nft(_table(net))
         dnsmasq.ensure(runtime_dir(paths), net)
+        _ensure_keeper_server(paths)
 
 
 def _table(net: Bridge) -> str:

@@ -222,6 +222,7 @@ def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = N
         resolv = network.resolv_conf(paths, record.name, network.bridge())
         pairs += [("bind", f"ro\x1f{resolv}\x1f/etc/resolv.conf")]
         pairs += [("keeper", a) for a in network.keeper_argv(paths, record.name)]
+        pairs += [("keeper_server", str(network.keeper_server(paths)))]
     for key, value in pairs:
         if "\0" in value:
             raise InvalidRequest(f"{key} must not contain NUL")

@@ -49,8 +49,9 @@ def in_host(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def server(name: str, port: int = 80) -> str:
     """A TCP service from the template's perl-base: answers 'hello from NAME' and closes."""
-    return ("perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>%d,Listen=>9,ReuseAddr=>1) or die $!;"
-            ' while($c=$s->accept){print $c "hello from %s\\n"; close $c}\'' % (port, name))
+    listen = f"$s=IO::Socket::INET->new(LocalPort=>{port},Listen=>9,ReuseAddr=>1) or die $!;"
+    answer = f'while($c=$s->accept){{print $c "hello from {name}\\n"; close $c}}'
+    return f"perl -MIO::Socket::INET -e '{listen} {answer}'"
 
 
 def fetch_inside(net: Prodng, container: str, host: str, port: int = 80) -> str:
