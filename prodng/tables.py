@@ -16,7 +16,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from . import cgroups, runtime, state, templates
+from . import cgroups, network, runtime, state, templates
 from .config import Paths
 
 Row = dict[str, object]
@@ -58,7 +58,8 @@ def containers(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     for record, seen in _containers(paths, wanted):
         yield {
             "name": record.name, "state": str(seen.state), "template": record.template,
-            "payloads": ",".join(record.payloads), "pid": seen.pid, "ip": "", "network": record.network,
+            "payloads": ",".join(record.payloads), "pid": seen.pid,
+            "ip": str(network.read(paths, record.name).get("ip", "")) if seen.pid else "", "network": record.network,
             "command": " ".join(record.argv), "created": int(record.created),
             "started": int(seen.started_at) if seen.started_at else None, "restarts": seen.restarts,
             "exit_code": seen.exit_code, "restart_policy": record.restart,

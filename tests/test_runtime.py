@@ -21,7 +21,11 @@ SLEEPER = "sleep 100000"
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    """Running: a zombie has ended, however late its parent (here PID 1) reaps it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _mounts() -> str:
