@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from common import bench_context
 
-from prodng import dnsmasq, network, runtime, state
+from prodng import network, runtime, state
 from prodng.netkeeper import setns
 from prodng.state import ContainerRecord
 
@@ -131,12 +130,8 @@ def main() -> None:
         for name in names:
             if state.exists(ctx.paths, name):
                 runtime.remove(ctx.paths, name, force=True)
-        directory = network.runtime_dir(ctx.paths)
-        pid = dnsmasq.running_pid(directory)
-        if pid:
-            os.kill(pid, signal.SIGTERM)
+        network.shut_down(ctx.paths, network.bridge())
         setns(host)
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
         subprocess.run(["ip", "netns", "del", NETNS], check=False)
 
 

@@ -159,15 +159,17 @@ def keeper_server(paths: Paths) -> Path:
     return runtime_dir(paths) / "keeper.sock"
 
 
-def _ensure_keeper_server(paths: Paths) -> None:
-    path = keeper_server(paths)
+def _keeper_server_pid(paths: Paths) -> int | None:
     try:
-        pid = int(path.with_suffix(".pid").read_text())
-        if b"prodng.netkeeper" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return
+        pid = int(keeper_server(paths).with_suffix(".pid").read_text())
+        return pid if b"prodng.netkeeper" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
     except (FileNotFoundError, ValueError):
-        pass
-    run.spawn_daemon([sys.executable, "-I", "-m", "prodng.netkeeper", "--serve", path])
+        return None
+
+
+def _ensure_keeper_server(paths: Paths) -> None:
+    if not _keeper_server_pid(paths):
+        run.spawn_daemon([sys.executable, "-I", "-m", "prodng.netkeeper", "--serve", keeper_server(paths)])
 
 
 def check_name(name: str, mode: Mode) -> None:
@@ -360,6 +362,20 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
             dnsmasq.drop_lease(directory, mac, net)
         release_claims(paths, name)
     net_file(paths, name).unlink(missing_ok=True)
+
+
+def shut_down(paths: Paths, net: Bridge) -> None:
+    """Stop dnsmasq and the keeper server, remove the bridge and its table (tests, benchmarks:
+    in normal use they stay for the next container)."""
+    directory = runtime_dir(paths)
+    for pid in (dnsmasq.running_pid(directory), _keeper_server_pid(paths)):
+        if pid:
+            os.kill(pid, 15)
+    _nft(f"delete table ip {net.name}\n", check=False)
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=net.name):
+            ipr.link("del", index=index)
+    run.run(["rm", "-rf", str(directory)])
 
 
 def resolv_conf(paths: Paths, name: str, net: Bridge) -> Path:

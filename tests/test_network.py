@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,15 +93,12 @@ def leases() -> str:
 def net(session_root: Path, template: str) -> Iterator[Prodng]:
     subprocess.run(["ip", "netns", "add", HOSTNS], check=True)
     in_host("ip", "link", "set", "lo", "up")
-    inode = os.stat(f"/run/netns/{HOSTNS}").st_ino
     yield Prodng(session_root, prefix=("nsenter", f"--net=/run/netns/{HOSTNS}"))
-    for directory in Path("/run/prodng").glob(f"*-{inode}"):  # the dnsmasq prodng started here: by its pid
-        pid_file = directory / "dnsmasq.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text())
-            if Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().strip() == "dnsmasq":
-                os.kill(pid, signal.SIGTERM)
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
+    # The dnsmasq and keeper server prodng started in there, by their pids; the bridge goes with the namespace.
+    subprocess.run(["nsenter", f"--net=/run/netns/{HOSTNS}", sys.executable, "-c",
+                    "from prodng import network; from prodng.config import Paths; import sys;"
+                    " network.shut_down(Paths(__import__('pathlib').Path(sys.argv[1])), network.bridge())",
+                    str(session_root)], check=False)
     subprocess.run(["ip", "netns", "del", HOSTNS], check=False)
 
 
