@@ -380,7 +380,7 @@ def shut_down(paths: Paths, net: Bridge) -> None:
 
 def resolv_conf(paths: Paths, name: str, net: Bridge) -> Path:
     path = paths.container_state(name) / "resolv.conf"
-    state.write_atomic(path, f"nameserver {net.gateway}\nsearch {DOMAIN}\n", durable=False)
+    state.write_atomic(path, f"nameserver {net.gateway}\nsearch {DOMAIN}\n", mode=0o644, durable=False)  # any uid resolves
     return path
 
 

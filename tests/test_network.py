@@ -129,6 +129,8 @@ def test_two_dhcp_containers_get_leases_and_reach_each_other_by_name(net: Prodng
     assert fetch_inside(net, "alpha", "beta.prodng") == "hello from beta"
     assert fetch_inside(net, "beta", "alpha") == "hello from alpha"  # search domain prodng
     assert in_host("python3", "-c", DNS_QUERY, GATEWAY, "beta.prodng").stdout.strip() == beta["ip"]
+    as_nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "getent", "hosts", "beta.prodng")
+    assert str(beta["ip"]) in net("exec", "alpha", "--", *as_nobody).stdout  # services rarely run as root
     # The address is on eth0 inside, and the lease is dnsmasq's.
     assert str(alpha["ip"]) in net("exec", "alpha", "--", "cat", "/proc/net/fib_trie").stdout
     assert str(alpha["mac"]) in leases() and str(beta["mac"]) in leases()
