@@ -32,7 +32,6 @@ from pyroute2 import IPRoute
 
 from . import dnsmasq, network, state
 from .config import Paths
-from .runtime import starttime
 
 HOST_NS, LIFELINE = 3, 4
 CLONE_NEWNET = 0x40000000
@@ -63,7 +62,7 @@ class Keeper:
         self.stopping = False
         self.wired = {
             "mode": record.network, "veth": network.veth_name(paths, name), "mac": network.mac_address(paths, name),
-            "keeper_pid": os.getpid(), "keeper_start": starttime(os.getpid()),
+            "keeper_pid": os.getpid(), "keeper_start": state.starttime(os.getpid()),
         }
 
     # ---- messages between threads and signal handlers ----

@@ -196,11 +196,8 @@ def write(paths: Paths, name: str, data: dict[str, object]) -> None:
 
 
 def keeper_alive(paths: Paths, name: str) -> bool:
-    from .runtime import starttime
-
     wired = read(paths, name)
-    pid, start = int(str(wired.get("keeper_pid", 0))), int(str(wired.get("keeper_start", 0)))
-    return pid > 0 and starttime(pid) == start
+    return state.same_process(int(str(wired.get("keeper_pid", 0))), int(str(wired.get("keeper_start", 0))))
 
 
 # ---- host side: bridge, firewall table, dnsmasq ----

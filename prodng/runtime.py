@@ -126,19 +126,8 @@ def generate_name(paths: Paths, template: str) -> str:
 
 # ---- the kernel's view ----
 
-def starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life.
-    0 for a zombie: it has ended, whenever its parent gets round to reaping it."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    fields = text.rsplit(")", 1)[1].split()
-    return 0 if fields[0] == "Z" else int(fields[19])
-
-
 def _same_process(pid: int, start: int) -> bool:
-    return pid > 0 and start > 0 and starttime(pid) == start
+    return state.same_process(pid, start)
 
 
 def observe(paths: Paths, record: ContainerRecord) -> Observation:
@@ -254,12 +243,11 @@ def _start_locked(paths: Paths, name: str) -> Observation:
         _spawn_monitor(config)
     except BaseException:
         cgroups.kill_all(record.cgroups)
-        _release(paths, record)
+        _release(paths, record)  # also undoes a network its keeper left (or never began)
+        if mode.wired:
+            network.teardown(paths, name, network.parse_forwards(record.forwards))
         state.save(paths, replace(record, cgroups=(), started=False))
         raise
-    finally:
-        if mode.wired and not network.keeper_alive(paths, name):
-            network.teardown(paths, name, network.parse_forwards(record.forwards))  # a failed start
     events.emit(paths, "started", name)
     return observe(paths, record)
 

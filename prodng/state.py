@@ -27,6 +27,21 @@ def check_name(name: str) -> str:
     return name
 
 
+def starttime(pid: int) -> int:
+    """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life.
+    0 for a zombie: it has ended, whenever its parent gets round to reaping it."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    fields = text.rsplit(")", 1)[1].split()
+    return 0 if fields[0] == "Z" else int(fields[19])
+
+
+def same_process(pid: int, start: int) -> bool:
+    return pid > 0 and start > 0 and starttime(pid) == start
+
+
 def boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 

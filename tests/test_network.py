@@ -344,3 +344,33 @@ def test_isolation_from_the_host(net: Prodng, names: list[str]) -> None:
     status = net("exec", "prisoner", "--", "cat", "/proc/self/status").stdout
     capabilities = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd")), 16)
     assert not capabilities & (1 << 12) and not capabilities & (1 << 13)  # NET_ADMIN, NET_RAW
+
+
+ROUTER_ADVERTISEMENT = r"""
+import socket, struct, sys, time
+# ICMPv6 type 134: a default router with a prefix to autoconfigure from, sent to all nodes.
+prefix = struct.pack(">BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + socket.inet_pton(socket.AF_INET6, "2001:db8:77::")
+advert = struct.pack(">BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + prefix
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+index = socket.if_nametoindex("eth0")
+for _ in range(3):
+    s.sendto(advert, ("ff02::1", 0, 0, index))
+    time.sleep(0.2)
+print("sent")
+"""
+
+
+def test_router_advertisements_from_a_container_change_nothing(net: Prodng, names: list[str]) -> None:
+    names.append("rogue")
+    net("bookworm", "dhcp", "--name", "rogue", "--exec", "sleep 1000")
+    inside = ("nsenter", f"--net=/proc/{net.info('rogue')['pid']}/ns/net")
+    # Root's doing, from the container's namespace (the container itself lacks NET_RAW):
+    # the worst a compromised container could send, once its link-local address is usable.
+    net.wait_for(lambda: "tentative" not in subprocess.run([*inside, "ip", "-6", "addr", "show", "dev", "eth0"],
+                                                           capture_output=True, text=True).stdout, 10, "DAD")
+    sent = subprocess.run([*inside, sys.executable, "-c", ROUTER_ADVERTISEMENT], capture_output=True, text=True)
+    assert sent.stdout.strip() == "sent", sent.stderr
+    time.sleep(1)
+    assert "2001:db8:77" not in in_host("ip", "-6", "addr").stdout
+    assert "default" not in in_host("ip", "-6", "route").stdout
