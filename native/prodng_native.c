@@ -772,23 +772,31 @@ static int place_fd(int fd, int target)
 }
 
 /*
- * Ask the warm keeper server to fork a keeper for us: it gets our network namespace and
- * the keeper's end of the lifeline, plus the last two keeper arguments (ROOT NAME), and
- * answers once it has forked. Starting a Python keeper cold costs ~0.2 s of CPU; a fork
+ * Ask the warm keeper server to fork a keeper for us: it gets our network namespace,
+ * the keeper's end of the lifeline and the keeper's argv, and answers once it has forked. Starting a Python keeper cold costs ~0.2 s of CPU; a fork
  * of the warm one costs a few ms. Any failure here just means: start it cold.
  */
 static int hand_to_server(const struct pn_config *c, int netns, int lifeline)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (!c->keeper_server || c->nkeeper < 2 || strlen(c->keeper_server) >= sizeof addr.sun_path)
+    if (!c->keeper_server || strlen(c->keeper_server) >= sizeof addr.sun_path)
         return -1;
     strcpy(addr.sun_path, c->keeper_server);
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0)
         return -1;
     char payload[8192], ack[64];
-    int len = snprintf(payload, sizeof payload, "%s%c%s", c->keeper[c->nkeeper - 2], 0, c->keeper[c->nkeeper - 1]);
-    struct iovec iov = {payload, len + 1};
+    size_t len = 0;
+    for (int i = 0; i < c->nkeeper; i++) { /* the whole argv, NUL-separated: the server reads it as main() would */
+        size_t n = strlen(c->keeper[i]) + 1;
+        if (len + n > sizeof payload) {
+            close(s);
+            return -1;
+        }
+        memcpy(payload + len, c->keeper[i], n);
+        len += n;
+    }
+    struct iovec iov = {payload, len};
     union {
         char buf[CMSG_SPACE(2 * sizeof(int))];
         struct cmsghdr align;
@@ -801,8 +809,8 @@ static int hand_to_server(const struct pn_config *c, int netns, int lifeline)
     cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
     int fds[2] = {netns, lifeline};
     memcpy(CMSG_DATA(cm), fds, sizeof fds);
-    int ok = len > 0 && (size_t)len < sizeof payload && connect(s, (struct sockaddr *)&addr, sizeof addr) == 0 &&
-             sendmsg(s, &msg, MSG_NOSIGNAL) == len + 1 && TEMP_FAILURE(read(s, ack, sizeof ack)) > 0;
+    int ok = connect(s, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+             sendmsg(s, &msg, MSG_NOSIGNAL) == (ssize_t)len && TEMP_FAILURE(read(s, ack, sizeof ack)) > 0;
     close(s);
     return ok ? 0 : -1;
 }

@@ -20,9 +20,6 @@ from .errors import SystemFailure
 if TYPE_CHECKING:
     from .network import Bridge
 
-LEASE_TIME = os.environ.get("PRODNG_LEASE_TIME", "1h")
-
-
 def binary() -> str:
     return run.require("dnsmasq", "dnsmasq-base")
 
@@ -52,7 +49,7 @@ def ensure(directory: Path, net: Bridge) -> int:
     first, last = net.dhcp_range
     run.run([
         binary(), "--conf-file=/dev/null", f"--interface={net.name}", "--except-interface=lo",
-        "--bind-interfaces", f"--dhcp-range={first},{last},{net.network.netmask},{LEASE_TIME}",
+        "--bind-interfaces", f"--dhcp-range={first},{last},{net.network.netmask},{os.environ.get('PRODNG_LEASE_TIME', '1h')}",
         f"--dhcp-leasefile={directory / 'leases'}", f"--pid-file={directory / 'dnsmasq.pid'}",
         f"--log-facility={directory / 'dnsmasq.log'}", f"--hostsdir={hosts}",
         "--domain=prodng", "--local=/prodng/", "--no-resolv", "--no-hosts", "--dhcp-ignore-names",

@@ -34,8 +34,8 @@ from . import dnsmasq, network, state
 from .config import Paths
 
 HOST_NS, LIFELINE = 3, 4
+MODULE = "prodng.netkeeper"  # in a keeper's argv: what follows are its arguments
 CLONE_NEWNET = 0x40000000
-DHCP_TIMEOUT = float(os.environ.get("PRODNG_DHCP_TIMEOUT", "10"))
 
 
 def setns(fd: int) -> None:
@@ -141,11 +141,12 @@ class Keeper:
     def lease_from_dhcp(self) -> None:
         self.dhcp = DhcpThread(self)
         self.dhcp.start()
-        deadline = time.monotonic() + DHCP_TIMEOUT
+        timeout = float(os.environ.get("PRODNG_DHCP_TIMEOUT", "10"))
+        deadline = time.monotonic() + timeout
         while not self.address:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.wake_read], [], [], left)[0]:
-                raise TimeoutError(f"no answer from the DHCP server on {self.net.name} within {DHCP_TIMEOUT:g} s")
+                raise TimeoutError(f"no answer from the DHCP server on {self.net.name} within {timeout:g} s")
             self.handle_inbox()
 
     def publish(self, address: str, prefixlen: int, gateway: str, expires: float | None) -> None:
@@ -327,17 +328,15 @@ def serve(path: str) -> int:
                 message, fds, _, _ = socket.recv_fds(conn, 8192, 2)
             except OSError:
                 continue
-            try:
-                root, name = (part.decode() for part in message.split(b"\0")[:2])
-            except ValueError:
-                root = name = ""
-            if len(fds) == 2 and root and name:
+            argv = [part.decode() for part in message.split(b"\0")]
+            arguments = argv[argv.index(MODULE) + 1:] if MODULE in argv else []
+            if len(fds) == 2 and len(arguments) >= 2:
                 pid = os.fork()
                 if pid == 0:
                     listener.close()
                     conn.close()
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    os._exit(_run_keeper(root, name, fds[0], fds[1]))
+                    os._exit(_run_keeper(arguments, fds[0], fds[1]))
                 conn.sendall(f"forked {pid}\n".encode())
             for fd in fds:
                 os.close(fd)
@@ -351,8 +350,14 @@ def _reap() -> None:
         pass
 
 
-def _run_keeper(root: str, name: str, container_ns: int, lifeline: int) -> int:
+def _run_keeper(arguments: list[str], container_ns: int, lifeline: int) -> int:
+    """ROOT NAME [KEY=VALUE...]: the settings are the starting CLI's (see network.SETTINGS)."""
     try:
+        root, name, *settings = arguments
+        for setting in settings:
+            key, _, value = setting.partition("=")
+            if key in network.SETTINGS:
+                os.environ[key] = value
         return Keeper(Paths(Path(root)), name, container_ns, lifeline).run()
     except BaseException as err:  # before run() could answer: say why, the monitor reports it
         try:
@@ -366,11 +371,10 @@ def main(argv: list[str]) -> int:
     os.umask(0o022)
     if argv[:1] == ["--serve"]:
         return serve(argv[1])
-    root, name = argv
     container_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)  # started in it
     setns(HOST_NS)
     os.close(HOST_NS)
-    return _run_keeper(root, name, container_ns, LIFELINE)
+    return _run_keeper(argv, container_ns, LIFELINE)
 
 
 if __name__ == "__main__":

@@ -150,9 +150,15 @@ def runtime_dir(paths: Paths) -> Path:
     return Path("/run/prodng") / f"{hashlib.sha256(str(paths.root).encode()).hexdigest()[:8]}-{netns}"
 
 
+# Read by the keeper, which may be forked from a server started with another environment:
+# the CLI's values travel in the keeper's arguments.
+SETTINGS = ("PRODNG_BRIDGE", "PRODNG_SUBNET", "PRODNG_DHCP_TIMEOUT", "PRODNG_LEASE_TIME")
+
+
 def keeper_argv(paths: Paths, name: str) -> list[str]:
-    """The cold way to start a keeper: the monitor forks the warm keeper server's if it answers."""
-    return [sys.executable, "-I", "-m", "prodng.netkeeper", str(paths.root), name]
+    """The keeper's command line; the monitor hands it to the warm keeper server if one answers."""
+    settings = [f"{key}={os.environ[key]}" for key in SETTINGS if key in os.environ]
+    return [sys.executable, "-I", "-m", "prodng.netkeeper", str(paths.root), name, *settings]
 
 
 def keeper_server(paths: Paths) -> Path:
