@@ -336,6 +336,10 @@ def serve(path: str) -> int:
                     listener.close()
                     conn.close()
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    import prctl  # type: ignore[import-untyped]
+
+                    prctl.set_name("prodng-keeper")
+                    prctl.set_proctitle(f"prodng-keeper {arguments[1]} {arguments[0]}")  # for ps: whose it is
                     os._exit(_run_keeper(arguments, fds[0], fds[1]))
                 conn.sendall(f"forked {pid}\n".encode())
             for fd in fds:
