@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 from common import ROOT, bench_context, remove_all, start_idle
@@ -78,10 +79,13 @@ async def measure(paths) -> None:  # type: ignore[no-untyped-def]
 def main() -> None:
     ctx = bench_context()
     names = start_idle(ctx, "bench-agent", COUNT)
+    # cwd: the repository, so this file (bench/agent.py) cannot shadow the agent package.
     agent = subprocess.Popen([sys.executable, "-m", "prodng", "--root", str(ROOT), "agent", "--port", str(PORT)],
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
     try:
         while not (ROOT / "agent.sock").exists():
+            if agent.poll() is not None:
+                raise SystemExit(f"the agent exited with {agent.returncode}")
             time.sleep(0.1)
         print(f"agent with {COUNT} containers, {CONCURRENCY} concurrent clients:")
         asyncio.run(measure(ctx.paths))
