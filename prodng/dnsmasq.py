@@ -9,6 +9,7 @@ root and network namespace; leases survive its restarts through the lease file.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -53,6 +54,7 @@ def ensure(directory: Path, net: Bridge) -> int:
         f"--dhcp-leasefile={directory / 'leases'}", f"--pid-file={directory / 'dnsmasq.pid'}",
         f"--log-facility={directory / 'dnsmasq.log'}", f"--hostsdir={hosts}",
         "--domain=prodng", "--local=/prodng/", "--no-resolv", "--no-hosts", "--dhcp-ignore-names",
+        "--dhcp-ignore-clid",  # leases by MAC alone: the bridge checks a container's MAC, not its client id
         # Authoritative: a restarted container asking for its old address gets it at once.
         # No ping: static addresses live outside the DHCP range, so nothing there to find.
         "--dhcp-authoritative", "--no-ping", "--user=nobody", "--group=nogroup",
@@ -63,6 +65,20 @@ def ensure(directory: Path, net: Bridge) -> int:
         tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
         raise SystemFailure(f"dnsmasq did not start: {tail[0] if tail else 'no pid file'}")
     return pid
+
+
+def stop(pid: int, timeout: float = 5.0) -> None:
+    """TERM dnsmasq and wait until it has exited, its sockets released (its /proc entries
+    vanish earlier than that, so a pidfd tells, not /proc)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGTERM)
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def publish_name(directory: Path, name: str, address: str) -> None:
@@ -97,9 +113,7 @@ def drop_lease(directory: Path, mac: str, net: Bridge) -> None:
     so it is restarted without that line. The caller holds the network lock."""
     pid = running_pid(directory)
     if pid:
-        os.kill(pid, signal.SIGTERM)
-        while running_pid(directory) == pid:
-            time.sleep(0.01)
+        stop(pid)
     kept = [" ".join(f) for f in leases(directory) if not (len(f) > 2 and f[1] == mac)]
     (directory / "leases").write_text("".join(line + "\n" for line in kept))
     ensure(directory, net)

@@ -112,11 +112,13 @@ class Keeper:
         with IPRoute() as ipr:
             for stale in ipr.link_lookup(ifname=veth):  # a keeper killed before its teardown
                 ipr.link("del", index=stale)
+                network.unguard_port(self.net, veth)
             ipr.link("add", ifname=veth, kind="veth",
                      peer={"ifname": "eth0", "net_ns_fd": self.container_ns, "address": self.wired["mac"]})
             index = ipr.link_lookup(ifname=veth)[0]
             network.sysctl(f"ipv6.conf.{veth}.disable_ipv6", "1")
             bridge = ipr.link_lookup(ifname=self.net.name)[0]
+            network.guard_port(self.net, veth, str(self.wired["mac"]))
             ipr.link("set", index=index, master=bridge, state="up")
 
         def eth0_up() -> None:
@@ -321,8 +323,15 @@ def serve(path: str) -> int:
         os._exit(0)  # whoever started us knows the socket is ready
     Path(path).with_suffix(".pid").write_text(str(os.getpid()))
     signal.signal(signal.SIGCHLD, lambda *_: _reap())
+    started_with = _code_stamp()
     while True:
         conn, _ = listener.accept()
+        if _code_stamp() != started_with:
+            # prodng was upgraded: no keeper from old code. The monitor starts this one cold,
+            # and that keeper starts a new server.
+            conn.close()
+            Path(path).unlink(missing_ok=True)
+            return 0
         with conn:
             try:
                 message, fds, _, _ = socket.recv_fds(conn, 8192, 2)
@@ -344,6 +353,10 @@ def serve(path: str) -> int:
                 conn.sendall(f"forked {pid}\n".encode())
             for fd in fds:
                 os.close(fd)
+
+
+def _code_stamp() -> int:
+    return max(p.stat().st_mtime_ns for p in Path(__file__).parent.glob("*.py"))
 
 
 def _reap() -> None:

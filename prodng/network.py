@@ -243,6 +243,8 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
         sysctl(f"ipv4.conf.{net.name}.route_localnet", "1")
         if not _nft(f"list table ip {net.name}\n", check=False):
             _nft(_table(net))
+        if not _nft(f"list table bridge {net.name}\n", check=False):
+            _nft(_bridge_table(net))
         dnsmasq.ensure(runtime_dir(paths), net)
         _ensure_keeper_server(paths)
 
@@ -274,6 +276,38 @@ def _table(net: Bridge) -> str:
   }}
 }}
 """
+
+
+def _bridge_table(net: Bridge) -> str:
+    """DHCP as the bridge sees it: offers come only from the host's dnsmasq, and a container
+    speaks only for its own MAC (dnsmasq keys leases by MAC alone: --dhcp-ignore-clid), so
+    no container can answer for the server or release another's lease."""
+    return f"""table bridge {net.name} {{
+  map ports {{
+    type ifname : verdict
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    udp sport 67 drop
+  }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    udp dport 67 iifname vmap @ports
+  }}
+}}
+"""
+
+
+def guard_port(net: Bridge, veth: str, mac: str) -> None:
+    """Requests through this port must carry the port's MAC as chaddr (DHCP bytes 28-33)."""
+    _nft(f"add chain bridge {net.name} port-{veth}\n"
+         f"add rule bridge {net.name} port-{veth} @ih,224,48 != 0x{mac.replace(':', '')} drop\n"
+         f'add element bridge {net.name} ports {{ "{veth}" : jump port-{veth} }}\n')
+
+
+def unguard_port(net: Bridge, veth: str) -> None:
+    _nft(f'delete element bridge {net.name} ports {{ "{veth}" }}\n', check=False)
+    _nft(f"delete chain bridge {net.name} port-{veth}\n", check=False)
 
 
 def add_forwards(net: Bridge, address: str, forwards: tuple[Forward, ...]) -> None:
@@ -357,6 +391,7 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
                 if err.code != errno.ENODEV:
                     raise
     remove_forwards(net, forwards)
+    unguard_port(net, veth_name(paths, name))
     directory = runtime_dir(paths)
     mac = str(wired.get("mac") or mac_address(paths, name))
     released = dnsmasq.forget(directory, name, mac)
@@ -371,10 +406,14 @@ def shut_down(paths: Paths, net: Bridge) -> None:
     """Stop dnsmasq and the keeper server, remove the bridge and its table (tests, benchmarks:
     in normal use they stay for the next container)."""
     directory = runtime_dir(paths)
-    for pid in (dnsmasq.running_pid(directory), _keeper_server_pid(paths)):
-        if pid:
-            os.kill(pid, 15)
+    server = _keeper_server_pid(paths)
+    if server:
+        os.kill(server, 15)
+    pid = dnsmasq.running_pid(directory)
+    if pid:
+        dnsmasq.stop(pid)
     _nft(f"delete table ip {net.name}\n", check=False)
+    _nft(f"delete table bridge {net.name}\n", check=False)
     with IPRoute() as ipr:
         for index in ipr.link_lookup(ifname=net.name):
             ipr.link("del", index=index)

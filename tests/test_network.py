@@ -375,3 +375,33 @@ def test_router_advertisements_from_a_container_change_nothing(net: Prodng, name
     time.sleep(1)
     assert "2001:db8:77" not in in_host("ip", "-6", "addr").stdout
     assert "default" not in in_host("ip", "-6", "route").stdout
+
+
+# A DHCPRELEASE for ADDRESS on behalf of MAC, sent to the server from an unprivileged UDP socket.
+RELEASE = r"""use IO::Socket::INET;
+my ($ip, $mac) = @ARGV;
+my $s = IO::Socket::INET->new(Proto => "udp", PeerAddr => "10.89.0.1:67") or die "socket: $!";
+my $chaddr = pack("H12", join("", split(/:/, $mac))) . ("\0" x 10);
+my $packet = pack("CCCCNnn", 1, 1, 6, 0, 0x5eed, 0, 0) . inet_aton($ip) . ("\0" x 12) . $chaddr . ("\0" x 192)
+  . pack("N", 0x63825363) . pack("CCC", 53, 1, 7) . pack("CC", 54, 4) . inet_aton("10.89.0.1") . pack("C", 255);
+$s->send($packet) or die "send: $!";
+print "sent\n";
+"""
+
+
+def test_a_container_cannot_release_another_ones_lease(net: Prodng, names: list[str]) -> None:
+    names += ["victim", "rogue"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 1000")
+    victim, rogue = wired(net, "victim"), wired(net, "rogue")
+
+    def release(address: object, mac: object) -> None:
+        sent = net("exec", "rogue", "--", "perl", "-e", RELEASE, str(address), str(mac))
+        assert sent.stdout.strip() == "sent"
+
+    release(victim["ip"], victim["mac"])  # dropped on the bridge: not the rogue's MAC
+    time.sleep(1)
+    assert str(victim["mac"]) in leases()
+    release(rogue["ip"], rogue["mac"])  # the same packet for its own lease goes through
+    net.wait_for(lambda: str(rogue["mac"]) not in leases(), 5, "the rogue's own release")
+    assert str(victim["mac"]) in leases()
