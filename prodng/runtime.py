@@ -191,7 +191,7 @@ def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = N
                   directory: Path | None = None, caps: tuple[int, ...] = tuple(DEFAULT_CAPS.values())) -> bytes:
     directory = directory or paths.container_state(record.name)
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", "container": "prodng", "HOSTNAME": record.name}
-    env.update(e.split("=", 1) for e in record.env)  # type: ignore[misc]
+    env.update(e.split("=", 1) for e in record.unit_env + record.env)  # type: ignore[misc]
     pairs: list[tuple[str, str]] = [
         ("name", record.name), ("rootfs", str(rootfs or paths.container_root(record.name))),
         ("uid", str(record.uid)), ("gid", str(record.gid)), ("forking", str(int(record.forking))),
@@ -403,7 +403,8 @@ def describe(paths: Paths, name: str, *, detail: bool = False) -> dict[str, obje
         summary.update(
             root=str(paths.container_root(name)), monitor_pid=observed.monitor_pid,
             finished_at=observed.finished_at, error=observed.error, restart=record.restart,
-            restart_max=record.restart_max, env=list(record.env), payloads=list(record.payloads),
+            restart_max=record.restart_max, env=list(record.env), unit_env=list(record.unit_env),
+            payloads=list(record.payloads),
             binds=[f"{b.source}:{b.target}:{'ro' if b.read_only else 'rw'}" for b in record.binds],
             limits={"memory": record.limits.memory, "pids": record.limits.pids, "cpus": record.limits.cpus},
             hermetic=record.network != "host", cgroups=list(record.cgroups),

@@ -85,6 +85,7 @@ class ContainerRecord:
     run_dirs: tuple[str, ...] = ()  # RuntimeDirectory=, made in /run for uid:gid before the service starts
     explicit_exec: bool = False  # --exec given: an upgrade keeps it instead of reading the new unit
     forwards: tuple[str, ...] = ()  # -p HOSTPORT:CONTAINERPORT/PROTO, for dhcp and static networks
+    unit_env: tuple[str, ...] = ()  # Environment= of the payload's unit; `env` (the user's -e) overrides it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +96,7 @@ class ContainerRecord:
         data = {k: v for k, v in data.items() if k in known}
         data["binds"] = tuple(Bind(**b) for b in data.get("binds", ()))
         data["limits"] = Limits(**data.get("limits", {}))
-        for key in ("argv", "env", "payloads", "cgroups", "run_dirs", "forwards"):
+        for key in ("argv", "env", "payloads", "cgroups", "run_dirs", "forwards", "unit_env"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
 

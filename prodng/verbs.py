@@ -149,7 +149,7 @@ def _with_payloads(ctx: Context, record: ContainerRecord,
     service = payload.find_service(root, payloads)
     uid, gid = payload.lookup_ids(root, service.user, service.group)
     workdir = record.workdir if record.workdir != "/" else service.workdir
-    return replace(record, payloads=labels, argv=service.argv, env=service.env + record.env, uid=uid, gid=gid,
+    return replace(record, payloads=labels, argv=service.argv, unit_env=service.env, uid=uid, gid=gid,
                    workdir=workdir, forking=service.forking, run_dirs=service.run_dirs), root
 
 
@@ -179,8 +179,8 @@ def _upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
     current = state.load(ctx.paths, name)
     checked = [payload.inspect(p) for p in payloads]  # nothing is touched for a bad package
     ctx.pool()
-    base = replace(current, argv=current.argv if current.explicit_exec else (),
-                   env=current.env if current.explicit_exec else ())
+    # The user's --exec and -e stay; the unit's command and environment come from the new payloads.
+    base = replace(current, argv=current.argv if current.explicit_exec else (), unit_env=())
     record, source = _with_payloads(ctx, base, checked)
     staged = ctx.paths.containers / f".{name}.next"
     btrfs.delete_subvolume(staged)

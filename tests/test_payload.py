@@ -218,7 +218,7 @@ def _version_deb(tmp_path: Path, version: str, exe: str = "/usr/bin/prodng-ver")
     (root / "DEBIAN").mkdir(parents=True)
     (root / "usr/bin").mkdir(parents=True)
     (root / "DEBIAN/control").write_text(control("prodng-ver").replace("1.0-1", version) + f"X-Prodng-Exec: {exe}\n")
-    (root / "usr/bin/prodng-ver").write_text(f"#!/bin/sh\necho serving {version}\nexec sleep 100000\n")
+    (root / "usr/bin/prodng-ver").write_text(f"#!/bin/sh\necho serving {version} $GREETING\nexec sleep 100000\n")
     (root / "usr/bin/prodng-ver").chmod(0o755)
     out = tmp_path / f"ver-{version}.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(out)], check=True, capture_output=True)
@@ -229,11 +229,11 @@ def test_upgrade_rollback_and_failed_upgrade(prodng: Prodng, template: str, cont
     def serving() -> str:
         return prodng.wait_for(lambda: prodng("logs", container, "--tail", "1").stdout.strip(), what="output")
 
-    prodng(template, _version_deb(tmp_path, "1.0"), "--name", container)
-    assert serving() == "serving 1.0"
+    prodng(template, _version_deb(tmp_path, "1.0"), "--name", container, "-e", "GREETING=hi")
+    assert serving() == "serving 1.0 hi"
     first_pid = prodng.info(container)["pid"]
     prodng("upgrade", container, _version_deb(tmp_path, "2.0"))
-    prodng.wait_for(lambda: serving() == "serving 2.0", what="version 2")
+    prodng.wait_for(lambda: serving() == "serving 2.0 hi", what="version 2, the user's -e kept")
     info = prodng.info(container)
     assert info["payloads"] == ["prodng-ver=2.0"] and info["state"] == "running" and info["pid"] != first_pid
     broken = prodng("upgrade", container, _version_deb(tmp_path, "3.0", exe="/usr/bin/missing"), check=False)
@@ -243,10 +243,10 @@ def test_upgrade_rollback_and_failed_upgrade(prodng: Prodng, template: str, cont
     bad = prodng("upgrade", container, str(tmp_path / "nosuch.deb"), check=False)
     assert bad.returncode == 2 and prodng.info(container)["pid"] == info["pid"], "a bad package touches nothing"
     prodng("rollback", container)
-    prodng.wait_for(lambda: serving() == "serving 1.0", what="the rollback")
+    prodng.wait_for(lambda: serving() == "serving 1.0 hi", what="the rollback")
     assert prodng.info(container)["payloads"] == ["prodng-ver=1.0"]
     prodng("rollback", container)  # and forward again
-    prodng.wait_for(lambda: serving() == "serving 2.0", what="the roll forward")
+    prodng.wait_for(lambda: serving() == "serving 2.0 hi", what="the roll forward")
     prodng("rm", "-f", container)
     assert not [p for p in (prodng.root / "pool" / "containers").iterdir() if container in p.name]
 
