@@ -405,3 +405,30 @@ def test_a_container_cannot_release_another_ones_lease(net: Prodng, names: list[
     release(rogue["ip"], rogue["mac"])  # the same packet for its own lease goes through
     net.wait_for(lambda: str(rogue["mac"]) not in leases(), 5, "the rogue's own release")
     assert str(victim["mac"]) in leases()
+
+
+def test_rest_runs_a_dhcp_container_with_a_forward(net: Prodng, names: list[str]) -> None:
+    from agent_helpers import PORT, Client
+
+    from prodng.config import Paths
+
+    names.append("viarest")
+    sock = net.root / "agent.sock"
+    sock.unlink(missing_ok=True)
+    agent = subprocess.Popen([*net.prefix, sys.executable, "-m", "prodng", "agent", "--port", str(PORT + 7)],
+                             env=net.env, text=True, stderr=subprocess.PIPE)
+    try:
+        net.wait_for(lambda: sock.exists() or agent.poll() is not None, 30, "the agent")
+        client = Client(Paths(net.root), unix=sock)
+        status, body = client.request("POST", "/prodng/run", {
+            "args": ["bookworm", "dhcp"], "name": "viarest", "exec": server("viarest"), "publish": ["18383:80"]})
+        assert status == 200 and str(body["ip"]).startswith("10.89."), body  # type: ignore[index]
+        assert fetch_from_host("127.0.0.1", 18383) == "hello from viarest"
+        status, info = client.request("GET", "/prodng/info?viarest")
+        assert info["forwards"] == ["18383:80/tcp"] and info["interface"]["ip"] == body["ip"]  # type: ignore[index]
+        status, error = client.request("POST", "/prodng/run", {"args": ["bookworm", "static:10.1.2.3/8"],
+                                                               "exec": "sleep 1"})
+        assert status == 400 and "outside prodng0's static range" in error["error"]  # type: ignore[index]
+    finally:
+        agent.terminate()
+        agent.wait()
