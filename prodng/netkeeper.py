@@ -201,10 +201,10 @@ class Keeper:
                 self.configure_static()
         except BaseException as err:
             self.teardown()
-            os.write(lifeline, f"error {' '.join(str(err).split())}\n".encode())
+            _tell(lifeline, f"error {' '.join(str(err).split())}")
             return 1
-        os.write(lifeline, b"ready\n")
-        self.watch(lifeline)
+        if _tell(lifeline, "ready"):  # else the monitor died meanwhile: nothing to keep
+            self.watch(lifeline)
         self.teardown()
         return 0
 
@@ -355,6 +355,14 @@ def serve(path: str) -> int:
                 os.close(fd)
 
 
+def _tell(lifeline: int, line: str) -> bool:
+    try:
+        os.write(lifeline, f"{line}\n".encode())
+        return True
+    except OSError:
+        return False
+
+
 def _code_stamp() -> int:
     return max(p.stat().st_mtime_ns for p in Path(__file__).parent.glob("*.py"))
 
@@ -377,10 +385,7 @@ def _run_keeper(arguments: list[str], container_ns: int, lifeline: int) -> int:
                 os.environ[key] = value
         return Keeper(Paths(Path(root)), name, container_ns, lifeline).run()
     except BaseException as err:  # before run() could answer: say why, the monitor reports it
-        try:
-            os.write(lifeline, f"error network keeper: {err}\n".encode())
-        except OSError:
-            pass
+        _tell(lifeline, f"error network keeper: {err}")
         return 1
 
 
