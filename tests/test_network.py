@@ -161,9 +161,13 @@ def test_none_has_only_loopback(prodng: Prodng, container: str) -> None:
     assert prodng.info(container)["interface"] is None
 
 
+def ruleset() -> str:
+    return in_host("nft", "list", "ruleset").stdout
+
+
 def _nothing_left(net: Prodng, name: str, veth: str, mac: str) -> None:
     assert veth not in links()
-    assert "19090" not in forwards()
+    assert "19090" not in forwards() and veth not in ruleset() and mac.replace(":", "").lstrip("0") not in ruleset()
     assert mac not in leases()
     assert not (runtime_dir() / "hosts" / name).exists()
     assert not any(p.read_text() == name for p in (runtime_dir() / "claims").iterdir())
@@ -174,7 +178,8 @@ def test_rm_and_stop_leave_nothing(net: Prodng, names: list[str]) -> None:
     net("bookworm", "dhcp", "--name", "gone", "-p", "19090:80", "--exec", server("gone"))
     interface = wired(net, "gone")
     veth, mac = str(interface["veth"]), str(interface["mac"])
-    assert veth in links() and "19090" in forwards() and mac in leases()
+    assert veth in links() and "19090" in forwards() and mac in leases() and veth in ruleset()
+    assert mac.replace(":", "").lstrip("0") in ruleset()  # the bridge's DHCP guard for its port
     net("stop", "gone")
     _nothing_left(net, "gone", veth, mac)
     net("start", "gone")
@@ -228,6 +233,7 @@ def test_kill_9_mid_setup_leaves_nothing(net: Prodng, names: list[str], dhcp_blo
         assert veth not in links()
         net("rm", "-f", "midway")
         assert "midway" not in net("ls").stdout
+        assert veth not in links() and veth not in ruleset()
     finally:
         del net.env["PRODNG_DHCP_TIMEOUT"]
 
