@@ -168,7 +168,8 @@ def keeper_server(paths: Paths) -> Path:
 def _keeper_server_pid(paths: Paths) -> int | None:
     try:
         pid = int(keeper_server(paths).with_suffix(".pid").read_text())
-        return pid if b"prodng.netkeeper" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return pid if b"prodng.netkeeper" in cmdline and b"--serve" in cmdline else None
     except (FileNotFoundError, ValueError):
         return None
 
