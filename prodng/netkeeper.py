@@ -257,7 +257,6 @@ class DhcpThread(threading.Thread):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.done: asyncio.Event | None = None
         self.client: Any = None
-        self.ready = threading.Event()
 
     def run(self) -> None:
         try:
@@ -265,8 +264,6 @@ class DhcpThread(threading.Thread):
             asyncio.run(self.main())
         except BaseException as err:
             self.keeper.post("failed", f"{type(err).__name__}: {err}")
-        finally:
-            self.ready.set()
 
     async def main(self) -> None:
         from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff
@@ -295,7 +292,6 @@ class DhcpThread(threading.Thread):
         )
         async with AsyncDHCPClient(config) as client:
             self.client = client
-            self.ready.set()
             await client.bootstrap()
             await self.done.wait()
 

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -242,10 +243,11 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
                                hint="set PRODNG_BRIDGE/PRODNG_SUBNET to match, or remove the bridge")
         # Forwards to 127.0.0.1 leave through the bridge; the input chain keeps the bridge off the host.
         sysctl(f"ipv4.conf.{net.name}.route_localnet", "1")
-        if not _nft(f"list table ip {net.name}\n", check=False):
-            _nft(_table(net))
-        if not _nft(f"list table bridge {net.name}\n", check=False):
-            _nft(_bridge_table(net))
+        tables = run.run([run.require("nft", "nftables"), "list", "tables"]).stdout.splitlines()
+        missing = [make(net) for family, make in (("ip", _table), ("bridge", _bridge_table))
+                   if f"table {family} {net.name}" not in tables]
+        if missing:
+            _nft("".join(missing))
         dnsmasq.ensure(runtime_dir(paths), net)
         _ensure_keeper_server(paths)
 
@@ -372,10 +374,11 @@ def _check_port_free(forward: Forward) -> None:
 
 
 def release_claims(paths: Paths, name: str) -> None:
-    directory = runtime_dir(paths) / "claims"
-    for owner in directory.iterdir() if directory.is_dir() else ():
-        if owner.read_text() == name:
-            owner.unlink(missing_ok=True)
+    with locked(paths):
+        directory = runtime_dir(paths) / "claims"
+        for owner in directory.iterdir() if directory.is_dir() else ():
+            if owner.read_text() == name:
+                owner.unlink(missing_ok=True)
 
 
 # ---- the whole teardown, shared by the keeper and by whoever finds its work undone ----
@@ -396,10 +399,10 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
     directory = runtime_dir(paths)
     mac = str(wired.get("mac") or mac_address(paths, name))
     released = dnsmasq.forget(directory, name, mac)
-    with locked(paths):
-        if not released:
+    if not released:
+        with locked(paths):
             dnsmasq.drop_lease(directory, mac, net)
-        release_claims(paths, name)
+    release_claims(paths, name)
     net_file(paths, name).unlink(missing_ok=True)
 
 
@@ -409,7 +412,7 @@ def shut_down(paths: Paths, net: Bridge) -> None:
     directory = runtime_dir(paths)
     server = _keeper_server_pid(paths)
     if server:
-        os.kill(server, 15)
+        os.kill(server, signal.SIGTERM)
     pid = dnsmasq.running_pid(directory)
     if pid:
         dnsmasq.stop(pid)
@@ -421,10 +424,14 @@ def shut_down(paths: Paths, net: Bridge) -> None:
     run.run(["rm", "-rf", str(directory)])
 
 
-def resolv_conf(paths: Paths, name: str, net: Bridge) -> Path:
-    path = paths.container_state(name) / "resolv.conf"
-    state.write_atomic(path, f"nameserver {net.gateway}\nsearch {DOMAIN}\n", mode=0o644, durable=False)  # any uid resolves
-    return path
+def resolv_conf_path(paths: Paths, name: str) -> Path:
+    return paths.container_state(name) / "resolv.conf"
+
+
+def write_resolv_conf(paths: Paths, name: str, net: Bridge) -> None:
+    """Bound read-only on the container's /etc/resolv.conf: dnsmasq, and NAME for NAME.prodng."""
+    text = f"nameserver {net.gateway}\nsearch {DOMAIN}\n"
+    state.write_atomic(resolv_conf_path(paths, name), text, mode=0o644, durable=False)  # any uid resolves
 
 
 def describe(paths: Paths, name: str) -> dict[str, object]:

@@ -126,10 +126,6 @@ def generate_name(paths: Paths, template: str) -> str:
 
 # ---- the kernel's view ----
 
-def _same_process(pid: int, start: int) -> bool:
-    return state.same_process(pid, start)
-
-
 def observe(paths: Paths, record: ContainerRecord) -> Observation:
     status = state.read_status(paths, record.name)
     if not record.started:
@@ -138,7 +134,7 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
         return Observation(ContainerState.EXITED, error="host rebooted")
     init_pid, init_start = int(status.get("init_pid", 0)), int(status.get("init_start", 0))
     monitor_pid, monitor_start = int(status.get("monitor_pid", 0)), int(status.get("monitor_start", 0))
-    monitor_alive = _same_process(monitor_pid, monitor_start)
+    monitor_alive = state.same_process(monitor_pid, monitor_start)
     seen = Observation(
         ContainerState.EXITED,
         monitor_pid=monitor_pid if monitor_alive else None,
@@ -146,7 +142,7 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
         started_at=float(status.get("started_at", 0)) or None,
         error=status.get("error", ""),
     )
-    if _same_process(init_pid, init_start):
+    if state.same_process(init_pid, init_start):
         frozen = cgroups.is_frozen(record.cgroups)
         return replace(seen, state=ContainerState.FROZEN if frozen else ContainerState.RUNNING, pid=init_pid)
     if monitor_alive and status.get("state") in ("restarting", "running", "starting"):
@@ -208,8 +204,7 @@ def _config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = N
     pairs += [("cap", str(c)) for c in caps]
     pairs += [("rundir", d) for d in record.run_dirs]
     if network.parse_mode(record.network).wired and directory == paths.container_state(record.name):
-        resolv = network.resolv_conf(paths, record.name, network.bridge())
-        pairs += [("bind", f"ro\x1f{resolv}\x1f/etc/resolv.conf")]
+        pairs += [("bind", f"ro\x1f{network.resolv_conf_path(paths, record.name)}\x1f/etc/resolv.conf")]
         pairs += [("keeper", a) for a in network.keeper_argv(paths, record.name)]
         pairs += [("keeper_server", str(network.keeper_server(paths)))]
     for key, value in pairs:
@@ -231,6 +226,7 @@ def _start_locked(paths: Paths, name: str) -> Observation:
     mode = network.parse_mode(record.network)
     if mode.wired:  # the address and host ports are checked and taken before anything starts
         network.claim(paths, name, mode, network.parse_forwards(record.forwards), network.bridge())
+        network.write_resolv_conf(paths, name, network.bridge())
     directory = paths.container_state(name)
     (directory / "status").unlink(missing_ok=True)
     created = cgroups.create(paths.cgroup_leaf(name), record.limits)
@@ -243,9 +239,9 @@ def _start_locked(paths: Paths, name: str) -> Observation:
         _spawn_monitor(config)
     except BaseException:
         cgroups.kill_all(record.cgroups)
-        _release(paths, record)  # also undoes a network its keeper left (or never began)
+        _release(paths, record)  # also undoes what a keeper made and could not undo
         if mode.wired:
-            network.teardown(paths, name, network.parse_forwards(record.forwards))
+            network.release_claims(paths, name)  # taken above, before any keeper
         state.save(paths, replace(record, cgroups=(), started=False))
         raise
     events.emit(paths, "started", name)
@@ -314,7 +310,7 @@ def _signal(pid: int, sig: int) -> None:
 def _wait_gone(pid: int, start: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.001
-    while _same_process(pid, start):
+    while state.same_process(pid, start):
         if time.monotonic() > deadline:
             return False
         time.sleep(delay)
