@@ -1,6 +1,7 @@
 """Build prodng's native parts: the cffi extension prodng._native and the prodng-shim monitor.
 
-Used by setup.py (pip install -e .); running it directly rebuilds both in place.
+Used by setup.py (pip install -e .); running it directly rebuilds both in place. Each binary
+links only the parts of the C core it uses (see native/README.md for the map).
 """
 
 from __future__ import annotations
@@ -14,30 +15,39 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "prodng_native.c"
-CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong"]
+# Hidden by default: the module exports only what cffi's init marks public, not the C core's helpers.
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong",
+          "-fvisibility=hidden"]
 LIBS = ["seccomp"]
+# exec joins a running container: no init, rootfs, monitor or keeper in the Python process.
+MODULE_SOURCES = ["util.c", "config.c", "sandbox.c", "exec.c"]
+SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "rootfs.c", "init.c", "keeper.c", "monitor.c", "shim_main.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "prodng_native.h").read_text().split("*/", 1)[1])
 ffibuilder.set_source(
     "prodng._native",
     '#include "prodng_native.h"',
-    sources=[str(SOURCE)],
+    sources=[str(HERE / source) for source in MODULE_SOURCES],
     include_dirs=[str(HERE)],
     libraries=LIBS,
     extra_compile_args=CFLAGS,
 )
 
 
-def build_shim(dest: Path) -> Path:
-    """The monitor is a small separate executable: it must outlive the CLI and cost little memory."""
-    dest.mkdir(parents=True, exist_ok=True)
-    out = dest / "prodng-shim"
+def build_program(out: Path, sources: list[str], libs: list[str]) -> Path:
+    """Compile and link sources (relative to native/) into the executable out."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    cmd = [*cc.split(), *CFLAGS, "-I", str(HERE), "-o", str(out), str(HERE / "shim_main.c"), str(SOURCE), *(f"-l{lib}" for lib in LIBS)]
+    cmd = [*cc.split(), *CFLAGS, "-I", str(HERE), "-o", str(out), *(str(HERE / s) for s in sources),
+           *(f"-l{lib}" for lib in libs)]
     subprocess.run(cmd, check=True)
     return out
+
+
+def build_shim(dest: Path) -> Path:
+    """The monitor is a small separate executable: it must outlive the CLI and cost little memory."""
+    return build_program(dest / "prodng-shim", SHIM_SOURCES, LIBS)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 /*
- * prodng-shim CONFIG READY_FD: the per-container monitor.
+ * prodng-shim CONFIG READY_FD: the per-container monitor (monitor.c).
  * It forks itself away (so the CLI or agent that started it never has to reap
- * it), then runs the container and reports "ok PID START" or "error MSG" on
+ * it), then runs the container and reports "ok PID START" or "error KIND MSG" on
  * READY_FD once the service has been exec'd.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "prodng_native.h"
+#include "monitor.h"
 
 int main(int argc, char **argv)
 {
@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     int ready_fd = atoi(argv[2]);
     pid_t pid = fork();
     if (pid < 0) {
-        dprintf(ready_fd, "error fork failed\n");
+        dprintf(ready_fd, "error system fork failed\n");
         return 1;
     }
     if (pid > 0)

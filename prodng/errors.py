@@ -38,3 +38,20 @@ class SystemFailure(ProdngError):
 
     exit_code = 5
     http_status = 503
+
+
+# The kinds prodng's C core reports before its message ("KIND MESSAGE"; native/util.h, enum pn_error_kind).
+_NATIVE_KINDS: dict[str, type[ProdngError]] = {
+    "system": SystemFailure,  # the host could not do it
+    "invalid": InvalidRequest,  # the container's command, workdir or a bind source cannot be used
+    "refused": InvalidRequest,  # the root is unsafe to set up (a symlink where a mount goes)
+    "notfound": NotFound,  # what exec was pointed at is gone
+}
+
+
+def from_native(report: str, context: str) -> ProdngError:
+    """The error for a report of the C core ("KIND MESSAGE"), its message prefixed with context."""
+    kind, _, message = report.strip().partition(" ")
+    if kind not in _NATIVE_KINDS:
+        return SystemFailure(f"{context}: {report.strip()}")
+    return _NATIVE_KINDS[kind](f"{context}: {message}")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import btrfs, cgroups, events, network, run, state, templates
 from .config import Paths
-from .errors import Conflict, InvalidRequest, NotFound, SystemFailure
+from .errors import Conflict, InvalidRequest, NotFound, SystemFailure, from_native
 from .state import Bind, ContainerRecord, Limits
 
 SHIM = Path(__file__).resolve().parent / "libexec" / "prodng-shim"
@@ -270,10 +270,8 @@ def _spawn_monitor(config: Path) -> None:
             os.close(write_end)
     text = answer.decode(errors="replace").strip()
     if status != 0 or not text.startswith("ok "):
-        message = text.removeprefix("error ").strip() or f"prodng-shim exited with {status}"
-        if message.startswith(("exec ", "chdir ", "bind ", "refusing root", "create bind")):
-            raise InvalidRequest(f"cannot start: {message}")
-        raise SystemFailure(f"cannot start: {message}")
+        raise from_native(text.removeprefix("error ") or f"system prodng-shim exited with {status}",
+                          "cannot start")
 
 
 def _release(paths: Paths, record: ContainerRecord) -> None:
@@ -480,8 +478,7 @@ def exec_in(paths: Paths, name: str, argv: list[str], stdio: tuple[int, int, int
         config = os.fsencode(paths.container_state(name) / "config")
         pid = lib.pn_exec(config, observed.pid, c_argv, ffi.new("int[3]", list(stdio)), err, 512)
     if pid < 0:
-        message = ffi.string(err).decode(errors="replace")
-        raise (NotFound if "No such file" in message else SystemFailure)(f"exec in {name}: {message}")
+        raise from_native(ffi.string(err).decode(errors="replace"), f"exec in {name}")
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 

@@ -220,6 +220,8 @@ def test_bad_input(prodng: Prodng, template: str, container: str) -> None:
     fails(3, "run", "nosuch", "--name", container, "--exec", "true", says="unknown template")
     fails(2, "run", template, "--name", container, says="no service to run")
     fails(2, "run", template, "--name", container, "--exec", "/no/such/binary", says="exec /no/such/binary")
+    fails(2, "run", template, "--name", container, "--exec", "true", "--workdir", "/no/such/dir",
+          says="chdir /no/such/dir")
     assert not (prodng.root / "state" / container).exists(), "a failed run leaves no container"
     assert not (prodng.root / "pool" / "containers" / container).exists()
     _run(prodng, template, container, SLEEPER)

@@ -1,0 +1,41 @@
+/*
+ * The container's configuration: NUL-separated key/value pairs written by prodng.runtime
+ * (_config_bytes), read by the monitor, the init and exec.
+ */
+#ifndef PRODNG_CONFIG_H
+#define PRODNG_CONFIG_H
+
+#include "util.h"
+
+#define PN_MAX_ARGS 256
+#define PN_MAX_LIST 32
+#define PN_MAX_CONFIG (1 << 20)
+
+struct pn_config {
+    char *buf; /* the file's bytes; every string below points into it */
+    const char *name, *rootfs, *workdir, *log, *status, *restart, *net, *events;
+    long log_max;
+    int restart_max, uid, gid, forking;
+    const char *argv[PN_MAX_ARGS + 1];
+    int argc;
+    char *env[PN_MAX_ARGS + 1];
+    int envc;
+    const char *cgroups[PN_MAX_LIST];
+    int ncgroups;
+    const char *binds[PN_MAX_LIST]; /* "ro|rw" US source US target */
+    int nbinds;
+    const char *rundirs[PN_MAX_LIST]; /* systemd's RuntimeDirectory=: made in the fresh /run for uid:gid */
+    int nrundirs;
+    int caps[64];
+    int ncaps;
+    const char *keeper[PN_MAX_LIST + 1]; /* argv of the network keeper (dhcp, static): it owns the link */
+    int nkeeper;
+    const char *keeper_server; /* unix socket of a warm keeper that forks one per container, if it runs */
+};
+
+/* Read and parse path into c (which then owns c->buf); on error c holds nothing to free. */
+int load_config(const char *path, struct pn_config *c, struct pn_error *e);
+void free_config(struct pn_config *c);
+#define cleanup_config __attribute__((cleanup(free_config)))
+
+#endif

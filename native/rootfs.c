@@ -1,0 +1,208 @@
+/* The container's root (see rootfs.h); runs in the init before the service starts. */
+#define _GNU_SOURCE
+#include "rootfs.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+static int do_mount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data,
+                    struct pn_error *e)
+{
+    if (mount(src, dst, type, flags, data) < 0)
+        return pn_sys(e, "mount %s on %s", type ? type : src ? src : "(remount)", dst);
+    return 0;
+}
+
+static int bind_read_only(const char *path, unsigned long extra, struct pn_error *e)
+{
+    if (do_mount(path, path, NULL, MS_BIND | MS_REC, NULL, e) < 0)
+        return -1;
+    return do_mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | extra, NULL, e);
+}
+
+/* A root whose /proc, /sys or /dev is a symlink could aim our mounts at the host. */
+static int ensure_dir(const char *path, struct pn_error *e)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return pn_fail(e, PN_ERR_REFUSED, 0, "refusing root: %s is a symlink", path);
+        return S_ISDIR(st.st_mode) ? 0 : pn_fail(e, PN_ERR_REFUSED, 0, "refusing root: %s is not a directory", path);
+    }
+    if (errno != ENOENT || mkdir(path, 0755) < 0)
+        return pn_sys(e, "create %s", path);
+    return 0;
+}
+
+/* crun's do_pivot: pivot_root(".", ".") stacks the old root on the new one; detach it from there. */
+static int pivot_into(const char *rootfs, struct pn_error *e)
+{
+    if (do_mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL, e) < 0)
+        return -1;
+    /* Device nodes a payload ships stay inert: the root is nodev (our own /dev is a fresh tmpfs). */
+    struct statvfs sv;
+    unsigned long keep = statvfs(rootfs, &sv) == 0 ? ((sv.f_flag & ST_NOATIME ? MS_NOATIME : 0) |
+                                                      (sv.f_flag & ST_NOSUID ? MS_NOSUID : 0)) : 0;
+    if (do_mount(NULL, rootfs, NULL, MS_BIND | MS_REMOUNT | MS_NODEV | keep, NULL, e) < 0)
+        return -1;
+    if (chdir(rootfs) < 0)
+        return pn_sys(e, "chdir %s", rootfs);
+    if (ensure_dir("proc", e) < 0 || ensure_dir("sys", e) < 0 || ensure_dir("dev", e) < 0)
+        return -1;
+    cleanup_fd int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (oldroot < 0)
+        return pn_sys(e, "open /");
+    /* errno is read by pn_sys right after the call that failed, before oldroot is closed. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0 || fchdir(oldroot) < 0 ||
+        mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0 || umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        return pn_sys(e, "pivot_root into %s", rootfs);
+    return 0;
+}
+
+static int setup_dev(struct pn_error *e)
+{
+    static const struct { const char *path; int major, minor; } nodes[] = {
+        {"/dev/null", 1, 3}, {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
+        {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
+    };
+    static const char *links[][2] = {
+        {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"},
+        {"/proc/self/fd/2", "/dev/stderr"}, {"pts/ptmx", "/dev/ptmx"},
+    };
+    if (do_mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k", e) < 0)
+        return -1;
+    mode_t old = umask(0);
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
+        if (mknod(nodes[i].path, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) < 0) {
+            pn_sys(e, "mknod %s", nodes[i].path);
+            umask(old);
+            return -1;
+        }
+    umask(old);
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+        if (symlink(links[i][0], links[i][1]) < 0)
+            return pn_sys(e, "symlink %s", links[i][1]);
+    if (mkdir("/dev/pts", 0755) < 0 || mkdir("/dev/shm", 01777) < 0 || mkdir("/dev/mqueue", 0755) < 0)
+        return pn_sys(e, "mkdir in /dev");
+    if (do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5",
+                 e) < 0)
+        return -1;
+    return do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k", e);
+}
+
+static int setup_proc_sys(int private_net, struct pn_error *e)
+{
+    static const char *read_only[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", NULL};
+    static const char *masked[] = {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                                   "/proc/latency_stats", "/proc/acpi", "/proc/scsi", "/sys/firmware", NULL};
+    const unsigned long nosuid = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (do_mount("proc", "/proc", "proc", nosuid, NULL, e) < 0)
+        return -1;
+    if (do_mount("sysfs", "/sys", "sysfs", nosuid | MS_RDONLY, NULL, e) < 0) {
+        /* sysfs of the host's net namespace may be refused; a read-only empty /sys then. */
+        if (private_net || do_mount("tmpfs", "/sys", "tmpfs", nosuid | MS_RDONLY, "size=0", e) < 0)
+            return -1;
+    }
+    struct stat st;
+    for (int i = 0; read_only[i]; i++)
+        if (lstat(read_only[i], &st) == 0 && bind_read_only(read_only[i], nosuid, e) < 0)
+            return -1;
+    for (int i = 0; masked[i]; i++) {
+        if (lstat(masked[i], &st) < 0)
+            continue;
+        int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs", MS_RDONLY | nosuid, "size=0")
+                                     : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
+        if (rc < 0)
+            return pn_sys(e, "mask %s", masked[i]);
+    }
+    return 0;
+}
+
+/* Create one missing component: a directory, or (the last, for a file bind) an empty file. */
+static int create_component(const char *path, int as_dir)
+{
+    if (as_dir)
+        return mkdir(path, 0755);
+    cleanup_fd int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+    return fd < 0 ? -1 : 0;
+}
+
+int make_bind_target(const char *rootfs, const char *target, int is_dir, char *path, size_t size,
+                     struct pn_error *e)
+{
+    snprintf(path, size, "%s%s", rootfs, target);
+    size_t offset = strlen(rootfs);
+    for (char *p = path + offset + 1;; p++) {
+        if (*p != '/' && *p != 0)
+            continue;
+        char saved = *p;
+        *p = 0;
+        struct stat st;
+        int last = saved == 0;
+        if (lstat(path, &st) == 0) {
+            if (S_ISLNK(st.st_mode)) {
+                pn_fail(e, PN_ERR_REFUSED, 0, "bind target %s: %s is a symlink", target, path + offset);
+                *p = saved;
+                return -1;
+            }
+        } else if (errno != ENOENT) {
+            return pn_fail(e, PN_ERR_INVALID, errno, "bind target %s", target);
+        } else if (create_component(path, !last || is_dir) < 0) {
+            return pn_fail(e, PN_ERR_INVALID, errno, "create bind target %s", target);
+        }
+        *p = saved;
+        if (last)
+            return 0;
+    }
+}
+
+static int setup_binds(const struct pn_config *c, struct pn_error *e)
+{
+    char source[4096], path[8192];
+    for (int i = 0; i < c->nbinds; i++) {
+        const char *src = strchr(c->binds[i], 0x1f) + 1;
+        const char *target = strchr(src, 0x1f) + 1;
+        snprintf(source, sizeof source, "%.*s", (int)(target - 1 - src), src);
+        struct stat st;
+        if (stat(source, &st) < 0)
+            return pn_fail(e, PN_ERR_INVALID, errno, "bind source %s", source);
+        if (make_bind_target(c->rootfs, target, S_ISDIR(st.st_mode), path, sizeof path, e) < 0 ||
+            do_mount(source, path, NULL, MS_BIND | MS_REC, NULL, e) < 0)
+            return -1;
+        if (!strncmp(c->binds[i], "ro", 2) &&
+            do_mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The fresh /run, /tmp and the service's runtime directories in it (systemd's RuntimeDirectory=). */
+static int setup_run_tmp(const struct pn_config *c, struct pn_error *e)
+{
+    if (ensure_dir("/run", e) < 0 || ensure_dir("/tmp", e) < 0 ||
+        do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=10%", e) < 0 ||
+        do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", e) < 0)
+        return -1;
+    for (int i = 0; i < c->nrundirs; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "/run/%s", c->rundirs[i]);
+        if ((mkdir(path, 0755) < 0 && errno != EEXIST) || lchown(path, c->uid, c->gid) < 0)
+            return pn_sys(e, "runtime directory %s", path);
+    }
+    return 0;
+}
+
+int setup_rootfs(const struct pn_config *c, int private_net, struct pn_error *e)
+{
+    if (do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, e) < 0 || setup_binds(c, e) < 0)
+        return -1;
+    if (pivot_into(c->rootfs, e) < 0 || setup_dev(e) < 0 || setup_proc_sys(private_net, e) < 0)
+        return -1;
+    return setup_run_tmp(c, e);
+}

@@ -1,0 +1,121 @@
+/* Confinement of a container's processes (see sandbox.h); used by the init and by exec. */
+#define _GNU_SOURCE
+#include "sandbox.h"
+
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+extern char **environ;
+
+int join_cgroups(const struct pn_config *c, struct pn_error *e)
+{
+    char path[4096];
+    for (int i = 0; i < c->ncgroups; i++) {
+        snprintf(path, sizeof path, "%s/cgroup.procs", c->cgroups[i]);
+        if (write_file(path, "0") < 0)
+            return pn_sys(e, "join cgroup %s", c->cgroups[i]);
+    }
+    return 0;
+}
+
+static int in_caps(const struct pn_config *c, int cap)
+{
+    for (int i = 0; i < c->ncaps; i++)
+        if (c->caps[i] == cap)
+            return 1;
+    return 0;
+}
+
+static int load_seccomp(struct pn_error *e)
+{
+    static const char *denied[] = {
+        "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "delete_module", "finit_module",
+        "fsconfig", "fsmount", "fsopen", "fspick", "init_module", "iopl", "ioperm", "kcmp", "kexec_file_load",
+        "kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr", "move_mount", "name_to_handle_at",
+        "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "personality", "pivot_root",
+        "process_vm_readv", "process_vm_writev", "ptrace", "quotactl", "reboot", "request_key", "setns",
+        "settimeofday", "swapoff", "swapon", "sysfs", "umount", "umount2", "uselib", "userfaultfd", "ustat",
+        "vhangup", "adjtimex", "syslog", "_sysctl", NULL,
+    };
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return pn_fail(e, PN_ERR_SYSTEM, 0, "seccomp_init failed");
+    int rc = 0;
+    for (int i = 0; denied[i] && rc == 0; i++) {
+        int nr = seccomp_syscall_resolve_name(denied[i]);
+        if (nr != __NR_SCMP_ERROR)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    }
+    /* New user namespaces would hand back every capability dropped above. */
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER));
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER));
+    /* clone3 passes flags in memory seccomp cannot read: make libc fall back to clone. */
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (rc == 0)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    return rc < 0 ? pn_fail(e, PN_ERR_SYSTEM, -rc, "seccomp") : 0;
+}
+
+/*
+ * In this order, because each later step needs a privilege the earlier one still holds.
+ * The bounding set is walked over every capability the ABI can name (64): the kernel answers
+ * EINVAL past its last one, so nothing depends on reading cap_last_cap through a /proc the
+ * container might shape.
+ */
+int drop_privileges(const struct pn_config *c, int keep_caps, struct pn_error *e)
+{
+    for (int cap = 0; cap < 64; cap++)
+        if (!(keep_caps && in_caps(c, cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            return pn_sys(e, "drop capability %d", cap);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (c->gid && (setgroups(0, NULL) < 0 || setresgid(c->gid, c->gid, c->gid) < 0))
+        return pn_sys(e, "setgid %d", c->gid);
+    if (c->uid && setresuid(c->uid, c->uid, c->uid) < 0)
+        return pn_sys(e, "setuid %d", c->uid);
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {{0}};
+    for (int i = 0; keep_caps && c->uid == 0 && i < c->ncaps; i++) {
+        data[c->caps[i] / 32].effective |= 1U << (c->caps[i] % 32);
+        data[c->caps[i] / 32].permitted |= 1U << (c->caps[i] % 32);
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return pn_sys(e, "capset");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return pn_sys(e, "no_new_privs");
+    return load_seccomp(e);
+}
+
+/* The command or workdir comes from the container's config: when it cannot be used, the request was wrong. */
+void exec_service(const struct pn_config *c, const char *const *argv, int syncfd)
+{
+    struct pn_error e;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+    if (chdir(c->workdir) < 0) {
+        pn_fail(&e, PN_ERR_INVALID, errno, "chdir %s", c->workdir);
+        pn_child_fail(syncfd, &e);
+    }
+    if (drop_privileges(c, 1, &e) < 0)
+        pn_child_fail(syncfd, &e);
+    close_fds_except(syncfd);
+    environ = (char **)c->env;
+    execvp(argv[0], (char *const *)argv);
+    pn_fail(&e, PN_ERR_INVALID, errno, "exec %s", argv[0]);
+    pn_child_fail(syncfd, &e);
+}
