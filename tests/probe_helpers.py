@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -38,12 +39,25 @@ def build_probe() -> Path:
         partial.unlink(missing_ok=True)
         raise AssertionError(f"building the probe failed:\n{result.stderr}")
     os.replace(partial, binary)
+    for stale in binary.parent.parent.glob("probe-*"):  # older versions of probe.c
+        if stale != binary.parent:
+            shutil.rmtree(stale, ignore_errors=True)
     return binary
 
 
 def facts(output: str) -> dict[str, str]:
     """The key=value tokens of a probe's output (later lines win), \\xNN escapes decoded."""
     return {key: _unescape(value) for key, value in _TOKEN.findall(output)}
+
+
+def results(output: str) -> dict[str, dict[str, str]]:
+    """Each result line by its first key (a subcommand or a LABEL=): `sysrq=EROFS` -> {"sysrq": {"sysrq": "EROFS"}}."""
+    lines = {}
+    for line in output.splitlines():
+        tokens = facts(line)
+        if tokens and (first := _TOKEN.match(line)):
+            lines[first.group(1)] = tokens
+    return lines
 
 
 def findings(output: str) -> list[dict[str, object]]:
@@ -55,6 +69,22 @@ def _unescape(value: str) -> str:
     return re.sub(r"\\x([0-9a-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
 
 
+PASSWD = "root:x:0:0:root:/root:/bin/probe\nnobody:x:65534:65534:nobody:/nonexistent:/bin/probe\n"
+GROUP = "root:x:0:\nnogroup:x:65534:\n"
+
+
+def make_probe_root(root: Path, binary: Path) -> Path:
+    """A root holding only the probe (no shell, no libc): what `prodng template import probe ROOT` takes."""
+    for directory in ("bin", "etc", "proc", "sys", "dev", "run", "tmp", "root"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    shutil.copy(binary, root / "bin" / "probe")
+    (root / "etc" / "passwd").write_text(PASSWD)
+    (root / "etc" / "group").write_text(GROUP)
+    return root
+
+
 @pytest.fixture(scope="session")
 def probe_binary() -> Path:
     return build_probe()
+

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from probe_helpers import facts, findings
+from probe_helpers import facts, findings, results
 
 
 def probe(binary: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -23,8 +23,12 @@ def test_exit_status_echo_and_chains(probe_binary: Path) -> None:
     assert probe(probe_binary, "echo", "a b", "c").stdout == "a b c\n"
     exited = probe(probe_binary, "exit", "3", "attempt")
     assert (exited.returncode, exited.stdout) == (3, "attempt\n")
-    chain = probe(probe_binary, "echo", "one", ";", "false", ";", "echo", "never")
-    assert (chain.returncode, chain.stdout) == (1, "one\n"), "a chain stops at the first failure, like &&"
+    chain = probe(probe_binary, "echo", "one", "&&", "false", "&&", "echo", "never", ";", "echo", "after")
+    assert (chain.returncode, chain.stdout) == (0, "one\nafter\n"), "; and && as in sh"
+    assert probe(probe_binary, "true", "&&", "false").returncode == 1, "the status of the last one run"
+    labelled = probe(probe_binary, "gone=", "open", "/nonexistent", "r", ";", "root=", "ls", "/")
+    checks = results(labelled.stdout)
+    assert checks["gone"] == {"gone": "ENOENT"} and "proc" in checks["root"]["entries"].split(",")
 
 
 def test_bad_usage_is_one_line_and_exit_2(probe_binary: Path) -> None:

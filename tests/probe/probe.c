@@ -207,17 +207,17 @@ static int cmd_isatty(int argc, char **argv)
         return fail("not an fd: %s", argv[1]), USAGE_ERROR;
     if (!isatty((int)fd)) {
         int err = errno;
-        out("isatty=%s fd=%ld\n", errname(err), fd);
+        out("%s=%s fd=%ld\n", current, errname(err), fd);
         return fail("fd %ld is not a terminal", fd);
     }
-    out("isatty=ok fd=%ld tty=%s\n", fd, ttyname((int)fd) ?: "?");
+    out("%s=ok fd=%ld tty=%s\n", current, fd, ttyname((int)fd) ?: "?");
     return 0;
 }
 
 static int cmd_pid(int argc, char **argv)
 {
     (void)argc; (void)argv;
-    out("pid=%d ppid=%d sid=%d pgid=%d\n", getpid(), getppid(), getsid(0), getpgid(0));
+    out("%s=%d ppid=%d sid=%d pgid=%d\n", current, getpid(), getppid(), getsid(0), getpgid(0));
     return 0;
 }
 
@@ -226,7 +226,7 @@ static int cmd_hostname(int argc, char **argv)
     (void)argc; (void)argv;
     struct utsname u;
     uname(&u);
-    out("hostname=%s\n", u.nodename);
+    out("%s=%s\n", current, u.nodename);
     return 0;
 }
 
@@ -264,6 +264,22 @@ static int cmd_cat(int argc, char **argv)
     return err ? fail("%s: %s", argv[1], errname(err)) : 0;
 }
 
+/* One line: `read=ok bytes=N text=ESCAPED` (the first 4 KiB). */
+static int cmd_read(int argc, char **argv)
+{
+    (void)argc;
+    char text[4096], escaped[4 * sizeof text + 1];
+    ssize_t n = read_file(argv[1], text, sizeof text);
+    if (n < 0) {
+        int err = errno;
+        out("%s=%s\n", current, errname(err));
+        return fail("%s: %s", argv[1], strerror(err));
+    }
+    escape(text, n, escaped, sizeof escaped);
+    out("%s=ok bytes=%zd text=%s\n", current, n, escaped);
+    return 0;
+}
+
 static int cmd_write(int argc, char **argv)
 {
     (void)argc;
@@ -272,7 +288,7 @@ static int cmd_write(int argc, char **argv)
     int err = errno;
     if (fd >= 0)
         close(fd);
-    out("write=%s bytes=%zd\n", n < 0 ? errname(err) : "ok", n < 0 ? 0 : n);
+    out("%s=%s bytes=%zd\n", current, n < 0 ? errname(err) : "ok", n < 0 ? 0 : n);
     return n < 0 ? fail("%s: %s", argv[1], strerror(err)) : 0;
 }
 
@@ -298,11 +314,11 @@ static int cmd_readlink(int argc, char **argv)
     ssize_t n = readlink(argv[1], target, sizeof target);
     if (n < 0) {
         int err = errno;
-        out("readlink=%s\n", errname(err));
+        out("%s=%s\n", current, errname(err));
         return fail("%s: %s", argv[1], strerror(err));
     }
     escape(target, n, escaped, sizeof escaped);
-    out("readlink=ok target=%s\n", escaped);
+    out("%s=ok target=%s\n", current, escaped);
     return 0;
 }
 
@@ -311,18 +327,31 @@ static int by_name(const struct dirent **a, const struct dirent **b)
     return strcmp((*a)->d_name, (*b)->d_name);
 }
 
+/* One line: `ls=ok entries=a,b,c` (sorted; commas in names escaped). */
 static int cmd_ls(int argc, char **argv)
 {
     (void)argc;
     struct dirent **entries;
     int n = scandir(argv[1], &entries, NULL, by_name);
-    if (n < 0)
-        return fail("%s: %s", argv[1], errname(errno));
-    for (int i = 0; i < n; i++) {
-        if (strcmp(entries[i]->d_name, ".") && strcmp(entries[i]->d_name, ".."))
-            out("%s\n", entries[i]->d_name);
+    if (n < 0) {
+        int err = errno;
+        out("%s=%s\n", current, errname(err));
+        return fail("%s: %s", argv[1], strerror(err));
+    }
+    out("%s=ok entries=", current);
+    for (int i = 0, first = 1; i < n; i++) {
+        const char *name = entries[i]->d_name;
+        if (strcmp(name, ".") && strcmp(name, "..")) {
+            char escaped[1200];
+            escape(name, strlen(name), escaped, sizeof escaped);
+            for (char *comma; (comma = strchr(escaped, ','));) /* the list separator */
+                memmove(comma + 4, comma + 1, strlen(comma + 1) + 1), memcpy(comma, "\\x2c", 4);
+            out("%s%s", first ? "" : ",", escaped);
+            first = 0;
+        }
         free(entries[i]);
     }
+    out("\n");
     free(entries);
     return 0;
 }
@@ -347,10 +376,10 @@ static int cmd_stat(int argc, char **argv)
     struct stat st;
     if (lstat(argv[1], &st) < 0) {
         int err = errno;
-        out("stat=%s\n", errname(err));
+        out("%s=%s\n", current, errname(err));
         return fail("%s: %s", argv[1], strerror(err));
     }
-    out("stat=ok type=%s mode=%04o uid=%u gid=%u size=%lld dev=%u:%u ino=%llu rdev=%u:%u\n",
+    out("%s=ok type=%s mode=%04o uid=%u gid=%u size=%lld dev=%u:%u ino=%llu rdev=%u:%u\n", current,
         file_type(st.st_mode), st.st_mode & 07777, st.st_uid, st.st_gid, (long long)st.st_size,
         major(st.st_dev), minor(st.st_dev), (unsigned long long)st.st_ino, major(st.st_rdev), minor(st.st_rdev));
     return 0;
@@ -382,7 +411,7 @@ static int cmd_uid(int argc, char **argv)
     (void)argc; (void)argv;
     gid_t groups[64];
     int n = getgroups(64, groups);
-    out("uid=%u euid=%u gid=%u egid=%u groups=", getuid(), geteuid(), getgid(), getegid());
+    out("%s=%u euid=%u gid=%u egid=%u groups=", current, getuid(), geteuid(), getgid(), getegid());
     for (int i = 0; i < n; i++)
         out("%s%u", i ? "," : "", groups[i]);
     out("\n");
@@ -402,14 +431,14 @@ static int cmd_memhog(int argc, char **argv)
         char *chunk = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (chunk == MAP_FAILED) {
             int err = errno;
-            out("memhog=%s mb=%ld\n", errname(err), done);
+            out("%s=%s mb=%ld\n", current, errname(err), done);
             return fail("mmap after %ld MB: %s", done, strerror(err));
         }
         memset(chunk, 0x5a, 1 << 20); /* touch every page: charged to the memory cgroup */
         if (done % 16 == 15)
             out("progress mb=%ld\n", done + 1);
     }
-    out("memhog=ok mb=%ld\n", done);
+    out("%s=ok mb=%ld\n", current, done);
     return 0;
 }
 
@@ -438,7 +467,7 @@ static int cmd_forkbomb(int argc, char **argv)
         }
         children[forked] = pid;
     }
-    out("forkbomb=%s forked=%ld wanted=%ld\n", errname(err), forked, wanted);
+    out("%s=%s forked=%ld wanted=%ld\n", current, errname(err), forked, wanted);
     if (hold > 0)
         sleep_seconds(hold);
     for (long i = 0; i < forked; i++)
@@ -519,6 +548,41 @@ static int cmd_tmpfill(int argc, char **argv)
 
 /* ---- what a container must not be able to do ---- */
 
+/* Operations that change the process itself (its root, its namespaces) run in a
+ * child, so that later subcommands of a chain run unchanged. */
+static int in_child(int (*body)(int argc, char **argv), int argc, char **argv)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return fail("fork: %s", strerror(errno));
+    if (pid == 0)
+        _exit(body(argc, argv));
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The classic chroot escape (chroot into a subdirectory, climb out with "..",
+ * chroot there), then: does PATH exist where we ended up? */
+static int chroot_escape(int argc, char **argv)
+{
+    (void)argc;
+    mkdir("/tmp/probe-jail", 0755);
+    if (chroot("/tmp/probe-jail") < 0)
+        return report(-1, errno, "chroot");
+    for (int i = 0; i < 64; i++)
+        if (chdir("..") < 0) {}
+    if (chroot(".") < 0)
+        return report(-1, errno, "chroot .");
+    struct stat st;
+    int rc = lstat(argv[1], &st), err = errno;
+    out("%s=ok path=%s\n", current, rc < 0 ? errname(err) : "exists");
+    return 0;
+}
+
+static int cmd_chroot_escape(int argc, char **argv) { return in_child(chroot_escape, argc, argv); }
+
 static int cmd_io_uring(int argc, char **argv)
 {
     (void)argc; (void)argv;
@@ -555,7 +619,7 @@ static int cmd_btrfs_subvol(int argc, char **argv)
     int rc1 = ioctl(dir, BTRFS_IOC_SUBVOL_CREATE, &v1), err1 = errno;
     int rc2 = ioctl(dir, BTRFS_IOC_SUBVOL_CREATE_V2, &v2), err2 = errno;
     close(dir);
-    out("btrfs-subvol=%s v2=%s\n", rc1 < 0 ? errname(err1) : "ok", rc2 < 0 ? errname(err2) : "ok");
+    out("%s=%s v2=%s\n", current, rc1 < 0 ? errname(err1) : "ok", rc2 < 0 ? errname(err2) : "ok");
     if (rc1 == 0 || rc2 == 0)
         return 0;
     return fail("BTRFS_IOC_SUBVOL_CREATE: %s, _V2: %s", strerror(err1), strerror(err2));
@@ -576,7 +640,7 @@ static int cmd_btrfs_snap(int argc, char **argv)
     int rc2 = ioctl(dir, BTRFS_IOC_SNAP_CREATE_V2, &v2), err2 = errno;
     close(src);
     close(dir);
-    out("btrfs-snap=%s v2=%s\n", rc1 < 0 ? errname(err1) : "ok", rc2 < 0 ? errname(err2) : "ok");
+    out("%s=%s v2=%s\n", current, rc1 < 0 ? errname(err1) : "ok", rc2 < 0 ? errname(err2) : "ok");
     if (rc1 == 0 || rc2 == 0)
         return 0;
     return fail("BTRFS_IOC_SNAP_CREATE: %s, _V2: %s", strerror(err1), strerror(err2));
@@ -593,7 +657,7 @@ static int cmd_mount_test(int argc, char **argv)
     return report(rc, err, "mount tmpfs");
 }
 
-static int cmd_unshare_user(int argc, char **argv)
+static int unshare_user(int argc, char **argv)
 {
     (void)argc; (void)argv;
     if (unshare(CLONE_NEWUSER) < 0)
@@ -601,9 +665,11 @@ static int cmd_unshare_user(int argc, char **argv)
     /* In a new user namespace we hold every capability: can they mount? */
     int rc = unshare(CLONE_NEWNS);
     int err = errno;
-    out("unshare-user=ok mountns=%s\n", rc < 0 ? errname(err) : "ok");
+    out("%s=ok mountns=%s\n", current, rc < 0 ? errname(err) : "ok");
     return 0;
 }
+
+static int cmd_unshare_user(int argc, char **argv) { return in_child(unshare_user, argc, argv); }
 
 /* ---- network ---- */
 
@@ -666,7 +732,7 @@ static int cmd_connect(int argc, char **argv)
     }
     if (rc < 0) {
         close(fd);
-        out("connect=%s\n", errname(err));
+        out("%s=%s\n", current, errname(err));
         return fail("%s port %s: %s", argv[1], argv[2], strerror(err));
     }
     if (argc > 3) {
@@ -685,7 +751,7 @@ static int cmd_connect(int argc, char **argv)
     }
     close(fd);
     escape(buf, got, escaped, sizeof escaped);
-    out("connect=ok read=%s\n", escaped);
+    out("%s=ok read=%s\n", current, escaped);
     return 0;
 }
 
@@ -725,11 +791,11 @@ static int cmd_tiocsti(int argc, char **argv)
     for (const char *c = argv[1]; *c; c++, injected++) {
         if (ioctl(0, TIOCSTI, c) < 0) {
             int err = errno;
-            out("tiocsti=%s injected=%zu\n", errname(err), injected);
+            out("%s=%s injected=%zu\n", current, errname(err), injected);
             return fail("ioctl(0, TIOCSTI): %s", strerror(err));
         }
     }
-    out("tiocsti=ok injected=%zu\n", injected);
+    out("%s=ok injected=%zu\n", current, injected);
     return 0;
 }
 
@@ -743,7 +809,7 @@ static int cmd_setsid_check(int argc, char **argv)
     pid_t tty_sid = tty >= 0 ? tcgetsid(tty) : -1, tty_pgrp = tty >= 0 ? tcgetpgrp(tty) : -1;
     if (tty >= 0)
         close(tty);
-    out("setsid-check=%s pid=%d sid=%d pgid=%d session_leader=%d group_leader=%d ctty=%s ctty_sid=%d ctty_pgrp=%d\n",
+    out("%s=%s pid=%d sid=%d pgid=%d session_leader=%d group_leader=%d ctty=%s ctty_sid=%d ctty_pgrp=%d\n", current,
         sid == pid && pgid == pid ? "ok" : "shared", pid, sid, pgid, sid == pid, pgid == pid,
         tty >= 0 ? "yes" : errname(tty_err), tty_sid, tty_pgrp);
     return sid == pid && pgid == pid ? 0 : fail("not the leader of its own session and process group");
@@ -778,7 +844,7 @@ static int cmd_signals(int argc, char **argv)
 {
     if (set_signals(argv[1], log_signal) || (argc > 2 && set_signals(argv[2], SIG_IGN)))
         return USAGE_ERROR;
-    out("signals=ready pid=%d\n", getpid());
+    out("%s=ready pid=%d\n", current, getpid());
     for (;;)
         pause();
 }
@@ -846,7 +912,7 @@ static int cmd_writer(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     int fd = strcmp(argv[1], "-") ? open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
-    out("writer=ok pid=%d\n", getpid());
+    out("%s=ok pid=%d\n", current, getpid());
     if (write(ready[1], "x", 1) < 0) {}
     close(ready[1]);
     char line[1024];
@@ -1109,7 +1175,7 @@ static int cmd_racer(int argc, char **argv)
     mark_existing();
     int last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
     long last = read_last_pid(last_pid_fd);
-    out("racer=ready pid=%d ns_last_pid=%ld\n", getpid(), last);
+    out("%s=ready pid=%d ns_last_pid=%ld\n", current, getpid(), last);
     double end = now() + seconds, next_scan = 0;
     while (now() < end) {
         long current = read_last_pid(last_pid_fd);
@@ -1161,8 +1227,9 @@ static const struct command commands[] = {
     {"cat", cmd_cat, 1, "FILE"},
     {"write", cmd_write, 2, "FILE TEXT: create or truncate FILE with TEXT"},
     {"open", cmd_open, 2, "PATH r|w|rw: open (no truncation, nothing written)"},
+    {"read", cmd_read, 1, "FILE: its first 4 KiB on one line, escaped"},
     {"readlink", cmd_readlink, 1, "PATH"},
-    {"ls", cmd_ls, 1, "DIR: sorted names"},
+    {"ls", cmd_ls, 1, "DIR: sorted names on one line"},
     {"stat", cmd_stat, 1, "PATH: lstat"},
     {"caps", cmd_caps, 0, "CapEff, CapBnd, NoNewPrivs, Seccomp, ... from /proc/self/status"},
     {"uid", cmd_uid, 0, "uids, gids and groups"},
@@ -1174,6 +1241,7 @@ static const struct command commands[] = {
     {"mknod", cmd_mknod, 4, "PATH b|c MAJOR MINOR"},
     {"btrfs-subvol", cmd_btrfs_subvol, 2, "DIR NAME: BTRFS_IOC_SUBVOL_CREATE (v1 and v2)"},
     {"btrfs-snap", cmd_btrfs_snap, 3, "SRC DIR NAME: BTRFS_IOC_SNAP_CREATE (v1 and v2)"},
+    {"chroot-escape", cmd_chroot_escape, 1, "PATH: chroot out of a chroot, then look for PATH"},
     {"mount-test", cmd_mount_test, 0, "[DIR]: mount a tmpfs"},
     {"unshare-user", cmd_unshare_user, 0, "unshare(CLONE_NEWUSER), then a mount namespace in it"},
     {"connect", cmd_connect, 2, "IP PORT [SEND]: TCP connect (3 s timeout), print what is read"},
@@ -1189,24 +1257,39 @@ static const struct command commands[] = {
 
 static int usage(void)
 {
-    dprintf(2, "usage: probe SUBCOMMAND ARGS... [\\; SUBCOMMAND ARGS...]\n");
+    dprintf(2, "usage: probe [LABEL=] SUBCOMMAND ARGS... [\\; | && [LABEL=] SUBCOMMAND ARGS...]...\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         dprintf(2, "  %-13s %s\n", commands[i].name, commands[i].usage);
     return USAGE_ERROR;
 }
 
+/* A first word "LABEL=" names the result: `sysrq= open /proc/sysrq-trigger w` prints sysrq=EROFS. */
 static int run_one(int argc, char **argv)
 {
+    const char *label = NULL;
+    size_t len = strlen(argv[0]);
+    if (len > 1 && argv[0][len - 1] == '=') {
+        argv[0][len - 1] = 0;
+        label = argv[0];
+        argv++, argc--;
+        if (argc == 0)
+            return usage();
+    }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
         if (strcmp(commands[i].name, argv[0]))
             continue;
-        current = argv[0];
+        current = label ? label : argv[0];
         if (argc - 1 < commands[i].min_args)
             return fail("usage: probe %s %s", argv[0], commands[i].usage), USAGE_ERROR;
         return commands[i].run(argc, argv);
     }
     dprintf(2, "probe: unknown subcommand %s\n", argv[0]);
     return usage();
+}
+
+static int is_separator(const char *word)
+{
+    return !strcmp(word, ";") || !strcmp(word, "&&");
 }
 
 int main(int argc, char **argv)
@@ -1219,15 +1302,19 @@ int main(int argc, char **argv)
     }
     if (argc < 2)
         return usage();
-    /* "a ARGS ; b ARGS" runs like a && b: a shell-free script for a service's --exec. */
+    /* A shell-free script for a service's --exec: "a ; b" runs both, "a && b" runs b
+     * only if a succeeded; the status is the last one run, as in sh. */
     int status = 0;
-    for (int start = 1; start < argc && status == 0;) {
+    const char *before = ";";
+    for (int start = 1; start < argc;) {
         int end = start;
-        while (end < argc && strcmp(argv[end], ";"))
+        while (end < argc && !is_separator(argv[end]))
             end++;
-        argv[end < argc ? end : argc] = NULL;
-        if (end > start)
+        const char *after = end < argc ? argv[end] : ";";
+        argv[end] = NULL;
+        if (end > start && (strcmp(before, "&&") || status == 0))
             status = run_one(end - start, argv + start);
+        before = after;
         start = end + 1;
     }
     return status;
