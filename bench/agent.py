@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 from common import ROOT, bench_context, remove_all, start_idle
 
-from prodng import credentials
+from prodng.agent import credentials
 
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))

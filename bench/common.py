@@ -9,8 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodng import templates, verbs  # noqa: E402
+from prodng import verbs  # noqa: E402
 from prodng.config import Paths  # noqa: E402
+from prodng.storage import templates
 
 ROOT = Path(os.environ.get("PRODNG_BENCH_ROOT", "/var/tmp/prodng-bench"))
 
@@ -34,27 +35,27 @@ def fresh_container(ctx: verbs.Context, name: str, command: str) -> None:
     """Create NAME anew (removing a leftover of an interrupted run)."""
     import shlex
 
-    from prodng import runtime, state
-    from prodng.state import ContainerRecord
+    from prodng.container import lifecycle, state
+    from prodng.container.state import ContainerRecord
 
     if state.exists(ctx.paths, name):
-        runtime.remove(ctx.paths, name, force=True)
-    runtime.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=tuple(shlex.split(command))))
+        lifecycle.remove(ctx.paths, name, force=True)
+    lifecycle.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=tuple(shlex.split(command))))
 
 
 def start_idle(ctx: verbs.Context, prefix: str, count: int) -> list[str]:
     """COUNT running idle containers named PREFIX-0..N."""
-    from prodng import runtime
+    from prodng.container import lifecycle
 
     names = [f"{prefix}-{i}" for i in range(count)]
     for name in names:
         fresh_container(ctx, name, "sleep 1000000")
-        runtime.start(ctx.paths, name)
+        lifecycle.start(ctx.paths, name)
     return names
 
 
 def remove_all(ctx: verbs.Context, names: list[str]) -> None:
-    from prodng import runtime
+    from prodng.container import lifecycle
 
     for name in names:
-        runtime.remove(ctx.paths, name, force=True)
+        lifecycle.remove(ctx.paths, name, force=True)

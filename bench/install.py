@@ -11,7 +11,8 @@ from pathlib import Path
 
 from common import bench_context
 
-from prodng import btrfs, install, payload
+from prodng.payload import install
+from prodng.storage import btrfs
 
 PACKAGE = "redis-server"
 
@@ -21,7 +22,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="prodng-bench-debs-"))
     subprocess.run(["apt-get", "download", "-q", PACKAGE], cwd=folder, check=True, capture_output=True)
     deb = next(folder.glob(f"{PACKAGE}_*.deb"))
-    payloads = [payload.inspect(str(deb))]
+    payloads = [deb.inspect(str(deb))]
     cached = install.cache_dir(ctx.paths) / install.cache_key(ctx.paths, "bookworm", payloads)
     btrfs.delete_subvolume(cached)
 

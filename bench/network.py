@@ -20,9 +20,10 @@ from pathlib import Path
 
 from common import bench_context
 
-from prodng import network, runtime, state
-from prodng.netkeeper import setns
-from prodng.state import ContainerRecord
+from prodng.container import lifecycle, state
+from prodng.container.state import ContainerRecord
+from prodng.network import modes, wiring
+from prodng.network.keeper import setns
 
 COUNT = int(os.environ.get("BENCH_COUNT", "20"))
 NETNS = f"prodng-bench-{os.getpid()}"
@@ -30,13 +31,13 @@ NETNS = f"prodng-bench-{os.getpid()}"
 
 def run_one(ctx, name: str) -> float:  # type: ignore[no-untyped-def]
     if state.exists(ctx.paths, name):
-        runtime.remove(ctx.paths, name, force=True)
+        lifecycle.remove(ctx.paths, name, force=True)
     began = time.perf_counter()
-    runtime.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "100000"),
+    lifecycle.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "100000"),
                                               network="dhcp"))
-    runtime.start(ctx.paths, name)
+    lifecycle.start(ctx.paths, name)
     took = time.perf_counter() - began
-    assert network.read(ctx.paths, name).get("ip"), f"{name} has no address"
+    assert wiring.read(ctx.paths, name).get("ip"), f"{name} has no address"
     return took
 
 
@@ -110,15 +111,15 @@ def main() -> None:
     names = [f"bench-net-{i}" for i in range(COUNT)]
     try:
         sequential = [run_one(ctx, name) for name in names]
-        keepers = [pss_mib(int(str(network.read(ctx.paths, n)["keeper_pid"]))) for n in names]
+        keepers = [pss_mib(int(str(wiring.read(ctx.paths, n)["keeper_pid"]))) for n in names]
         for name in names:
-            runtime.remove(ctx.paths, name, force=True)
+            lifecycle.remove(ctx.paths, name, force=True)
         began = time.perf_counter()
         with ThreadPoolExecutor(COUNT) as pool:
             concurrent = list(pool.map(lambda n: run_one(ctx, n), names))
         wall = time.perf_counter() - began
         for name in names:
-            runtime.remove(ctx.paths, name, force=True)
+            lifecycle.remove(ctx.paths, name, force=True)
         bare = [bare_lease(i) for i in range(COUNT)]
         print(f"run -> bound lease, {COUNT} containers (target: median under 1 s)")
         print(summary("prodng run, one after another", sequential))
@@ -129,8 +130,8 @@ def main() -> None:
     finally:
         for name in names:
             if state.exists(ctx.paths, name):
-                runtime.remove(ctx.paths, name, force=True)
-        network.shut_down(ctx.paths, network.bridge())
+                lifecycle.remove(ctx.paths, name, force=True)
+        host.shut_down(ctx.paths, modes.bridge())
         setns(host)
         subprocess.run(["ip", "netns", "del", NETNS], check=False)
 

@@ -8,8 +8,8 @@ import time
 
 from common import bench_context, remove_all, start_idle
 
-from prodng import cgroups, state
-from prodng.query import run_query
+from prodng.container import cgroups, state
+from prodng.inspect.query import run_query
 
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
 

@@ -1,6 +1,6 @@
 """Start latency against runc, bwrap and unshare+chroot on the same root; freeze/thaw; memory per container.
 
-prodng's figure is the library call runtime.start() until the service has been
+prodng's figure is the library call lifecycle.start() until the service has been
 exec'd inside (the monitor reports it); the peers' figure is the whole command
 running /bin/true in the same root (their fastest observable equivalent).
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from common import bench_context, fresh_container, ms, remove_all, start_idle
 
-from prodng import btrfs, runtime, state
+from prodng.container import lifecycle, state
+from prodng.storage import btrfs
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 IDLE = int(os.environ.get("BENCH_IDLE", "100"))
@@ -28,10 +29,10 @@ def prodng_start(ctx) -> list[float]:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(RUNS):
         start = time.perf_counter()
-        runtime.start(ctx.paths, "bench-start")
+        lifecycle.start(ctx.paths, "bench-start")
         times.append(time.perf_counter() - start)
-        runtime.stop(ctx.paths, "bench-start", 0)
-    runtime.remove(ctx.paths, "bench-start", force=True)
+        lifecycle.stop(ctx.paths, "bench-start", 0)
+    lifecycle.remove(ctx.paths, "bench-start", force=True)
     return times
 
 
@@ -60,9 +61,9 @@ def runc_bundle(root: Path) -> Path:
 
 def freeze_thaw(ctx) -> list[float]:  # type: ignore[no-untyped-def]
     fresh_container(ctx, "bench-freeze", "sh -c 'for i in $(seq 49); do sleep 100000 & done; wait'")
-    runtime.start(ctx.paths, "bench-freeze")
+    lifecycle.start(ctx.paths, "bench-freeze")
     record = state.load(ctx.paths, "bench-freeze")
-    from prodng import cgroups
+    from prodng.container import cgroups
 
     deadline = time.monotonic() + 30
     while len(cgroups.procs(record.cgroups)) < 51:
@@ -72,10 +73,10 @@ def freeze_thaw(ctx) -> list[float]:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(RUNS * 5):
         start = time.perf_counter()
-        runtime.set_frozen(ctx.paths, "bench-freeze", True)
-        runtime.set_frozen(ctx.paths, "bench-freeze", False)
+        lifecycle.set_frozen(ctx.paths, "bench-freeze", True)
+        lifecycle.set_frozen(ctx.paths, "bench-freeze", False)
         times.append(time.perf_counter() - start)
-    runtime.remove(ctx.paths, "bench-freeze", force=True)
+    lifecycle.remove(ctx.paths, "bench-freeze", force=True)
     return times
 
 

@@ -8,7 +8,7 @@ import time
 
 from common import bench_context, ms
 
-from prodng import btrfs
+from prodng.storage import btrfs
 
 EXTRA_GB = int(os.environ.get("BENCH_EXTRA_GB", "2"))
 

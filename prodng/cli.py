@@ -9,8 +9,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
-from .errors import ProdngError
-from .verbs import BY_NAME, VERBS, Param, Verb, call, context
+from prodng.errors import ProdngError
+from prodng.verbs import BY_NAME, VERBS, Param, Verb, call, context
 
 EXIT_INTERNAL = 70
 
@@ -176,15 +176,15 @@ def agent_main(argv: list[str]) -> int:
     """The agent and its trust store: host administration, deliberately not a REST verb."""
     from pathlib import Path
 
-    from . import credentials
-    from .config import Paths, resolve_root
+    from prodng.agent import credentials
+    from prodng.config import Paths, resolve_root
 
     args = _agent_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     paths = Paths(resolve_root(args.root))
     try:
         if args.action is None:
-            from agent.server import serve
+            from prodng.agent.server import serve
 
             return serve(paths, args.listen, args.port, Path(args.socket) if args.socket else None)
         credentials.ensure(paths)
@@ -225,8 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         values["command"] = values["command"][1:]
     try:
         if args.remote:
-            from . import remote
-            from .config import Paths, resolve_root
+            from prodng.agent import remote
+            from prodng.config import Paths, resolve_root
 
             connection = remote.connect(args.remote, Paths(resolve_root(args.root)), args.cert, args.key, args.cacert)
             result = remote.call(connection, verb, values)

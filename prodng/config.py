@@ -71,7 +71,7 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 def parse_size(text: str) -> int:
     """'512M' -> 536870912; plain numbers are bytes."""
-    from .errors import InvalidRequest
+    from prodng.errors import InvalidRequest
 
     cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = cleaned[-1:] if cleaned[-1:] in _UNITS and cleaned[-1:] else ""

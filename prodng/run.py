@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import SystemFailure
+from prodng.errors import SystemFailure
 
 log = logging.getLogger(__name__)
 

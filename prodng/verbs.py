@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import btrfs, install, payload, runtime, state, storage, templates
-from .config import Paths, parse_size, pool_size
-from .errors import InvalidRequest
-from .state import ContainerRecord, Limits
+from prodng.config import Paths, parse_size, pool_size
+from prodng.container import enter, lifecycle, logs, observe, state, upgrade, validation
+from prodng.container.state import ContainerRecord, Limits
+from prodng.errors import InvalidRequest
+from prodng.payload import deb, install
+from prodng.storage import btrfs, pool, templates
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Context:
     def pool(self) -> None:
         """Mount and lay out the pool on first use (idempotent, recovers after reboot)."""
         if not self._pool_open:
-            storage.open_pool(self.paths, pool_size())
+            pool.open_pool(self.paths, pool_size())
             templates.clean_stale_builds(self.paths)
             self._pool_open = True
 
@@ -109,10 +111,10 @@ def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
 def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, env: list[str],
             bind: list[str], memory: str | None, pids: int | None, cpus: float | None,
             restart: str, workdir: str, net: str | None,
-            publish: list[str]) -> tuple[ContainerRecord, list[payload.Payload]]:
+            publish: list[str]) -> tuple[ContainerRecord, list[deb.Payload]]:
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
-    payloads = [payload.inspect(f) for f in payload_files]  # all validated before anything is touched
+    payloads = [deb.inspect(f) for f in payload_files]  # all validated before anything is touched
     if not exec and not payloads:
         raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS' or a .deb payload")
     try:
@@ -121,15 +123,15 @@ def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, e
         raise InvalidRequest(f"malformed --exec: {err}") from None
     if exec and not argv:
         raise InvalidRequest("--exec is empty")
-    policy, restart_max = runtime.parse_restart(restart)
+    policy, restart_max = validation.parse_restart(restart)
     if not workdir.startswith("/"):
         raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
-    limits = runtime.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
-    name = state.check_name(name) if name else runtime.generate_name(ctx.paths, template)
-    network, forwards = runtime.check_network(name, net or positional_net or "none", publish)
+    limits = validation.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
+    name = state.check_name(name) if name else validation.generate_name(ctx.paths, template)
+    network, forwards = validation.check_network(name, net or positional_net or "none", publish)
     record = ContainerRecord(
         name=name,
-        template=template, argv=argv, env=runtime.parse_env(env), binds=runtime.parse_binds(bind),
+        template=template, argv=argv, env=validation.parse_env(env), binds=validation.parse_binds(bind),
         limits=limits, restart=policy, restart_max=restart_max,
         network=network, forwards=forwards, workdir=workdir,
         payloads=tuple(p.path for p in payloads), explicit_exec=bool(exec),
@@ -138,7 +140,7 @@ def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, e
 
 
 def _with_payloads(ctx: Context, record: ContainerRecord,
-                   payloads: list[payload.Payload]) -> tuple[ContainerRecord, Path | None]:
+                   payloads: list[deb.Payload]) -> tuple[ContainerRecord, Path | None]:
     """Install the payloads (or reuse the cached install) and fill in the service they ship."""
     if not payloads:
         return record, None
@@ -146,8 +148,8 @@ def _with_payloads(ctx: Context, record: ContainerRecord,
     labels = tuple(f"{p.package}={p.version}" for p in payloads)
     if record.explicit_exec:
         return replace(record, payloads=labels), root
-    service = payload.find_service(root, payloads)
-    uid, gid = payload.lookup_ids(root, service.user, service.group)
+    service = deb.find_service(root, payloads)
+    uid, gid = deb.lookup_ids(root, service.user, service.group)
     workdir = record.workdir if record.workdir != "/" else service.workdir
     return replace(record, payloads=labels, argv=service.argv, unit_env=service.env, uid=uid, gid=gid,
                    workdir=workdir, forking=service.forking, run_dirs=service.run_dirs), root
@@ -158,26 +160,26 @@ def _prepare(ctx: Context, arguments: dict[str, object]) -> ContainerRecord:
     record, payloads = _record(ctx, **arguments)  # type: ignore[arg-type]
     ctx.pool()
     record, source = _with_payloads(ctx, record, payloads)
-    return runtime.create(ctx.paths, record, source)
+    return lifecycle.create(ctx.paths, record, source)
 
 
 def _create(ctx: Context, **kw: object) -> dict[str, object]:
-    return runtime.describe(ctx.paths, _prepare(ctx, kw).name)
+    return observe.describe(ctx.paths, _prepare(ctx, kw).name)
 
 
 def _run(ctx: Context, **kw: object) -> dict[str, object]:
     record = _prepare(ctx, kw)
     try:
-        runtime.start(ctx.paths, record.name)
+        lifecycle.start(ctx.paths, record.name)
     except BaseException:
-        runtime.remove(ctx.paths, record.name, force=True)  # no half-made container
+        lifecycle.remove(ctx.paths, record.name, force=True)  # no half-made container
         raise
-    return runtime.describe(ctx.paths, record.name)
+    return observe.describe(ctx.paths, record.name)
 
 
 def _upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
     current = state.load(ctx.paths, name)
-    checked = [payload.inspect(p) for p in payloads]  # nothing is touched for a bad package
+    checked = [deb.inspect(p) for p in payloads]  # nothing is touched for a bad package
     ctx.pool()
     # The user's --exec and -e stay; the unit's command and environment come from the new payloads.
     base = replace(current, argv=current.argv if current.explicit_exec else (), unit_env=())
@@ -186,27 +188,27 @@ def _upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
     btrfs.delete_subvolume(staged)
     btrfs.snapshot(source or templates.require(ctx.paths, record.template), staged)
     try:
-        runtime.swap_in(ctx.paths, name, staged, record)
+        upgrade.swap_in(ctx.paths, name, staged, record)
     finally:
         btrfs.delete_subvolume(staged)
-    return runtime.describe(ctx.paths, name)
+    return observe.describe(ctx.paths, name)
 
 
 def _rollback(ctx: Context, name: str) -> dict[str, object]:
     ctx.pool()
-    runtime.rollback(ctx.paths, name)
-    return runtime.describe(ctx.paths, name)
+    upgrade.rollback(ctx.paths, name)
+    return observe.describe(ctx.paths, name)
 
 
 def _start(ctx: Context, name: str) -> dict[str, object]:
     ctx.pool()
-    runtime.start(ctx.paths, name)
-    return runtime.describe(ctx.paths, name)
+    lifecycle.start(ctx.paths, name)
+    return observe.describe(ctx.paths, name)
 
 
 def _stop(ctx: Context, name: str, timeout: float) -> dict[str, object]:
-    runtime.stop(ctx.paths, name, timeout)
-    return runtime.describe(ctx.paths, name)
+    lifecycle.stop(ctx.paths, name, timeout)
+    return observe.describe(ctx.paths, name)
 
 
 def parse_signal(text: str) -> int:
@@ -220,33 +222,33 @@ def parse_signal(text: str) -> int:
 
 
 def _kill(ctx: Context, name: str, signal: str) -> dict[str, object]:
-    runtime.kill(ctx.paths, name, parse_signal(signal))
-    return runtime.describe(ctx.paths, name)
+    lifecycle.kill(ctx.paths, name, parse_signal(signal))
+    return observe.describe(ctx.paths, name)
 
 
 def _freeze(ctx: Context, name: str) -> dict[str, object]:
-    runtime.set_frozen(ctx.paths, name, True)
-    return runtime.describe(ctx.paths, name)
+    lifecycle.set_frozen(ctx.paths, name, True)
+    return observe.describe(ctx.paths, name)
 
 
 def _thaw(ctx: Context, name: str) -> dict[str, object]:
-    runtime.set_frozen(ctx.paths, name, False)
-    return runtime.describe(ctx.paths, name)
+    lifecycle.set_frozen(ctx.paths, name, False)
+    return observe.describe(ctx.paths, name)
 
 
 def _rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
     state.load(ctx.paths, name)
     ctx.pool()
-    runtime.remove(ctx.paths, name, force=force)
+    lifecycle.remove(ctx.paths, name, force=force)
     return {"name": name, "removed": True}
 
 
 def _ls(ctx: Context) -> list[dict[str, object]]:
-    return runtime.list_all(ctx.paths)
+    return observe.list_all(ctx.paths)
 
 
 def _info(ctx: Context, name: str) -> dict[str, object]:
-    return runtime.describe(ctx.paths, name, detail=True)
+    return observe.describe(ctx.paths, name, detail=True)
 
 
 def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[str | None] | list[str]:
@@ -254,18 +256,18 @@ def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[s
         raise InvalidRequest("--tail must not be negative")
     if follow:
         state.load(ctx.paths, name)
-        return runtime.follow_log(ctx.paths, name, tail)
-    return runtime.log_lines(ctx.paths, name, tail)
+        return logs.follow_log(ctx.paths, name, tail)
+    return logs.log_lines(ctx.paths, name, tail)
 
 
 def _events(ctx: Context) -> Iterator[dict[str, object] | None]:
-    from . import events
+    from prodng.container import events
 
     return events.follow(ctx.paths)
 
 
 def _query(ctx: Context, sql: str, timeout: float) -> list[dict[str, object]]:
-    from .query import run_query
+    from prodng.inspect.query import run_query
 
     return run_query(ctx.paths, sql, timeout).rows
 
@@ -275,9 +277,9 @@ EXEC_OUTPUT_MAX = 1024 * 1024
 
 def _exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
     if ctx.interactive:  # the CLI hands the command its own terminal
-        return {"name": name, "exit_code": runtime.exec_in(ctx.paths, name, command)}
+        return {"name": name, "exit_code": enter.exec_in(ctx.paths, name, command)}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as null:
-        code = runtime.exec_in(ctx.paths, name, command, (null.fileno(), out.fileno(), err.fileno()))
+        code = enter.exec_in(ctx.paths, name, command, (null.fileno(), out.fileno(), err.fileno()))
         captured = {}
         for label, f in (("stdout", out), ("stderr", err)):
             f.seek(0)
@@ -346,7 +348,7 @@ BY_NAME = {v.name: v for v in VERBS}
 
 def context(root: str | None = None, progress: Callable[[str], None] | None = None,
             interactive: bool = False) -> Context:
-    from .config import resolve_root
+    from prodng.config import resolve_root
 
     return Context(Paths(resolve_root(root)), progress or (lambda line: None), interactive)
 

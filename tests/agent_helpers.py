@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prodng import credentials, remote
+from prodng.agent import credentials, remote
 from prodng.config import Paths
 
 from conftest import Prodng

@@ -17,9 +17,10 @@ from agent_helpers import PORT, Client, start_agent
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.app import create_app
-from agent.openapi import document
-from prodng import credentials, verbs
+from prodng import verbs
+from prodng.agent import credentials
+from prodng.agent.app import create_app
+from prodng.agent.openapi import document
 from prodng.config import Paths
 
 from conftest import Prodng

@@ -18,7 +18,7 @@ from thrift.protocol import TBinaryProtocol  # type: ignore[import-untyped]
 from thrift.server import TServer  # type: ignore[import-untyped]
 from thrift.transport import TSocket, TTransport  # type: ignore[import-untyped]
 
-from prodng import osquery_extension, tables
+from prodng.inspect import osquery, tables
 
 from conftest import Prodng
 
@@ -163,7 +163,7 @@ def test_extension_over_its_thrift_socket(prodng: Prodng, pair: tuple[str, str],
                                      daemon=True)
     threading.Thread(target=server.serve, daemon=True).start()
     prodng.wait_for(lambda: os.path.exists(socket_path), what="the stand-in core")
-    extension = subprocess.Popen([sys.executable, "-m", "prodng.osquery_extension", "--socket", socket_path,
+    extension = subprocess.Popen([sys.executable, "-m", "prodng.inspect.osquery", "--socket", socket_path,
                                   "--timeout", "3", "--interval", "1"], env=prodng.env)
     try:
         own_socket = f"{socket_path}.{StandInCore.UUID}"
@@ -194,18 +194,18 @@ def test_extension_over_its_thrift_socket(prodng: Prodng, pair: tuple[str, str],
 def test_constraint_parsing() -> None:
     context = {"constraints": [{"name": "name", "list": [{"op": 2, "expr": "a"}, {"op": 2, "expr": "b"}]},
                                {"name": "state", "list": [{"op": 2, "expr": "running"}]}]}
-    assert osquery_extension.wanted_values(context, "name") == {"a", "b"}
-    assert osquery_extension.wanted_values(json.dumps(context), "container") is None
+    assert osquery.wanted_values(context, "name") == {"a", "b"}
+    assert osquery.wanted_values(json.dumps(context), "container") is None
     like = {"constraints": [{"name": "name", "list": [{"op": 65, "expr": "a%"}]}]}
-    assert osquery_extension.wanted_values(like, "name") is None
+    assert osquery.wanted_values(like, "name") is None
 
 
 def test_extension_refuses_non_root() -> None:
     if os.geteuid() == 0:
         result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                                 "prodng.osquery_extension"], capture_output=True, text=True, timeout=30,
+                                 "prodng.inspect.osquery"], capture_output=True, text=True, timeout=30,
                                 env={**os.environ, "HOME": "/"})
     else:  # pragma: no cover - CI runs as root
-        result = subprocess.run([sys.executable, "-m", "prodng.osquery_extension"], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "prodng.inspect.osquery"], capture_output=True, text=True)
     assert result.returncode == 1 and "must run as root" in result.stderr
     time.sleep(0)

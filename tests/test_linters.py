@@ -7,7 +7,7 @@ from conftest import REPO
 
 
 def test_ruff() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "prodng", "agent", "tests", "bench", "native"],
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "prodng", "tests", "bench", "native"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

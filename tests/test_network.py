@@ -97,7 +97,7 @@ def net(session_root: Path, template: str) -> Iterator[Prodng]:
     # The dnsmasq and keeper server prodng started in there, by their pids; the bridge goes with the namespace.
     subprocess.run(["nsenter", f"--net=/run/netns/{HOSTNS}", sys.executable, "-c",
                     "from prodng import network; from prodng.config import Paths; import sys;"
-                    " network.shut_down(Paths(__import__('pathlib').Path(sys.argv[1])), network.bridge())",
+                    " host.shut_down(Paths(__import__('pathlib').Path(sys.argv[1])), modes.bridge())",
                     str(session_root)], check=False)
     subprocess.run(["ip", "netns", "del", HOSTNS], check=False)
 
@@ -355,6 +355,9 @@ def test_isolation_from_the_host(net: Prodng, names: list[str]) -> None:
 
 ROUTER_ADVERTISEMENT = r"""
 import socket, struct, sys, time
+from prodng.container import state
+from prodng.network import host
+from prodng.network import modes
 # ICMPv6 type 134: a default router with a prefix to autoconfigure from, sent to all nodes.
 prefix = struct.pack(">BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + socket.inet_pton(socket.AF_INET6, "2001:db8:77::")
 advert = struct.pack(">BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + prefix

@@ -28,5 +28,5 @@ def test_own_deb_builds_and_installs_with_prodng(prodng: Prodng, template: str, 
     prodng(template, deb, "none", "--name", container, "--exec", "sleep 100000", timeout=900)
     assert "Run services in hermetic copy-on-write chroots." in prodng("exec", container, "--", "prodng", "--help").stdout
     native = prodng("exec", container, "--", "/opt/prodng/venv/bin/python", "-c",
-                    "import prodng._native, btrfsutil, prctl; from prodng import runtime; print(runtime.SHIM.exists())")
+                    "import prodng._native, btrfsutil, prctl; from prodng.container import monitor; print(monitor.SHIM.exists())")
     assert native.stdout.strip() == "True"

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from prodng import recipes, runtime, state
 from prodng.config import parse_size
+from prodng.container import state, validation
+from prodng.container.state import Limits
 from prodng.errors import InvalidRequest, NotFound
-from prodng.state import Limits
+from prodng.storage import recipes
 from prodng.verbs import parse_signal
 
 
@@ -51,38 +52,38 @@ def test_bad_signals(text: str) -> None:
                                     Limits(cpus=-1.0), Limits(memory=1024)])
 def test_bad_limits(limits: Limits) -> None:
     with pytest.raises(InvalidRequest):
-        runtime.check_limits(limits)
+        validation.check_limits(limits)
 
 
 def test_binds(tmp_path: Path) -> None:
-    (binds,) = runtime.parse_binds([f"{tmp_path}:/data"])
+    (binds,) = validation.parse_binds([f"{tmp_path}:/data"])
     assert (binds.source, binds.target, binds.read_only) == (str(tmp_path), "/data", True)
-    assert not runtime.parse_binds([f"{tmp_path}:/data/./x:rw"])[0].read_only
+    assert not validation.parse_binds([f"{tmp_path}:/data/./x:rw"])[0].read_only
 
 
 @pytest.mark.parametrize("spec", ["relative:/x", "/nonexistent-prodng:/x", "{tmp}:relative", "{tmp}:/a/../b",
                                   "{tmp}:/", "{tmp}:/proc/x", "{tmp}:/dev", "{tmp}:/x:maybe", "{tmp}"])
 def test_bad_binds(spec: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest):
-        runtime.parse_binds([spec.format(tmp=tmp_path)])
+        validation.parse_binds([spec.format(tmp=tmp_path)])
 
 
 @pytest.mark.parametrize(("policy", "parsed"), [("no", ("no", 0)), ("always", ("always", 0)),
                                                 ("on-failure", ("on-failure", 0)), ("on-failure:3", ("on-failure", 3))])
 def test_restart(policy: str, parsed: tuple[str, int]) -> None:
-    assert runtime.parse_restart(policy) == parsed
+    assert validation.parse_restart(policy) == parsed
 
 
 @pytest.mark.parametrize("policy", ["sometimes", "always:3", "on-failure:x", ""])
 def test_bad_restart(policy: str) -> None:
     with pytest.raises(InvalidRequest):
-        runtime.parse_restart(policy)
+        validation.parse_restart(policy)
 
 
 @pytest.mark.parametrize("env", ["NOEQUALS", "=x", "1A=b", "A B=c"])
 def test_bad_env(env: str) -> None:
     with pytest.raises(InvalidRequest):
-        runtime.parse_env([env])
+        validation.parse_env([env])
 
 
 def test_shipped_recipes_parse() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from prodng import payload
 from prodng.errors import InvalidRequest
+from prodng.payload import deb
 
 from conftest import Prodng
 
@@ -107,7 +107,7 @@ def test_hello_from_the_archive_with_exec(prodng: Prodng, template: str, debs: P
     assert result.stdout.strip() == container
     prodng.wait_for(lambda: "from prodng" in prodng("logs", container).stdout, what="hello's greeting")
     info = prodng.info(container)
-    assert info["payloads"] == [f"hello={payload.inspect(_one(debs, 'hello')).version}"]
+    assert info["payloads"] == [f"hello={deb.inspect(_one(debs, 'hello')).version}"]
     rows = prodng.json("query", f"SELECT name FROM prodng_deb_packages WHERE container = '{container}' AND name = 'hello'")
     assert rows == [{"name": "hello"}]
     _host_unchanged(host_dpkg)
@@ -185,8 +185,8 @@ def test_bad_packages_are_refused_and_harm_nothing(prodng: Prodng, template: str
                                                    host_dpkg: str) -> None:
     canary = tmp_path / "canary"
     canary.write_text("untouched")
-    for label, (deb, says) in _bad_packages(tmp_path).items():
-        result = prodng(template, deb, "none", "--name", container, "--exec", "true", check=False)
+    for label, (package, says) in _bad_packages(tmp_path).items():
+        result = prodng(template, package, "none", "--name", container, "--exec", "true", check=False)
         assert result.returncode == 2, (label, result.stderr)
         assert says in result.stderr and result.stderr.strip().count("\n") <= 1, (label, result.stderr)
         assert prodng("info", container, check=False).returncode == 3, f"{label} left a container"
@@ -210,7 +210,7 @@ def test_symlink_in_package_cannot_write_outside(prodng: Prodng, template: str, 
 
 def test_inspect_units_unit() -> None:
     with pytest.raises(InvalidRequest, match="no such file"):
-        payload.inspect("/nonexistent/x.deb")
+        deb.inspect("/nonexistent/x.deb")
 
 
 def _version_deb(tmp_path: Path, version: str, exe: str = "/usr/bin/prodng-ver") -> str:

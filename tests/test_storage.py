@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from prodng import btrfs, run, storage
+from prodng import run
 from prodng.config import Paths
 from prodng.errors import SystemFailure
+from prodng.storage import btrfs, pool
 
 from conftest import Prodng
 
@@ -26,7 +27,7 @@ def _mounts_under(path: Path) -> list[str]:
 
 def test_pool_is_a_mounted_sparse_btrfs_image(fresh_root: Prodng) -> None:
     paths = Paths(fresh_root.root)
-    storage.open_pool(paths, 8 * 1024**3)
+    pool.open_pool(paths, 8 * 1024**3)
     assert btrfs.is_btrfs(paths.pool) and os.path.ismount(paths.pool)
     image = paths.pool_image.stat()
     assert image.st_size == 8 * 1024**3
@@ -36,11 +37,11 @@ def test_pool_is_a_mounted_sparse_btrfs_image(fresh_root: Prodng) -> None:
 
 def test_pool_open_is_idempotent_and_recovers_after_reboot(fresh_root: Prodng) -> None:
     paths = Paths(fresh_root.root)
-    storage.open_pool(paths, 8 * 1024**3)
+    pool.open_pool(paths, 8 * 1024**3)
     (paths.containers / "marker").write_text("kept")
-    storage.open_pool(paths, 8 * 1024**3)
+    pool.open_pool(paths, 8 * 1024**3)
     assert len(_mounts_under(paths.pool)) == 1
-    storage.close_pool(paths)  # as after a reboot: image present, not mounted
+    pool.close_pool(paths)  # as after a reboot: image present, not mounted
     assert not os.path.ismount(paths.pool)
     fresh_root("template", "ls")
     assert os.path.ismount(paths.pool)
@@ -82,7 +83,7 @@ def test_no_free_loop_device(fresh_root: Prodng, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(run, "run", fake)
     paths = Paths(fresh_root.root)
     with pytest.raises(SystemFailure, match="no free loop device"):
-        storage.open_pool(paths, 8 * 1024**3)
+        pool.open_pool(paths, 8 * 1024**3)
     assert not os.path.ismount(paths.pool)
 
 

@@ -1,1 +1,0 @@
-"""prodng-agent: the verb table over HTTPS (mutual TLS) and a root-only unix socket."""

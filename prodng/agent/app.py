@@ -1,0 +1,245 @@
+"""The REST face of prodng: one route per verb of prodng/verbs.py, nothing else but
+the OpenAPI document and /metrics. Built by create_app(); served by agent/server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from prodng import verbs
+from prodng.agent import metrics, openapi
+from prodng.config import Paths
+from prodng.container import events
+from prodng.errors import InvalidRequest, ProdngError
+
+log = logging.getLogger(__name__)
+
+PATHS = web.AppKey("paths", Paths)
+ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
+STREAMS = web.AppKey("streams", ThreadPoolExecutor)
+CLOSING = web.AppKey("closing", asyncio.Event)
+MAX_BODY = 256 * 1024
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str, hint: str | None = None) -> web.Response:
+    body: dict[str, object] = {"error": message, "status": status}
+    if hint:
+        body["hint"] = hint
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain errors become JSON with their status; nothing leaks a traceback."""
+    try:
+        return await handler(request)
+    except ProdngError as err:
+        return error_response(err.http_status, err.message, err.hint)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, f"request body larger than {MAX_BODY} bytes")
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        return error_response(err.status, err.reason)
+    except Exception:
+        log.exception("internal error in %s %s", request.method, request.path)
+        return error_response(500, "internal error (see the agent's log)")
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse DNS-rebinding (a foreign Host) and cross-site requests (a foreign Origin)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, tuple):  # TCP; the unix socket is reachable by root alone anyway
+        host = request.host or ""
+        host = host[: host.index("]") + 1] if host.startswith("[") else host.split(":")[0]
+        if host not in request.app[ALLOWED_HOSTS]:
+            return error_response(421, f"host {request.host!r} is not served here")
+    origin = request.headers.get("Origin")
+    if origin and origin not in {f"https://{h}:{request.url.port}" for h in request.app[ALLOWED_HOSTS]}:
+        return error_response(403, "cross-origin requests are refused")
+    return await handler(request)
+
+
+def _convert(param: verbs.Param, raw: object) -> object:
+    def text(value: object) -> str:
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{param.name} must be a string")
+        return value
+
+    try:
+        if param.kind in ("list", "argv"):
+            items = raw if isinstance(raw, list) else [raw]
+            return [text(v) for v in items]
+        if param.kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in TRUE | FALSE:
+                return str(raw).lower() in TRUE
+            raise ValueError
+        if param.kind in ("int", "float"):
+            if isinstance(raw, bool) or (param.kind == "int" and isinstance(raw, float)):
+                raise ValueError
+            number = raw if isinstance(raw, int | float) else text(raw)
+            return int(number) if param.kind == "int" else float(number)
+        return text(raw)
+    except (ValueError, TypeError):
+        raise InvalidRequest(f"{param.name} must be of type {param.kind}") from None
+
+
+async def request_values(verb: verbs.Verb, request: web.Request) -> dict[str, object]:
+    """Query string (with the seed's bare `?NAME`) and, for POST, a JSON object body."""
+    params = {p.name: p for p in verb.params}
+    raw: dict[str, object] = {}
+    for key in request.query:
+        given = request.query.getall(key)
+        if key in params:
+            raw[key] = given if params[key].kind in ("list", "argv") else given[-1]
+        elif given == [""] and "name" in params and "name" not in raw:
+            raw["name"] = key  # POST /prodng/freeze?web
+        else:
+            raise InvalidRequest(f"unknown parameter {key!r} for {verb.name}")
+    if request.method == "POST" and request.can_read_body:
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("malformed JSON body") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("the JSON body must be an object")
+        for key, value in body.items():
+            if key not in params:
+                raise InvalidRequest(f"unknown field {key!r} for {verb.name}")
+            raw[key] = value
+    values: dict[str, object] = {}
+    for name, param in params.items():
+        if name in raw and raw[name] is not None:
+            values[name] = _convert(param, raw[name])
+        elif param.required:
+            raise InvalidRequest(f"{verb.name} needs {name}")
+        else:
+            values[name] = list(param.default) if isinstance(param.default, list) else param.default
+    return values
+
+
+async def _stream(request: web.Request, verb: verbs.Verb, items: Iterator[Any]) -> web.StreamResponse:
+    """Lines as text or dicts as server-sent events; each next() runs off the event loop.
+
+    Followers yield None as a heartbeat about once a second, so a gone client or a
+    shutting-down agent frees the thread within a second."""
+    response = web.StreamResponse()
+    response.content_type = verb.stream
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    done = object()
+    while not request.app[CLOSING].is_set():
+        item: Any = await loop.run_in_executor(request.app[STREAMS], next, items, done)
+        if item is done or request.transport is None or request.transport.is_closing():
+            break
+        if item is None:
+            chunk = ": keep-alive\n\n" if verb.stream == "text/event-stream" else ""
+        elif verb.stream == "text/event-stream":
+            chunk = f"event: {item['event']}\ndata: {json.dumps(item)}\n\n"
+        else:
+            chunk = f"{item}\n"
+        if chunk:
+            await response.write(chunk.encode())
+    await response.write_eof()
+    return response
+
+
+class ListingCache:
+    """`ls` for many containers costs a few file reads each; answer repeated polls from a
+    copy that is dropped whenever the events journal moves (every verb and every monitor
+    writes there) and at most MAX_AGE seconds old, for changes made behind prodng's back."""
+
+    MAX_AGE = 1.0
+
+    def __init__(self, paths: Paths) -> None:
+        self.journal = events.journal(paths)
+        self.key: tuple[int, int, int] | None = None
+        self.made = 0.0
+        self.body = b""
+
+    def journal_key(self) -> tuple[int, int, int]:
+        try:
+            st = os.stat(self.journal)
+            return st.st_ino, st.st_size, st.st_mtime_ns
+        except FileNotFoundError:
+            return 0, 0, 0
+
+    def get(self) -> bytes | None:
+        fresh = time.monotonic() - self.made < self.MAX_AGE
+        return self.body if fresh and self.key == self.journal_key() else None
+
+    def put(self, key: tuple[int, int, int], body: bytes) -> None:
+        self.key, self.made, self.body = key, time.monotonic(), body
+
+
+LISTING = web.AppKey("listing", ListingCache)
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, default=str)
+
+
+def _view(verb: verbs.Verb) -> Handler:
+    async def view(request: web.Request) -> web.StreamResponse:
+        if verb.name == "ls" and not request.query and (body := request.app[LISTING].get()) is not None:
+            return web.Response(body=body, content_type="application/json")
+        values = await request_values(verb, request)
+        paths = request.app[PATHS]
+        # Long verbs (template build) report progress on the events stream; the answer is the result.
+        ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
+        key = request.app[LISTING].journal_key() if verb.name == "ls" else None
+        result = await asyncio.to_thread(verbs.call, verb, ctx, values)
+        if isinstance(result, Iterator):
+            return await _stream(request, verb, result)
+        if key is not None:
+            request.app[LISTING].put(key, _json(result).encode())
+        return web.json_response(result, dumps=_json)
+
+    return view
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
+async def _streams(app: web.Application) -> Any:
+    # Followers (logs -f, events) block a thread each; keep them off the default pool.
+    app[STREAMS] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="prodng-stream")
+    app[CLOSING] = asyncio.Event()
+    yield
+    app[CLOSING].set()
+    app[STREAMS].shutdown(wait=False, cancel_futures=True)
+
+
+async def _stop_streams(app: web.Application) -> None:
+    app[CLOSING].set()  # before the drain: followers end instead of holding it up
+
+
+def create_app(paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "[::1]"})) -> web.Application:
+    app = web.Application(middlewares=[metrics.middleware, errors, same_origin], client_max_size=MAX_BODY)
+    app[PATHS] = paths
+    app[LISTING] = ListingCache(paths)
+    app[ALLOWED_HOSTS] = allowed_hosts
+    app.cleanup_ctx.append(_streams)
+    app.on_shutdown.append(_stop_streams)
+    for verb in verbs.VERBS:
+        app.router.add_route(verb.method, verb.route, _view(verb))
+    app.router.add_get(openapi.PATH, _openapi)
+    metrics.install(app, paths)
+    return app
+

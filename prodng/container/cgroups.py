@@ -1,0 +1,231 @@
+"""Cgroups, v1 and v2: one cgroup per container under the caller's own cgroup.
+
+Hosts differ: pure v2 (most today), or v1 controllers beside an empty v2 mount
+(this kind of VM). We create `<own cgroup>/prodng/<name>` in every hierarchy
+that has something for us (v2 for freeze/kill when its cgroup.freeze works, v1
+for memory/pids/cpu/freezer) and never touch processes we did not start.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from prodng.container.state import Limits
+from prodng.errors import InvalidRequest, SystemFailure
+
+log = logging.getLogger(__name__)
+
+V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct")
+CPU_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    mount: Path
+    version: int
+    controllers: frozenset[str]
+    own_path: str  # our process's cgroup in this hierarchy
+
+
+@functools.cache
+def hierarchies() -> tuple[Hierarchy, ...]:
+    """Read once per process: mounts and our own cgroup do not move under us."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        own[names] = path
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mountpoint, fstype, options, *_ = line.split()
+        if fstype == "cgroup2":
+            offered = frozenset((Path(mountpoint) / "cgroup.controllers").read_text().split())
+            found.append(Hierarchy(Path(mountpoint), 2, offered, own.get("", "/")))
+        elif fstype == "cgroup":
+            offered = frozenset(o for o in options.split(",") if o in V1_CONTROLLERS)
+            key = next((k for k in own if k and set(k.split(",")) == set(offered)), None)
+            if offered and key is not None:
+                found.append(Hierarchy(Path(mountpoint), 1, offered, own[key]))
+    return tuple(found)
+
+
+def _v2_usable(h: Hierarchy) -> bool:
+    return h.version == 2 and (h.mount / h.own_path.lstrip("/") / "cgroup.procs").exists()
+
+
+@functools.cache
+def _chosen() -> list[Hierarchy]:
+    v2 = [h for h in hierarchies() if _v2_usable(h)]
+    v1 = [h for h in hierarchies() if h.version == 1]
+    return v2[:1] + v1
+
+
+def _parent(h: Hierarchy) -> Path:
+    return h.mount / h.own_path.lstrip("/") / "prodng"
+
+
+def expected(name: str) -> tuple[str, ...]:
+    """Where create() would put this container's cgroups from this process."""
+    return tuple(str(_parent(h) / name) for h in _chosen())
+
+
+def create(name: str, limits: Limits) -> tuple[str, ...]:
+    """Create the container's cgroups and apply limits; returns their directories."""
+    created: list[Path] = []
+    try:
+        for h in _chosen():
+            parent = _parent(h)
+            parent.mkdir(exist_ok=True)
+            if h.version == 2:
+                _enable_v2_controllers(h, parent)
+            path = parent / name
+            path.mkdir(exist_ok=True)
+            created.append(path)
+        _apply_limits(created, limits)
+    except OSError as err:
+        remove(tuple(map(str, created)))
+        raise SystemFailure(f"cannot create cgroups for {name}: {err.strerror} ({err.filename})") from None
+    except BaseException:
+        remove(tuple(map(str, created)))
+        raise
+    return tuple(map(str, created))
+
+
+def _enable_v2_controllers(h: Hierarchy, parent: Path) -> None:
+    """Delegate what the host offers down to prodng/; refused when the parent holds processes."""
+    wanted = h.controllers & {"memory", "pids", "cpu"}
+    for directory in (parent.parent, parent):
+        for ctrl in wanted:
+            try:
+                (directory / "cgroup.subtree_control").write_text(f"+{ctrl}")
+            except OSError as err:
+                log.debug("cannot enable %s in %s: %s", ctrl, directory, err.strerror)
+
+
+def _find(paths: tuple[str, ...] | list[Path], filename: str) -> Path | None:
+    for p in paths:
+        candidate = Path(p) / filename
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _apply_limits(paths: list[Path], limits: Limits) -> None:
+    wanted: list[tuple[tuple[str, ...], str, str]] = []
+    if limits.memory is not None:
+        wanted.append((("memory.max", "memory.limit_in_bytes"), str(limits.memory), "--memory"))
+    if limits.pids is not None:
+        wanted.append((("pids.max",), str(limits.pids), "--pids"))
+    if limits.cpus is not None:
+        quota = int(limits.cpus * CPU_PERIOD_US)
+        target = _find(paths, "cpu.max")
+        if target:
+            wanted.append((("cpu.max",), f"{quota} {CPU_PERIOD_US}", "--cpus"))
+        else:
+            wanted.append((("cpu.cfs_period_us",), str(CPU_PERIOD_US), "--cpus"))
+            wanted.append((("cpu.cfs_quota_us",), str(quota), "--cpus"))
+    for files, value, flag in wanted:
+        target = next((t for f in files if (t := _find(paths, f))), None)
+        if target is None:
+            raise InvalidRequest(f"{flag} is not supported here: no cgroup controller offers {files[0]}")
+        target.write_text(value)
+    if limits.memory is not None and (swap := _find(paths, "memory.swap.max")):
+        swap.write_text("0")
+
+
+def _read(paths: tuple[str, ...], filename: str) -> str | None:
+    target = _find(paths, filename)
+    try:
+        return target.read_text() if target else None
+    except OSError:
+        return None
+
+
+def procs(paths: tuple[str, ...]) -> list[int]:
+    for p in paths:
+        try:
+            return [int(x) for x in (Path(p) / "cgroup.procs").read_text().split()]
+        except OSError:
+            continue
+    return []
+
+
+def is_frozen(paths: tuple[str, ...]) -> bool:
+    events = _read(paths, "cgroup.events")
+    if events is not None and _find(paths, "cgroup.freeze"):
+        return "frozen 1" in events
+    state = _read(paths, "freezer.state")
+    return state is not None and state.strip() == "FROZEN"
+
+
+def set_frozen(paths: tuple[str, ...], frozen: bool, timeout: float = 10.0) -> None:
+    """Freeze or thaw every process of the container, and wait until the kernel says so."""
+    if v2 := _find(paths, "cgroup.freeze"):
+        v2.write_text("1" if frozen else "0")
+    elif v1 := _find(paths, "freezer.state"):
+        v1.write_text("FROZEN" if frozen else "THAWED")
+    else:
+        raise SystemFailure("no freezer: neither cgroup v2 cgroup.freeze nor the v1 freezer is available")
+    deadline = time.monotonic() + timeout
+    delay = 0.0002
+    while is_frozen(paths) != frozen:
+        if time.monotonic() > deadline:
+            raise SystemFailure(f"the kernel did not {'freeze' if frozen else 'thaw'} the container in {timeout} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def kill_all(paths: tuple[str, ...]) -> None:
+    """SIGKILL everything in the container, race-free: cgroup.kill, or freeze-kill-thaw on v1."""
+    if target := _find(paths, "cgroup.kill"):
+        target.write_text("1")
+        return
+    frozen = _find(paths, "freezer.state") is not None
+    if frozen:
+        set_frozen(paths, True)
+    for pid in procs(paths):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if frozen:
+        set_frozen(paths, False)
+
+
+def stats(paths: tuple[str, ...]) -> dict[str, int | None]:
+    cpu_ns: int | None = None
+    if (stat := _read(paths, "cpu.stat")) and "usage_usec" in stat:
+        fields = dict(line.split() for line in stat.splitlines() if len(line.split()) == 2)
+        cpu_ns = int(fields["usage_usec"]) * 1000
+    elif (usage := _read(paths, "cpuacct.usage")) is not None:
+        cpu_ns = int(usage)
+    memory = _read(paths, "memory.current") or _read(paths, "memory.usage_in_bytes")
+    pids = _read(paths, "pids.current")
+    return {
+        "cpu_ns": cpu_ns,
+        "memory_bytes": int(memory) if memory else None,
+        "pids": int(pids) if pids else len(procs(paths)),
+    }
+
+
+def remove(paths: tuple[str, ...], timeout: float = 5.0) -> None:
+    """rmdir each cgroup; it may take the kernel a moment to let go of dead tasks."""
+    for p in paths:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.rmdir(p)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as err:
+                if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                    log.warning("cannot remove cgroup %s: %s", p, err.strerror)
+                    break
+                time.sleep(0.02)

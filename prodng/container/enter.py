@@ -1,0 +1,69 @@
+"""Running a process inside a container: `exec`, and the install jobs of payloads."""
+
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from prodng.config import Paths
+from prodng.container import cgroups, state
+from prodng.container.lifecycle import running_container, spawn_monitor
+from prodng.container.monitor import CAP_MKNOD, DEFAULT_CAPS, config_bytes
+from prodng.container.observe import ContainerState
+from prodng.container.state import ContainerRecord
+from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
+
+
+def exec_in(paths: Paths, name: str, argv: list[str], stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:
+    """Run argv inside the container (its namespaces, cgroups, capabilities, seccomp); returns its status.
+
+    stdio gives the command's stdin, stdout and stderr fds; -1 keeps the caller's own.
+    """
+    if not argv:
+        raise InvalidRequest("exec needs a command", hint="prodng exec NAME -- CMD ARGS...")
+    from prodng._native import ffi, lib  # type: ignore[import-not-found]
+
+    with state.locked(paths, name):
+        _, observed = running_container(paths, name)
+        if observed.state == ContainerState.FROZEN:
+            raise Conflict(f"container {name} is frozen", hint=f"prodng thaw {name}")
+        assert observed.pid
+        args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
+        c_argv = ffi.new("char *[]", [*args, ffi.NULL])
+        err = ffi.new("char[]", 512)
+        config = os.fsencode(paths.container_state(name) / "config")
+        pid = lib.pn_exec(config, observed.pid, c_argv, ffi.new("int[3]", list(stdio)), err, 512)
+    if pid < 0:
+        raise from_native(ffi.string(err).decode(errors="replace"), f"exec in {name}")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path, timeout: float) -> tuple[int, str]:
+    """Run argv once in rootfs with full isolation (an install phase); returns exit code and output."""
+    leaf = paths.cgroup_leaf(f"job-{directory.name}")
+    groups = cgroups.create(leaf, record.limits)
+    job = replace(record, cgroups=groups, restart="no")
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "config"
+    try:
+        # dpkg may unpack device nodes: allowed, and inert, since every root is mounted nodev.
+        install_caps = (*DEFAULT_CAPS.values(), CAP_MKNOD)
+        state.write_atomic(config, config_bytes(paths, job, rootfs, directory, install_caps), durable=False)
+        spawn_monitor(config)
+        status_file = directory / "status"
+        deadline = time.monotonic() + timeout
+        while "state=exited" not in (status_file.read_text() if status_file.exists() else ""):
+            if time.monotonic() > deadline:
+                cgroups.kill_all(groups)
+                raise SystemFailure(f"{record.name}: gave up after {timeout:g} s")
+            time.sleep(0.1)
+        status = dict(line.split("=", 1) for line in status_file.read_text().splitlines() if "=" in line)
+        log = (directory / "log").read_text(errors="replace") if (directory / "log").exists() else ""
+        return int(status.get("exit_code", 1)), log
+    finally:
+        cgroups.kill_all(groups)
+        cgroups.remove(groups)

@@ -1,0 +1,78 @@
+"""Lifecycle events (created, started, died, restarted, frozen, thawed, removed).
+
+Whoever changes a container appends one JSON line to ROOT/events.jsonl: the
+verbs here, and each container's monitor (died, restarted) from C. Appends of a
+short line with O_APPEND are atomic, so no daemon is needed to order them;
+followers tail the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+from prodng import locks
+from prodng.config import Paths
+
+KINDS = ("created", "started", "died", "restarted", "frozen", "thawed", "removed")
+ROTATE_BYTES = 4 * 1024**2
+
+
+def journal(paths: Paths) -> str:
+    return str(paths.root / "events.jsonl")
+
+
+def emit(paths: Paths, kind: str, name: str, **extra: object) -> None:
+    line = json.dumps({"event": kind, "name": name, "time": time.time(), **extra}) + "\n"
+    path = journal(paths)
+    try:
+        if os.path.getsize(path) > ROTATE_BYTES:
+            with locks.hold(paths.locks / "events.lock"):
+                if os.path.getsize(path) > ROTATE_BYTES:
+                    os.replace(path, path + ".1")
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def follow(paths: Paths, heartbeat: float = 1.0) -> Iterator[dict[str, object] | None]:
+    """Events from now on, forever; None after `heartbeat` idle seconds, so a reader (the
+    agent) regains control often enough to notice a gone client or its own shutdown."""
+    path = journal(paths)
+    handle = None
+    position = os.path.getsize(path) if os.path.exists(path) else 0
+    inode = os.stat(path).st_ino if os.path.exists(path) else None
+    quiet_since = time.monotonic()
+    while True:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            stat = None
+        if stat and stat.st_ino != inode:  # rotated: start the new file from its beginning
+            inode, position = stat.st_ino, 0
+            if handle:
+                handle.close()
+                handle = None
+        if stat and stat.st_size > position:
+            handle = handle or open(path, "rb")
+            handle.seek(position)
+            data = handle.read(stat.st_size - position)
+            complete = data[: data.rfind(b"\n") + 1]
+            position += len(complete)
+            for line in complete.splitlines():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+            quiet_since = time.monotonic()
+            continue
+        if time.monotonic() - quiet_since >= heartbeat:
+            quiet_since = time.monotonic()
+            yield None
+        time.sleep(0.05)

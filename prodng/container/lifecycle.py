@@ -1,0 +1,227 @@
+"""Container lifecycle: create, start, stop, kill, freeze, thaw, rm. The spawn path starts here.
+
+Spawn path: `create` snapshots the template (storage.btrfs); `start` takes the container
+lock, claims network resources, writes the monitor config (container.monitor) and
+starts native/prodng-shim (`spawn_monitor`), which daemonizes, makes cgroups' members,
+clones the init into new namespaces (native/ rootfs, sandbox, init) and answers "ok PID
+START" or "error MSG" on a pipe. From then on the monitor supervises; every verb reads
+the truth from the kernel and the status file (container.observe).
+"""
+
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from prodng import run
+from prodng.config import Paths
+from prodng.container import cgroups, events, state
+from prodng.container.monitor import SHIM, config_bytes
+from prodng.container.observe import ACTIVE, ContainerState, Observation, observe
+from prodng.container.state import ContainerRecord
+from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
+from prodng.network import claims, host, modes, wiring
+from prodng.storage import btrfs, templates
+
+# ---- lifecycle ----
+
+def create(paths: Paths, record: ContainerRecord, source: Path | None = None) -> ContainerRecord:
+    """Snapshot the template (or an installed root made from it) and write the record; all or nothing."""
+    state.check_name(record.name)
+    template_root = source or templates.require(paths, record.template)
+    with state.locked(paths, record.name):
+        if state.exists(paths, record.name):
+            raise Conflict(f"container {record.name} already exists")
+        directory = paths.container_state(record.name)
+        root = paths.container_root(record.name)
+        try:
+            # The record comes first: a CLI killed after it leaves a container `rm` can find.
+            directory.mkdir(parents=True, mode=0o700)
+            record = replace(record, created=time.time(), boot_id=state.boot_id())
+            state.save(paths, record)
+            btrfs.snapshot(template_root, root)
+        except BaseException:
+            _discard(paths, record.name)
+            raise
+    events.emit(paths, "created", record.name)
+    return record
+
+
+def _discard(paths: Paths, name: str) -> None:
+    btrfs.delete_subvolume(paths.container_root(name))
+    for leftover in (".previous", ".older", ".incoming", ".next"):
+        btrfs.delete_subvolume(paths.containers / f".{name}{leftover}")
+    shutil.rmtree(paths.container_state(name), ignore_errors=True)
+
+
+def start(paths: Paths, name: str) -> Observation:
+    with state.locked(paths, name):
+        return start_locked(paths, name)
+
+
+def start_locked(paths: Paths, name: str) -> Observation:
+    record = state.load(paths, name)
+    if observe(paths, record).state in ACTIVE:
+        raise Conflict(f"container {name} is already running")
+    release_network(paths, record)
+    mode = modes.parse_mode(record.network)
+    if mode.wired:  # the address and host ports are checked and taken before anything starts
+        claims.claim(paths, name, mode, modes.parse_forwards(record.forwards), modes.bridge())
+        wiring.write_resolv_conf(paths, name, modes.bridge())
+    directory = paths.container_state(name)
+    (directory / "status").unlink(missing_ok=True)
+    created = cgroups.create(paths.cgroup_leaf(name), record.limits)
+    record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
+    # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
+    state.save(paths, record)
+    config = directory / "config"
+    state.write_atomic(config, config_bytes(paths, record), durable=False)  # rewritten every start
+    try:
+        spawn_monitor(config)
+    except BaseException:
+        cgroups.kill_all(record.cgroups)
+        release_network(paths, record)  # also undoes what a keeper made and could not undo
+        if mode.wired:
+            claims.release_claims(paths, name)  # taken above, before any keeper
+        state.save(paths, replace(record, cgroups=(), started=False))
+        raise
+    events.emit(paths, "started", name)
+    return observe(paths, record)
+
+
+def spawn_monitor(config: Path) -> None:
+    if not SHIM.exists():
+        raise SystemFailure(f"{SHIM} is missing", hint="rebuild: python native/build_native.py")
+    read_end, write_end = os.pipe()
+    # The config goes by fd: the monitor and the container's init then show no host path
+    # in their command line (PID 1's is readable inside the container).
+    config_fd = os.open(config, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        status = run.spawn_daemon([SHIM, f"/proc/self/fd/{config_fd}", str(write_end)],
+                                  pass_fds=[write_end, config_fd], argv0="prodng-shim")
+        os.close(write_end)
+        write_end = -1
+        answer = b""
+        while chunk := os.read(read_end, 4096):
+            answer += chunk
+    finally:
+        os.close(read_end)
+        os.close(config_fd)
+        if write_end >= 0:
+            os.close(write_end)
+    text = answer.decode(errors="replace").strip()
+    if status != 0 or not text.startswith("ok "):
+        raise from_native(text.removeprefix("error ") or f"system prodng-shim exited with {status}",
+                          "cannot start")
+
+
+def release_network(paths: Paths, record: ContainerRecord) -> None:
+    """Remove the recorded cgroups and any a killed `start` made before recording them, and
+    whatever network the container's keeper could not undo itself (it was killed)."""
+    cgroups.remove(tuple(dict.fromkeys(record.cgroups + cgroups.expected(paths.cgroup_leaf(record.name)))))
+    wired = wiring.read(paths, record.name)
+    if wired and not wiring.keeper_alive(paths, record.name):
+        host.teardown(paths, record.name, modes.parse_forwards(record.forwards))
+
+
+def running_container(paths: Paths, name: str) -> tuple[ContainerRecord, Observation]:
+    record = state.load(paths, name)
+    observed = observe(paths, record)
+    if observed.state not in (ContainerState.RUNNING, ContainerState.FROZEN):
+        raise Conflict(f"container {name} is not running (it is {observed.state})")
+    return record, observed
+
+
+def _signal(pid: int, sig: int) -> None:
+    """Signal through a pidfd, so a pid reused after our check is never hit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _wait_gone(pid: int, start: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while state.same_process(pid, start):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def stop(paths: Paths, name: str, timeout: float = 10.0) -> Observation:
+    """TERM the service (through the monitor, so it does not restart it), then KILL."""
+    if timeout < 0:
+        raise InvalidRequest("stop timeout must not be negative")
+    with state.locked(paths, name):
+        record = state.load(paths, name)
+        halt(paths, record, signal.SIGTERM, timeout)
+        return observe(paths, record)
+
+
+def halt(paths: Paths, record: ContainerRecord, sig: int, timeout: float) -> None:
+    observed = observe(paths, record)
+    if observed.state not in ACTIVE:
+        return
+    status = state.read_status(paths, record.name)
+    if observed.state == ContainerState.FROZEN:
+        cgroups.set_frozen(record.cgroups, False)
+    if observed.monitor_pid:
+        _signal(observed.monitor_pid, signal.SIGTERM)  # no restart; it forwards TERM to the init
+    if observed.pid and sig != signal.SIGTERM:
+        _signal(observed.pid, sig)
+    init_pid, init_start = int(status.get("init_pid", 0)), int(status.get("init_start", 0))
+    if not (init_pid and _wait_gone(init_pid, init_start, timeout)):
+        cgroups.kill_all(record.cgroups)
+        _wait_gone(init_pid, init_start, 5.0)
+    if observed.monitor_pid:
+        _wait_gone(observed.monitor_pid, int(status.get("monitor_start", 0)), 5.0)
+    wired = wiring.read(paths, record.name)
+    if wired:  # the monitor's end closed the keeper's lifeline: it is undoing the network
+        _wait_gone(int(str(wired.get("keeper_pid", 0))), int(str(wired.get("keeper_start", 0))), 5.0)
+
+
+def kill(paths: Paths, name: str, sig: int = signal.SIGKILL) -> Observation:
+    """SIGKILL ends the container for good; any other signal goes to the service."""
+    with state.locked(paths, name):
+        record, observed = running_container(paths, name)
+        if sig == signal.SIGKILL:
+            halt(paths, record, sig, 0)
+        else:
+            assert observed.pid
+            _signal(observed.pid, sig)  # the init forwards it to the service
+        return observe(paths, record)
+
+
+def set_frozen(paths: Paths, name: str, frozen: bool) -> Observation:
+    with state.locked(paths, name):
+        record, before = running_container(paths, name)
+        cgroups.set_frozen(record.cgroups, frozen)
+        if (before.state == ContainerState.FROZEN) != frozen:
+            events.emit(paths, "frozen" if frozen else "thawed", name)
+        return observe(paths, record)
+
+
+def remove(paths: Paths, name: str, force: bool = False) -> None:
+    with state.locked(paths, name):
+        record = state.load(paths, name)
+        if observe(paths, record).state in ACTIVE:
+            if not force:
+                raise Conflict(f"container {name} is running", hint="stop it first or use rm -f")
+            halt(paths, record, signal.SIGKILL, 0)
+        release_network(paths, record)
+        _discard(paths, name)
+        events.emit(paths, "removed", name)

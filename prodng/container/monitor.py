@@ -1,0 +1,57 @@
+"""The monitor contract: the config file prodng-shim (native/) reads, and the defaults in it.
+
+Python writes one NUL-separated key/value file per start; the C monitor clones the
+container's init from it (see container.lifecycle for the whole spawn path).
+"""
+
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prodng.config import Paths
+from prodng.container import events
+from prodng.container.state import ContainerRecord
+from prodng.container.validation import DEFAULT_PATH
+from prodng.errors import InvalidRequest
+from prodng.network import host, modes, wiring
+
+SHIM = Path(__file__).resolve().parents[1] / "libexec" / "prodng-shim"
+LOG_MAX = 4 * 1024**2
+# Docker's default set without MKNOD and NET_RAW: enough for daemons that bind
+# low ports and drop to a user, nothing that reaches the kernel or the host.
+DEFAULT_CAPS = {
+    "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6, "SETUID": 7,
+    "SETPCAP": 8, "NET_BIND_SERVICE": 10, "SYS_CHROOT": 18, "AUDIT_WRITE": 29, "SETFCAP": 31,
+}
+CAP_MKNOD = 27
+
+
+def config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = None,
+                  directory: Path | None = None, caps: tuple[int, ...] = tuple(DEFAULT_CAPS.values())) -> bytes:
+    directory = directory or paths.container_state(record.name)
+    env = {"PATH": DEFAULT_PATH, "HOME": "/root", "container": "prodng", "HOSTNAME": record.name}
+    env.update(e.split("=", 1) for e in record.unit_env + record.env)  # type: ignore[misc]
+    pairs: list[tuple[str, str]] = [
+        ("name", record.name), ("rootfs", str(rootfs or paths.container_root(record.name))),
+        ("uid", str(record.uid)), ("gid", str(record.gid)), ("forking", str(int(record.forking))),
+        ("workdir", record.workdir), ("log", str(directory / "log")), ("log_max", str(LOG_MAX)),
+        ("status", str(directory / "status")), ("restart", record.restart),
+        ("restart_max", str(record.restart_max)), ("net", record.network),
+    ]
+    if directory == paths.container_state(record.name):  # one-shot jobs (installs) are not containers
+        pairs.append(("events", events.journal(paths)))
+    pairs += [("arg", a) for a in record.argv]
+    pairs += [("env", f"{k}={v}") for k, v in env.items()]
+    pairs += [("cgroup", c) for c in record.cgroups]
+    pairs += [("bind", f"{'ro' if b.read_only else 'rw'}\x1f{b.source}\x1f{b.target}") for b in record.binds]
+    pairs += [("cap", str(c)) for c in caps]
+    pairs += [("rundir", d) for d in record.run_dirs]
+    if modes.parse_mode(record.network).wired and directory == paths.container_state(record.name):
+        pairs += [("bind", f"ro\x1f{wiring.resolv_conf_path(paths, record.name)}\x1f/etc/resolv.conf")]
+        pairs += [("keeper", a) for a in host.keeper_argv(paths, record.name)]
+        pairs += [("keeper_server", str(wiring.keeper_server(paths)))]
+    for key, value in pairs:
+        if "\0" in value:
+            raise InvalidRequest(f"{key} must not contain NUL")
+    return b"".join(f"{k}\0{v}\0".encode() for k, v in pairs)

@@ -1,0 +1,105 @@
+"""What a container is doing, from the kernel and the monitor's status file.
+
+The truth comes from the kernel (pid + start time, cgroup freezer state) and from the
+monitor's status file, never from a cached field: the record holds only what was asked for.
+"""
+
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from prodng.config import Paths
+from prodng.container import cgroups, state
+from prodng.container.state import ContainerRecord
+from prodng.errors import NotFound
+from prodng.network import wiring
+
+
+class ContainerState(enum.StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    FROZEN = "frozen"
+    RESTARTING = "restarting"
+    EXITED = "exited"
+
+
+ACTIVE = (ContainerState.RUNNING, ContainerState.FROZEN, ContainerState.RESTARTING)
+
+
+@dataclass(frozen=True)
+class Observation:
+    state: ContainerState
+    pid: int | None = None
+    monitor_pid: int | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str = ""
+
+
+# ---- the kernel's view ----
+
+def observe(paths: Paths, record: ContainerRecord) -> Observation:
+    status = state.read_status(paths, record.name)
+    if not record.started:
+        return Observation(ContainerState.CREATED, error=status.get("error", ""))
+    if record.boot_id != state.boot_id():
+        return Observation(ContainerState.EXITED, error="host rebooted")
+    init_pid, init_start = int(status.get("init_pid", 0)), int(status.get("init_start", 0))
+    monitor_pid, monitor_start = int(status.get("monitor_pid", 0)), int(status.get("monitor_start", 0))
+    monitor_alive = state.same_process(monitor_pid, monitor_start)
+    seen = Observation(
+        ContainerState.EXITED,
+        monitor_pid=monitor_pid if monitor_alive else None,
+        restarts=int(status.get("restarts", 0)),
+        started_at=float(status.get("started_at", 0)) or None,
+        error=status.get("error", ""),
+    )
+    if state.same_process(init_pid, init_start):
+        frozen = cgroups.is_frozen(record.cgroups)
+        return replace(seen, state=ContainerState.FROZEN if frozen else ContainerState.RUNNING, pid=init_pid)
+    if monitor_alive and status.get("state") in ("restarting", "running", "starting"):
+        return replace(seen, state=ContainerState.RESTARTING)
+    finished = float(status.get("finished_at", 0)) or None
+    code = int(status["exit_code"]) if "exit_code" in status else None
+    return replace(seen, exit_code=code, finished_at=finished)
+
+
+# ---- reading ----
+
+def describe(paths: Paths, name: str, *, detail: bool = False) -> dict[str, object]:
+    record = state.load(paths, name)
+    observed = observe(paths, record)
+    wired = wiring.describe(paths, name) if observed.state in ACTIVE else {}
+    summary: dict[str, object] = {
+        "name": name, "state": str(observed.state), "template": record.template,
+        "pid": observed.pid, "network": record.network, "ip": wired.get("ip", ""), "command": " ".join(record.argv),
+        "created": record.created, "started_at": observed.started_at, "restarts": observed.restarts,
+        "exit_code": observed.exit_code,
+    }
+    if detail:
+        summary.update(
+            root=str(paths.container_root(name)), monitor_pid=observed.monitor_pid,
+            finished_at=observed.finished_at, error=observed.error, restart=record.restart,
+            restart_max=record.restart_max, env=list(record.env), unit_env=list(record.unit_env),
+            payloads=list(record.payloads),
+            binds=[f"{b.source}:{b.target}:{'ro' if b.read_only else 'rw'}" for b in record.binds],
+            limits={"memory": record.limits.memory, "pids": record.limits.pids, "cpus": record.limits.cpus},
+            hermetic=record.network != "host", cgroups=list(record.cgroups),
+            forwards=list(record.forwards), interface=wired or None,
+            stats=cgroups.stats(record.cgroups) if observed.state in ACTIVE else None,
+        )
+    return summary
+
+
+def list_all(paths: Paths) -> list[dict[str, object]]:
+    rows = []
+    for name in state.names(paths):
+        try:
+            rows.append(describe(paths, name))
+        except NotFound:
+            continue  # removed while we looked
+    return rows

@@ -1,0 +1,155 @@
+"""One record per container: atomic writes (temp, fsync, rename) under a per-container lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from prodng import locks
+from prodng.config import Paths
+from prodng.errors import InvalidRequest, NotFound
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name) or ".." in name:
+        raise InvalidRequest(
+            f"invalid container name {name[:80]!r}",
+            hint="1-64 letters, digits, '_', '.', '-'; no '/', '..' or NUL",
+        )
+    return name
+
+
+def starttime(pid: int) -> int:
+    """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life.
+    0 for a zombie: it has ended, whenever its parent gets round to reaping it."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    fields = text.rsplit(")", 1)[1].split()
+    return 0 if fields[0] == "Z" else int(fields[19])
+
+
+def same_process(pid: int, start: int) -> bool:
+    return pid > 0 and start > 0 and starttime(pid) == start
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int | None = None  # bytes
+    pids: int | None = None
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """What was asked for; what is happening now is read from the kernel and the monitor."""
+
+    name: str
+    template: str
+    argv: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    binds: tuple[Bind, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    restart: str = "no"
+    restart_max: int = 0
+    network: str = "none"
+    workdir: str = "/"
+    payloads: tuple[str, ...] = ()
+    created: float = 0.0
+    boot_id: str = ""
+    cgroups: tuple[str, ...] = ()
+    started: bool = False
+    uid: int = 0
+    gid: int = 0
+    forking: bool = False  # Type=forking: the service daemonizes
+    run_dirs: tuple[str, ...] = ()  # RuntimeDirectory=, made in /run for uid:gid before the service starts
+    explicit_exec: bool = False  # --exec given: an upgrade keeps it instead of reading the new unit
+    forwards: tuple[str, ...] = ()  # -p HOSTPORT:CONTAINERPORT/PROTO, for dhcp and static networks
+    unit_env: tuple[str, ...] = ()  # Environment= of the payload's unit; `env` (the user's -e) overrides it
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerRecord:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["binds"] = tuple(Bind(**b) for b in data.get("binds", ()))
+        data["limits"] = Limits(**data.get("limits", {}))
+        for key in ("argv", "env", "payloads", "cgroups", "run_dirs", "forwards", "unit_env"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
+
+
+def write_atomic(path: Path, text: str | bytes, mode: int = 0o600, durable: bool = True) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, text.encode() if isinstance(text, str) else text)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def record_path(paths: Paths, name: str) -> Path:
+    return paths.container_state(name) / "record.json"
+
+
+def save(paths: Paths, record: ContainerRecord) -> None:
+    write_atomic(record_path(paths, record.name), json.dumps(record.to_json(), indent=1))
+
+
+def load(paths: Paths, name: str) -> ContainerRecord:
+    check_name(name)
+    try:
+        return ContainerRecord.from_json(json.loads(record_path(paths, name).read_text()))
+    except FileNotFoundError:
+        raise NotFound(f"no such container: {name}") from None
+
+
+def exists(paths: Paths, name: str) -> bool:
+    return record_path(paths, name).is_file()
+
+
+def names(paths: Paths) -> list[str]:
+    if not paths.state.is_dir():
+        return []
+    return sorted(p.parent.name for p in paths.state.glob("*/record.json"))
+
+
+@contextmanager
+def locked(paths: Paths, name: str) -> Iterator[None]:
+    """Serialize verbs on one container; the lock dies with its holder."""
+    with locks.hold(paths.locks / f"container-{name}.lock", what=f"container {name}"):
+        yield
+
+
+def read_status(paths: Paths, name: str) -> dict[str, str]:
+    """The monitor's status file: key=value lines, replaced atomically by prodng-shim."""
+    try:
+        text = (paths.container_state(name) / "status").read_text()
+    except FileNotFoundError:
+        return {}
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

@@ -1,0 +1,82 @@
+"""Checking what a user asks of a container (binds, env, restart, limits, network) before
+anything is touched, and naming containers."""
+
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import secrets
+
+from prodng.config import Paths
+from prodng.container import state
+from prodng.container.state import Bind, Limits
+from prodng.errors import InvalidRequest
+from prodng.network import modes
+
+RESERVED_TARGETS = ("/proc", "/sys", "/dev")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# ---- parsing user input: every check happens before anything is created ----
+
+def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
+    binds = []
+    for spec in specs:
+        parts = spec.split(":")
+        mode = parts.pop() if len(parts) == 3 else "ro"
+        if len(parts) != 2 or mode not in ("ro", "rw"):
+            raise InvalidRequest(f"malformed --bind {spec!r}", hint="HOST:CONTAINER[:ro|rw]")
+        source, target = parts
+        if not os.path.isabs(source) or not os.path.exists(source):
+            raise InvalidRequest(f"bind source {source!r} must be an existing absolute path")
+        clean = posixpath.normpath(target)
+        if not target.startswith("/") or ".." in target.split("/") or clean == "/" or "\x1f" in spec:
+            raise InvalidRequest(f"bind target {target!r} must be an absolute path inside the container")
+        if any(clean == r or clean.startswith(r + "/") for r in RESERVED_TARGETS):
+            raise InvalidRequest(f"bind target {target!r} is managed by prodng")
+        binds.append(Bind(source, clean, mode == "ro"))
+    return tuple(binds)
+
+
+def parse_env(specs: list[str]) -> tuple[str, ...]:
+    for spec in specs:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", spec) or "\0" in spec:
+            raise InvalidRequest(f"malformed -e {spec!r}", hint="KEY=VALUE")
+    return tuple(specs)
+
+
+def parse_restart(policy: str) -> tuple[str, int]:
+    name, _, count = policy.partition(":")
+    if name not in ("no", "always", "on-failure") or (count and (name != "on-failure" or not count.isdigit())):
+        raise InvalidRequest(f"unknown restart policy {policy!r}", hint="no, always, on-failure[:N]")
+    return name, int(count or 0)
+
+
+def check_limits(limits: Limits) -> Limits:
+    for label, value in (("--memory", limits.memory), ("--pids", limits.pids), ("--cpus", limits.cpus)):
+        if value is not None and value <= 0:
+            raise InvalidRequest(f"{label} must be positive, not {value}")
+    if limits.memory is not None and limits.memory < 4 * 1024**2:
+        raise InvalidRequest("--memory must be at least 4M")
+    return limits
+
+
+def check_network(name: str, mode: str, forwards: list[str]) -> tuple[str, tuple[str, ...]]:
+    """The network mode and port forwards, checked; returned as the record keeps them."""
+    parsed = modes.parse_mode(mode)
+    published = modes.parse_forwards(forwards)
+    if published and not parsed.wired:
+        raise InvalidRequest(f"-p needs a dhcp or static network, not {mode!r}")
+    modes.check_name(name, parsed)
+    if parsed.address:
+        modes.check_static(parsed, modes.bridge())
+    return mode, tuple(str(f) for f in published)
+
+
+def generate_name(paths: Paths, template: str) -> str:
+    while True:
+        name = f"{template}-{secrets.token_hex(3)}"
+        if not state.exists(paths, name):
+            return name

@@ -1,0 +1,62 @@
+"""Claims: a static address or a host port belongs to one container at a time.
+
+Taken under the network lock before anything starts, released by the keeper's teardown
+(or by whoever finds a dead keeper's work undone).
+"""
+
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+
+from prodng.config import Paths
+from prodng.errors import Conflict
+from prodng.network.modes import Bridge, Forward, Mode, check_static
+from prodng.network.wiring import keeper_alive, locked, runtime_dir
+
+# ---- claims: a static address or a host port belongs to one container at a time ----
+
+def _claim_path(paths: Paths, key: str) -> Path:
+    return runtime_dir(paths) / "claims" / key
+
+
+def claim(paths: Paths, name: str, mode: Mode, forwards: tuple[Forward, ...], net: Bridge) -> None:
+    """Check and take the container's static address and host ports; all or none."""
+    keys = [f"{f.proto}-{f.host_port}" for f in forwards]
+    if mode.address:
+        check_static(mode, net)
+        keys.append(f"ip-{mode.address.ip}")
+    with locked(paths):
+        for key in keys:
+            owner = _claim_path(paths, key)
+            holder = owner.read_text() if owner.exists() else ""
+            if holder and holder != name and keeper_alive(paths, holder):
+                what = key.replace("ip-", "address ").replace("tcp-", "host port tcp/").replace("udp-", "host port udp/")
+                raise Conflict(f"{what} is in use by container {holder}")
+        for f in forwards:
+            _check_port_free(f)
+        for key in keys:
+            owner = _claim_path(paths, key)
+            owner.parent.mkdir(parents=True, exist_ok=True)
+            owner.write_text(name)
+
+
+def _check_port_free(forward: Forward) -> None:
+    kind = socket.SOCK_STREAM if forward.proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind(("0.0.0.0", forward.host_port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise Conflict(f"host port {forward.host_port}/{forward.proto} is in use on the host") from None
+            raise
+
+
+def release_claims(paths: Paths, name: str) -> None:
+    with locked(paths):
+        directory = runtime_dir(paths) / "claims"
+        for owner in directory.iterdir() if directory.is_dir() else ():
+            if owner.read_text() == name:
+                owner.unlink(missing_ok=True)

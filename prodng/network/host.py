@@ -1,0 +1,129 @@
+"""The network's host side, and the path to follow for networking.
+
+Network path: `container.lifecycle` claims the address and ports (network.claims), makes
+sure the bridge, the nft tables (network.nft), dnsmasq (network.dnsmasq) and the warm
+keeper server exist (`ensure_host_side`, here), then the C monitor unshares the
+container's network namespace and hands it to the keeper server (network.keeper_server),
+which forks a keeper (network.keeper): veth, lease, name, forwards; "ready" to the
+monitor; everything undone (`teardown`, here) when the monitor's lifeline closes. Every
+step is idempotent, so a crash at any point is finished by whoever comes next.
+"""
+
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from prodng import run
+from prodng.config import Paths
+from prodng.errors import Conflict
+from prodng.network import dnsmasq
+from prodng.network.claims import release_claims
+from prodng.network.modes import Bridge, Forward, bridge
+from prodng.network.nft import bridge_table, ip_table, remove_forwards, run_nft, unguard_port
+from prodng.network.wiring import keeper_server, locked, mac_address, net_file, read, runtime_dir, veth_name
+
+# Read by the keeper, which may be forked from a server started with another environment:
+# the CLI's values travel in the keeper's arguments.
+SETTINGS = ("PRODNG_BRIDGE", "PRODNG_SUBNET", "PRODNG_DHCP_TIMEOUT", "PRODNG_LEASE_TIME")
+
+
+def keeper_argv(paths: Paths, name: str) -> list[str]:
+    """The keeper's command line; the monitor hands it to the warm keeper server if one answers."""
+    settings = [f"{key}={os.environ[key]}" for key in SETTINGS if key in os.environ]
+    return [sys.executable, "-I", "-m", "prodng.network.keeper_server", str(paths.root), name, *settings]
+
+
+def _keeper_server_pid(paths: Paths) -> int | None:
+    try:
+        pid = int(keeper_server(paths).with_suffix(".pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return pid if b"prodng.network.keeper_server" in cmdline and b"--serve" in cmdline else None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _ensure_keeper_server(paths: Paths) -> None:
+    if not _keeper_server_pid(paths):
+        run.spawn_daemon([sys.executable, "-I", "-m", "prodng.network.keeper_server", "--serve", keeper_server(paths)])
+
+
+def sysctl(key: str, value: str) -> None:
+    Path("/proc/sys/net", *key.split(".")).write_text(value)
+
+
+def ensure_host_side(paths: Paths, net: Bridge) -> None:
+    """The bridge, its firewall table and dnsmasq, made on first use and reused after."""
+    with locked(paths):
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=net.name)
+            if not found:
+                ipr.link("add", ifname=net.name, kind="bridge")
+                found = ipr.link_lookup(ifname=net.name)
+                # No IPv6 on the bridge: router advertisements sent by containers change nothing here.
+                sysctl(f"ipv6.conf.{net.name}.disable_ipv6", "1")
+                ipr.addr("add", index=found[0], address=str(net.gateway), prefixlen=net.network.prefixlen)
+                ipr.link("set", index=found[0], state="up")
+            addresses = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=found[0], family=2)}
+            if (str(net.gateway), net.network.prefixlen) not in addresses:
+                raise Conflict(f"bridge {net.name} exists with another address than {net.interface}",
+                               hint="set PRODNG_BRIDGE/PRODNG_SUBNET to match, or remove the bridge")
+        # Forwards to 127.0.0.1 leave through the bridge; the input chain keeps the bridge off the host.
+        sysctl(f"ipv4.conf.{net.name}.route_localnet", "1")
+        tables = run.run([run.require("nft", "nftables"), "list", "tables"]).stdout.splitlines()
+        missing = [make(net) for family, make in (("ip", ip_table), ("bridge", bridge_table))
+                   if f"table {family} {net.name}" not in tables]
+        if missing:
+            run_nft("".join(missing))
+        dnsmasq.ensure(runtime_dir(paths), net)
+        _ensure_keeper_server(paths)
+
+
+# ---- the whole teardown, shared by the keeper and by whoever finds its work undone ----
+
+def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
+    """Remove the veth, the forwards, the name, the lease and the claims of one container."""
+    net = bridge()
+    wired = read(paths, name)
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=veth_name(paths, name)):
+            try:
+                ipr.link("del", index=index)  # takes eth0 with it
+            except NetlinkError as err:
+                if err.code != errno.ENODEV:
+                    raise
+    remove_forwards(net, forwards)
+    unguard_port(net, veth_name(paths, name))
+    directory = runtime_dir(paths)
+    mac = str(wired.get("mac") or mac_address(paths, name))
+    released = dnsmasq.forget(directory, name, mac)
+    if not released:
+        with locked(paths):
+            dnsmasq.drop_lease(directory, mac, net)
+    release_claims(paths, name)
+    net_file(paths, name).unlink(missing_ok=True)
+
+
+def shut_down(paths: Paths, net: Bridge) -> None:
+    """Stop dnsmasq and the keeper server, remove the bridge and its table (tests, benchmarks:
+    in normal use they stay for the next container)."""
+    directory = runtime_dir(paths)
+    server = _keeper_server_pid(paths)
+    if server:
+        os.kill(server, signal.SIGTERM)
+    pid = dnsmasq.running_pid(directory)
+    if pid:
+        dnsmasq.stop(pid)
+    run_nft(f"delete table ip {net.name}\n", check=False)
+    run_nft(f"delete table bridge {net.name}\n", check=False)
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=net.name):
+            ipr.link("del", index=index)
+    run.run(["rm", "-rf", str(directory)])

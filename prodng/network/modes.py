@@ -1,0 +1,129 @@
+"""Network modes, forwards and the bridge's addressing: pure parsing, no pyroute2.
+
+`none` is a private namespace with loopback only; `host` shares the host's; `dhcp` and
+`static:ADDR/LEN[,gw=ADDR]` are wired to the bridge by a keeper (prodng.network.keeper).
+DHCP hands out the lower half of the subnet, static addresses live in the upper half.
+"""
+
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+
+from prodng.errors import InvalidRequest
+
+MODES = ("none", "host", "dhcp", "static:ADDR/LEN[,gw=ADDR]")
+DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+DOMAIN = "prodng"
+
+
+@dataclass(frozen=True)
+class Mode:
+    kind: str  # none, host, dhcp, static
+    address: ipaddress.IPv4Interface | None = None
+    gateway: ipaddress.IPv4Address | None = None
+
+    @property
+    def wired(self) -> bool:
+        """On the bridge, through a veth, with a keeper."""
+        return self.kind in ("dhcp", "static")
+
+
+def parse_mode(text: str) -> Mode:
+    if text in ("none", "host", "dhcp"):
+        return Mode(text)
+    if not text.startswith("static:"):
+        raise InvalidRequest(f"unknown network mode {text!r}", hint=f"one of {', '.join(MODES)}")
+    spec, _, option = text.removeprefix("static:").partition(",")
+    try:
+        address = ipaddress.IPv4Interface(spec)
+        if "/" not in spec or option and not option.startswith("gw="):
+            raise ValueError
+        gateway = ipaddress.IPv4Address(option.removeprefix("gw=")) if option else None
+    except ValueError:
+        raise InvalidRequest(f"malformed static address {text!r}", hint="static:ADDR/LEN[,gw=ADDR]") from None
+    return Mode("static", address, gateway)
+
+
+@dataclass(frozen=True)
+class Forward:
+    proto: str
+    host_port: int
+    container_port: int
+
+    def __str__(self) -> str:
+        return f"{self.host_port}:{self.container_port}/{self.proto}"
+
+
+def parse_forwards(specs: list[str] | tuple[str, ...]) -> tuple[Forward, ...]:
+    forwards: list[Forward] = []
+    for spec in specs:
+        match = re.fullmatch(r"(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", spec)
+        ports = (int(match[1]), int(match[2])) if match else (0, 0)
+        if not match or not all(0 < p < 65536 for p in ports):
+            raise InvalidRequest(f"malformed port forward {spec!r}", hint="-p HOSTPORT:CONTAINERPORT[/tcp|udp]")
+        forward = Forward(match[3] or "tcp", *ports)
+        if any((f.proto, f.host_port) == (forward.proto, forward.host_port) for f in forwards):
+            raise InvalidRequest(f"host port {forward.host_port}/{forward.proto} is forwarded twice")
+        forwards.append(forward)
+    return tuple(forwards)
+
+
+# ---- the bridge's settings: PRODNG_BRIDGE, PRODNG_SUBNET ----
+
+@dataclass(frozen=True)
+class Bridge:
+    name: str
+    interface: ipaddress.IPv4Interface  # the bridge's own address: gateway and DNS server
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.interface.ip
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return self.interface.network
+
+    @property
+    def dhcp_range(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+        """The lower half is dnsmasq's; the upper half is for static addresses, so they never meet."""
+        half = self.network.num_addresses // 2
+        return self.network[2], self.network[half - 1]
+
+    def is_static_address(self, address: ipaddress.IPv4Address) -> bool:
+        half = self.network.num_addresses // 2
+        return self.network[half] <= address < self.network.broadcast_address
+
+
+def bridge() -> Bridge:
+    name = os.environ.get("PRODNG_BRIDGE", "prodng0")
+    subnet = os.environ.get("PRODNG_SUBNET", "10.89.0.0/16")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,14}", name):
+        raise InvalidRequest(f"bad PRODNG_BRIDGE {name!r}", hint="up to 15 of a-z, 0-9, _")
+    try:
+        network = ipaddress.IPv4Network(subnet)
+    except ValueError:
+        raise InvalidRequest(f"bad PRODNG_SUBNET {subnet!r}", hint="an IPv4 network such as 10.89.0.0/16") from None
+    if network.prefixlen > 28:
+        raise InvalidRequest(f"PRODNG_SUBNET {subnet} is too small", hint="at most /28")
+    return Bridge(name, ipaddress.IPv4Interface(f"{network[1]}/{network.prefixlen}"))
+
+
+def check_name(name: str, mode: Mode) -> None:
+    if mode.wired and not DNS_LABEL.match(name):
+        raise InvalidRequest(f"container name {name!r} cannot be a DNS name ({name}.{DOMAIN})",
+                             hint="letters, digits and inner '-' only, for dhcp and static")
+
+
+def check_static(mode: Mode, net: Bridge) -> None:
+    """A static address sits in the upper half of the bridge's subnet, with the subnet's length."""
+    assert mode.address
+    if mode.address.network != net.network or not net.is_static_address(mode.address.ip):
+        half = net.network[net.network.num_addresses // 2]
+        raise InvalidRequest(f"static address {mode.address} is outside {net.name}'s static range",
+                             hint=f"{half}-{net.network.broadcast_address - 1}/{net.network.prefixlen}")
+    if mode.gateway and mode.gateway not in net.network:
+        raise InvalidRequest(f"gateway {mode.gateway} is outside {net.network}")

@@ -1,0 +1,94 @@
+"""What is wired for one container, and where it is kept: names, MACs, state/NAME/net.json.
+
+The veth and MAC names are derived from the prodng root and the container's name, so
+whoever comes next (the keeper, a later stop/rm) finds the same objects without asking
+anyone. The runtime directory is per prodng root *and* per network namespace.
+"""
+
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prodng import locks
+from prodng.config import Paths
+from prodng.container import state
+from prodng.network.modes import DOMAIN, Bridge
+
+# ---- names for one container's parts: stable across restarts ----
+
+def _digest(paths: Paths, name: str) -> str:
+    return hashlib.sha256(f"{paths.root}\0{name}".encode()).hexdigest()
+
+
+def veth_name(paths: Paths, name: str) -> str:
+    return "pn" + _digest(paths, name)[:12]
+
+
+def mac_address(paths: Paths, name: str) -> str:
+    """Locally administered and stable, so dnsmasq gives a restarted container its old address."""
+    raw = _digest(paths, name)[12:22]
+    return "02:" + ":".join(raw[i:i + 2] for i in range(0, 10, 2))
+
+
+def runtime_dir(paths: Paths) -> Path:
+    """dnsmasq's files and the claims, per prodng root and per network namespace, in /run:
+    a reboot empties it, as it stops every container."""
+    netns = os.stat("/proc/thread-self/ns/net").st_ino
+    return Path("/run/prodng") / f"{hashlib.sha256(str(paths.root).encode()).hexdigest()[:8]}-{netns}"
+
+
+def keeper_server(paths: Paths) -> Path:
+    return runtime_dir(paths) / "keeper.sock"
+
+
+# ---- the per-container record of what is wired: state/NAME/net.json ----
+
+def net_file(paths: Paths, name: str) -> Path:
+    return paths.container_state(name) / "net.json"
+
+
+def read(paths: Paths, name: str) -> dict[str, object]:
+    try:
+        return dict(json.loads(net_file(paths, name).read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def write(paths: Paths, name: str, data: dict[str, object]) -> None:
+    state.write_atomic(net_file(paths, name), json.dumps(data), durable=False)
+
+
+def keeper_alive(paths: Paths, name: str) -> bool:
+    wired = read(paths, name)
+    return state.same_process(int(str(wired.get("keeper_pid", 0))), int(str(wired.get("keeper_start", 0))))
+
+
+# ---- host side: bridge, firewall table, dnsmasq ----
+
+@contextmanager
+def locked(paths: Paths) -> Iterator[None]:
+    with locks.hold(paths.locks / "network.lock"):
+        yield
+
+
+def resolv_conf_path(paths: Paths, name: str) -> Path:
+    return paths.container_state(name) / "resolv.conf"
+
+
+def write_resolv_conf(paths: Paths, name: str, net: Bridge) -> None:
+    """Bound read-only on the container's /etc/resolv.conf: dnsmasq, and NAME for NAME.prodng."""
+    text = f"nameserver {net.gateway}\nsearch {DOMAIN}\n"
+    state.write_atomic(resolv_conf_path(paths, name), text, mode=0o644, durable=False)  # any uid resolves
+
+
+def describe(paths: Paths, name: str) -> dict[str, object]:
+    wired = read(paths, name)
+    if not wired:
+        return {}
+    return {k: wired[k] for k in ("ip", "prefixlen", "gateway", "mac", "veth", "dns") if k in wired}

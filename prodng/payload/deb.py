@@ -1,0 +1,219 @@
+"""Everything is a .deb: validate a payload before it touches anything, install it with
+its dependencies inside a sandboxed snapshot (never on the host), find its service.
+
+Installed roots are cached as read-only snapshots keyed by the template build and the
+payloads' checksums, so the second run of the same set costs one snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import posixpath
+import re
+import shlex
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from debian import debfile
+
+from prodng.errors import InvalidRequest
+
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+VERSION_RE = re.compile(r"^(\d+:)?[0-9][A-Za-z0-9.+~:-]*$")
+ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
+          "s390x": "s390x", "riscv64": "riscv64"}
+UNIT_DIRS = ("lib/systemd/system/", "usr/lib/systemd/system/")
+
+
+@dataclass(frozen=True)
+class Payload:
+    path: str
+    package: str
+    version: str
+    architecture: str
+    sha256: str
+    exec_field: str = ""
+    units: tuple[str, ...] = field(default=())  # paths of shipped *.service units, inside the root
+
+
+def host_architecture() -> str:
+    return ARCHES.get(platform.machine(), platform.machine())
+
+
+def _checksum(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_member(member: tarfile.TarInfo) -> str | None:
+    """The member's path inside the root, or why it is refused."""
+    name = member.name
+    if name.startswith("/"):
+        return f"absolute path {name!r} in data.tar"
+    parts = name.removeprefix("./").split("/")
+    if ".." in parts:
+        return f"path traversal {name!r} in data.tar"
+    if member.islnk():
+        target = member.linkname
+        if target.startswith("/") or ".." in target.removeprefix("./").split("/"):
+            return f"hard link {name!r} -> {target!r} leaves the root"
+    return None
+
+
+def inspect(path: str) -> Payload:
+    """Validate a .deb without unpacking it anywhere; every refusal names the file and the cause."""
+    label = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise InvalidRequest(f"{label}: no such file")
+    try:
+        deb = debfile.DebFile(path)
+        control = deb.debcontrol()
+        members = deb.data.tgz().getmembers()
+    except Exception as err:  # a hostile archive can break the parser in any way: all mean "not a .deb"
+        raise InvalidRequest(f"{label}: not a valid Debian binary package ({err or type(err).__name__})") from None
+    package, version = control.get("Package", ""), control.get("Version", "")
+    architecture = control.get("Architecture", "")
+    if not PACKAGE_RE.match(package):
+        raise InvalidRequest(f"{label}: invalid Package field {package!r}")
+    if not VERSION_RE.match(version):
+        raise InvalidRequest(f"{label} ({package}): invalid Version field {version!r}")
+    if architecture not in ("all", host_architecture()):
+        raise InvalidRequest(f"{label} ({package}): architecture {architecture} does not fit this "
+                             f"{host_architecture()} host")
+    units = []
+    for member in members:
+        if why := _check_member(member):
+            raise InvalidRequest(f"{label} ({package}): {why}")
+        name = posixpath.normpath(member.name.removeprefix("./"))
+        if name.startswith(UNIT_DIRS) and name.endswith(".service") and "@" not in name and not member.isdir():
+            units.append("/" + name)
+    return Payload(path=os.path.abspath(path), package=package, version=version, architecture=architecture,
+                   sha256=_checksum(path), exec_field=control.get("X-Prodng-Exec", "").strip(),
+                   units=tuple(sorted(units)))
+
+
+# ---- finding the service ----
+
+@dataclass(frozen=True)
+class Service:
+    argv: tuple[str, ...]
+    user: str = ""
+    group: str = ""
+    workdir: str = "/"
+    env: tuple[str, ...] = ()
+    forking: bool = False
+    run_dirs: tuple[str, ...] = ()
+    source: str = ""
+
+
+def _unit_section(text: str, section: str) -> list[tuple[str, str]]:
+    entries, current, pending = [], "", ""
+    for raw in text.splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and "=" in line:
+            key, value = line.split("=", 1)
+            entries.append((key.strip(), value.strip()))
+    return entries
+
+
+def _command(value: str) -> list[str]:
+    return shlex.split(value.lstrip("-@:+!"))
+
+
+def _read_env_file(root: Path, spec: str) -> list[str]:
+    optional = spec.startswith("-")
+    target = root / spec.lstrip("-").lstrip("/")
+    try:
+        text = target.read_text()
+    except OSError:
+        if optional:
+            return []
+        raise InvalidRequest(f"EnvironmentFile {spec.lstrip('-')} is missing in the container") from None
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            pairs.append(f"{key.strip()}={value.strip().strip(chr(34)).strip(chr(39))}")
+    return pairs
+
+
+def service_from_unit(root: Path, unit: str) -> Service:
+    """Translate a systemd unit's [Service] into what prodng runs."""
+    entries = _unit_section((root / unit.lstrip("/")).read_text(errors="replace"), "Service")
+    values: dict[str, list[str]] = {}
+    for key, value in entries:
+        values.setdefault(key, []).append(value)
+    starts = [v for v in values.get("ExecStart", []) if v]
+    if not starts:
+        raise InvalidRequest(f"{unit} has no ExecStart")
+    kind = values.get("Type", ["simple"])[-1]
+    env: list[str] = []
+    for spec in values.get("Environment", []):
+        env += shlex.split(spec)
+    for spec in values.get("EnvironmentFile", []):
+        env += _read_env_file(root, spec)
+    pre = [_command(v) for v in values.get("ExecStartPre", []) if v]
+    main = _command(starts[-1])
+    if pre:  # run the preparations first, then become the service
+        script = " && ".join(shlex.join(p) for p in pre) + " && exec " + shlex.join(main)
+        main = ["/bin/sh", "-c", script]
+    run_dirs = tuple(d for spec in values.get("RuntimeDirectory", []) for d in spec.split())
+    if any(".." in d.split("/") or d.startswith("/") for d in run_dirs):
+        raise InvalidRequest(f"{unit}: RuntimeDirectory must be relative to /run")
+    return Service(argv=tuple(main), user=values.get("User", [""])[-1], group=values.get("Group", [""])[-1],
+                   workdir=values.get("WorkingDirectory", ["/"])[-1].lstrip("-") or "/", env=tuple(env),
+                   forking=kind == "forking", run_dirs=run_dirs, source=unit)
+
+
+def find_service(root: Path, payloads: list[Payload]) -> Service:
+    for payload in payloads:
+        if payload.exec_field:
+            return Service(argv=tuple(shlex.split(payload.exec_field)), source="X-Prodng-Exec")
+    for payload in payloads:
+        for unit in payload.units:
+            return service_from_unit(root, unit)
+    names = ", ".join(p.package for p in payloads)
+    raise InvalidRequest(f"{names}: no service to run",
+                         hint="pass --exec CMD, add an X-Prodng-Exec control field, or ship a systemd unit")
+
+
+def lookup_ids(root: Path, user: str, group: str) -> tuple[int, int]:
+    """User= and Group= resolved in the container's own passwd and group files."""
+    def table(name: str) -> dict[str, tuple[int, int]]:
+        found = {}
+        try:
+            for line in (root / "etc" / name).read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) > 3 and fields[2].isdigit():
+                    found[fields[0]] = (int(fields[2]), int(fields[3]) if fields[3].isdigit() else 0)
+        except OSError:
+            pass
+        return found
+
+    uid = gid = 0
+    if user:
+        users = table("passwd")
+        if user not in users and not user.isdigit():
+            raise InvalidRequest(f"User={user} does not exist in the container")
+        uid, gid = users.get(user, (int(user) if user.isdigit() else 0, 0))
+    if group:
+        groups = table("group")
+        if group not in groups and not group.isdigit():
+            raise InvalidRequest(f"Group={group} does not exist in the container")
+        gid = groups[group][0] if group in groups else int(group)
+    return uid, gid

@@ -1,0 +1,120 @@
+"""Install payloads into a root, inside a sandbox, and cache the result.
+
+apt runs in the snapshot's own namespaces (host network only, reduced
+capabilities, seccomp, no_new_privs), so maintainer scripts never run on the
+host, see only the container's root (symlinks such as `etc -> /etc` resolve
+inside it) and cannot start daemons (policy-rc.d). The host's dpkg database is
+never opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from prodng import locks
+from prodng.config import Paths
+from prodng.container import enter
+from prodng.container.state import Bind, ContainerRecord
+from prodng.errors import InvalidRequest
+from prodng.payload.deb import Payload
+from prodng.storage import btrfs, templates
+
+PAYLOAD_DIR = "/var/lib/prodng-payloads"
+MARKER = ".prodng-install.json"
+INSTALL_TIMEOUT = 1200.0
+POLICY_RC_D = "usr/sbin/policy-rc.d"
+
+
+def cache_dir(paths: Paths) -> Path:
+    return paths.pool / "cache"
+
+
+def cache_key(paths: Paths, template: str, payloads: list[Payload]) -> str:
+    built = json.loads((paths.template_root(template) / templates.METADATA).read_text())["built"]
+    material = json.dumps([template, built, sorted(p.sha256 for p in payloads)])
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
+
+
+def _write_inside(root: Path, relative: str, text: str, mode: int) -> None:
+    """Create a file in the root without following a symlink planted at its name."""
+    fd = os.open(root / relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _host_sources(paths: Paths, template: str) -> tuple[Bind, ...]:
+    """The host's apt sources (updates, security) for the install, when the template is of the
+    host's own release; read-only binds, so nothing of them stays in the root."""
+    meta = json.loads((paths.template_root(template) / templates.METADATA).read_text())
+    os_release = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
+    if f"VERSION_CODENAME={meta['suite']}" not in os_release.split():
+        return ()
+    binds = [Bind(str(p), str(p)) for p in (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
+             if p.exists()]
+    return tuple(binds)
+
+
+def _failure(log: str) -> str:
+    """The most telling line of apt's output: dpkg's own reason beats apt's summary."""
+    lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith("prodng:")]
+    for index, line in enumerate(lines[:-1]):
+        if line.startswith("dpkg: error processing"):
+            return lines[index + 1]
+    errors = [line for line in lines if line.startswith(("E:", "dpkg:"))]
+    return (errors or lines or ["no output"])[-1]
+
+
+def installed_root(paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None]) -> Path:
+    """A read-only root with the payloads installed: from the cache, or built now."""
+    template_root = templates.require(paths, template)
+    key = cache_key(paths, template, payloads)
+    cached = cache_dir(paths) / key
+    cache_dir(paths).mkdir(exist_ok=True)
+    names = ", ".join(p.package for p in payloads)
+    with locks.hold(paths.locks / f"install-{key}.lock", what=f"the install of {names}"):
+        if (cached / MARKER).is_file():
+            progress(f"reusing the cached install of {names}")
+            return cached
+        for stale in cache_dir(paths).glob(f".build-{key}-*"):
+            btrfs.delete_subvolume(stale)
+        work = cache_dir(paths) / f".build-{key}-{os.getpid()}"
+        jobs = paths.state / ".jobs" / key
+        staging = Path(tempfile.mkdtemp(prefix="prodng-payloads-"))
+        btrfs.snapshot(template_root, work)
+        try:
+            for p in payloads:
+                shutil.copyfile(p.path, staging / f"{p.package}_{p.version.replace(':', '%3a')}_{p.architecture}.deb")
+            _write_inside(work, POLICY_RC_D, "#!/bin/sh\n# prodng: no daemon starts during install\nexit 101\n", 0o755)
+            progress(f"installing {names} with dependencies into a sandboxed snapshot of {template}")
+            script = (f"apt-get update -qq && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb"
+                      " && apt-get clean")
+            job = ContainerRecord(
+                name=f"install-{key[:8]}", template=template, argv=("/bin/sh", "-c", script), network="host",
+                env=("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none"),
+                binds=(Bind(str(staging), PAYLOAD_DIR), Bind("/etc/resolv.conf", "/etc/resolv.conf"),
+                       *_host_sources(paths, template)),
+            )
+            code, log = enter.run_job(paths, job, work, jobs, INSTALL_TIMEOUT)
+            if code != 0:
+                raise InvalidRequest(f"{names}: install failed: {_failure(log)}")
+            os.unlink(work / POLICY_RC_D)
+            os.rmdir(work / PAYLOAD_DIR.lstrip("/"))
+            meta = {"template": template, "payloads": [f"{p.package}={p.version}" for p in payloads]}
+            _write_inside(work, MARKER, json.dumps(meta), 0o644)
+            btrfs.set_read_only(work)
+            os.rename(work, cached)
+        except BaseException:
+            btrfs.delete_subvolume(work)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(jobs, ignore_errors=True)
+    return cached

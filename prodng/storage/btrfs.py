@@ -1,0 +1,74 @@
+"""Adapter over btrfsutil (untyped); the rest of prodng talks to this module."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import btrfsutil  # type: ignore[import-not-found]
+
+from prodng.errors import SystemFailure
+
+BTRFS_SUPER_MAGIC = 0x9123683E
+
+
+def _fail(action: str, path: Path, err: Exception) -> SystemFailure:
+    reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err)
+    return SystemFailure(f"cannot {action} {path}: {reason}")
+
+
+def is_btrfs(path: Path) -> bool:
+    """True if path lives on a btrfs filesystem (statfs f_type)."""
+    import ctypes
+
+    class StatFs(ctypes.Structure):
+        _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = StatFs()
+    if libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        return False
+    return (buf.f_type & 0xFFFFFFFF) == BTRFS_SUPER_MAGIC
+
+
+def is_subvolume(path: Path) -> bool:
+    try:
+        return bool(btrfsutil.is_subvolume(str(path)))
+    except (btrfsutil.BtrfsUtilError, OSError):
+        return False
+
+
+def create_subvolume(path: Path) -> None:
+    try:
+        btrfsutil.create_subvolume(str(path))
+    except (btrfsutil.BtrfsUtilError, OSError) as err:
+        raise _fail("create subvolume", path, err) from None
+
+
+def snapshot(source: Path, dest: Path, *, read_only: bool = False) -> None:
+    """Copy-on-write snapshot: O(1) in the size of source."""
+    try:
+        btrfsutil.create_snapshot(str(source), str(dest), read_only=read_only)
+    except (btrfsutil.BtrfsUtilError, OSError) as err:
+        raise _fail("snapshot", source, err) from None
+
+
+def delete_subvolume(path: Path) -> None:
+    """Delete path and any subvolumes nested in it (a payload may create some)."""
+    try:
+        if is_subvolume(path):
+            set_read_only(path, False)
+            btrfsutil.delete_subvolume(str(path), recursive=True)
+    except (btrfsutil.BtrfsUtilError, OSError) as err:
+        raise _fail("delete subvolume", path, err) from None
+
+
+def set_read_only(path: Path, read_only: bool = True) -> None:
+    try:
+        btrfsutil.set_subvolume_read_only(str(path), read_only)
+    except (btrfsutil.BtrfsUtilError, OSError) as err:
+        raise _fail("change read-only flag of", path, err) from None
+
+
+def is_read_only(path: Path) -> bool:
+    return bool(btrfsutil.get_subvolume_read_only(str(path)))

@@ -1,0 +1,77 @@
+"""The btrfs pool: read-only template subvolumes and one writable snapshot per container.
+
+If the root directory is not on btrfs, the pool is a sparse loop-backed btrfs
+image inside it (as machined once did with /var/lib/machines.raw). Opening the
+pool is idempotent and recovers after a reboot (image present but not mounted).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from prodng import locks, run
+from prodng.config import Paths
+from prodng.errors import SystemFailure
+from prodng.storage import btrfs
+
+log = logging.getLogger(__name__)
+
+MIN_FREE_BYTES = 256 * 1024**2  # mkfs plus a template's first writes
+
+
+def open_pool(paths: Paths, size: int) -> Path:
+    """Make sure the pool is mounted and laid out; return its path."""
+    _make_root(paths.root)
+    with locks.hold(paths.locks / "pool.lock", what="the pool"):
+        if btrfs.is_btrfs(paths.root):
+            paths.pool.mkdir(exist_ok=True)
+        elif not (os.path.ismount(paths.pool) and btrfs.is_btrfs(paths.pool)):
+            if not paths.pool_image.exists():
+                _create_image(paths.pool_image, size)
+            _mount_image(paths.pool_image, paths.pool)
+        for sub in (paths.templates, paths.containers):
+            sub.mkdir(exist_ok=True)
+    return paths.pool
+
+
+def close_pool(paths: Paths) -> None:
+    """Unmount an image-backed pool (its loop device is freed by autoclear)."""
+    if os.path.ismount(paths.pool):
+        run.run(["umount", paths.pool])
+
+
+def _make_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (root / "locks").mkdir(exist_ok=True)
+    except OSError as err:
+        raise SystemFailure(f"cannot create root directory {root}: {err.strerror}") from None
+
+
+def _create_image(image: Path, size: int) -> None:
+    free = os.statvfs(image.parent)
+    if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+        raise SystemFailure(
+            f"disk too full for the pool image {image}: "
+            f"{free.f_bavail * free.f_frsize // 1024**2} MiB free, need {MIN_FREE_BYTES // 1024**2} MiB"
+        )
+    partial = image.with_suffix(".img.partial")
+    try:
+        with open(partial, "wb") as f:
+            f.truncate(size)  # sparse: no blocks are allocated yet
+        run.run(["mkfs.btrfs", "-q", "-f", partial])
+        os.rename(partial, image)
+    except (OSError, SystemFailure) as err:
+        partial.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        raise SystemFailure(f"cannot create pool image {image}: {reason}") from None
+
+
+def _mount_image(image: Path, mountpoint: Path) -> None:
+    mountpoint.mkdir(exist_ok=True)
+    if run.run(["losetup", "--find"], check=False).returncode != 0:
+        raise SystemFailure("no free loop device for the pool image", hint="free one with losetup -d or load the loop module")
+    log.info("mounting pool image %s on %s", image, mountpoint)
+    run.run(["mount", "-o", "loop,noatime", image, mountpoint])
