@@ -115,3 +115,16 @@ def test_racer_catches_a_process_that_is_not_its_own(probe_binary: Path, tmp_pat
     assert summary["exe_write"] == "0", "a running binary is ETXTBSY"
     exes = {f["exe"] for f in findings(out) if f["kind"] == "exe"}
     assert str(probe_binary) in exes and all(f["where"] == "host" for f in findings(out)), out
+
+
+@pytest.mark.root
+def test_serve_and_connect_in_a_private_network(probe_binary: Path, tmp_path: Path) -> None:
+    p, ready = str(probe_binary), tmp_path / "ready"
+    script = (f"ip link set lo up; {p} serve 8080 'hello\\nthere' 2 > {ready} & "
+              f"while ! grep -q serve=ready {ready}; do sleep 0.01; done; "
+              f"{p} connect 127.0.0.1 8080 'GET /'; {p} connect ::1 8080; wait; "
+              f"{p} connect 127.0.0.1 8080; {p} udp-send 127.0.0.1 9 x")
+    result = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=30)
+    lines = result.stdout.splitlines()
+    assert lines == ["connect=ok read=hello\\x0athere\\x0a"] * 2 + ["connect=ECONNREFUSED", "udp-send=ok"], result
+    assert facts(lines[0])["read"] == "hello\nthere\n"

@@ -755,6 +755,42 @@ static int cmd_connect(int argc, char **argv)
     return 0;
 }
 
+/* A TCP service: answer every connection with TEXT and a newline, then close (forever, or COUNT times). */
+static int cmd_serve(int argc, char **argv)
+{
+    long port, count = -1;
+    if (parse_long(argv[1], &port) < 0 || port <= 0 || port > 65535 || (argc > 3 && parse_long(argv[3], &count) < 0))
+        return fail("usage: serve PORT TEXT [COUNT]"), USAGE_ERROR;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), off = 0, on = 1;
+    int family = AF_INET6;
+    if (fd < 0) { /* no IPv6 in this namespace */
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        family = AF_INET;
+    }
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
+    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_ANY)};
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off); /* IPv4 too */
+    int rc = family == AF_INET6 ? bind(fd, (struct sockaddr *)&v6, sizeof v6) : bind(fd, (struct sockaddr *)&v4, sizeof v4);
+    if (rc < 0 || listen(fd, 64) < 0)
+        return report(-1, errno, "bind/listen");
+    signal(SIGPIPE, SIG_IGN);
+    out("%s=ready port=%ld\n", current, port);
+    char text[4096];
+    size_t len = unescape(argv[2], text, sizeof text - 1);
+    text[len++] = '\n';
+    for (long served = 0; count < 0 || served < count; served++) {
+        int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (client < 0)
+            continue;
+        if (send(client, text, len, MSG_NOSIGNAL) < 0) {}
+        close(client);
+    }
+    close(fd);
+    return 0;
+}
+
 static int cmd_udp_send(int argc, char **argv)
 {
     (void)argc;
@@ -936,8 +972,10 @@ static int cmd_writer(int argc, char **argv)
  * ours it tries, repeatedly while the process is young: /proc/PID/exe for
  * writing and reading, /proc/PID/environ (for --marker), pidfd_getfd() on
  * fds 0..63 and opening the entries of /proc/PID/fd.  One JSON line per finding.  Each
- * finding says whether the process's exe was then a host file ("where":"host":
- * not the file its path names in our root) or the container's own. */
+ * finding says what the process ran then: "container" (the very file its path names in
+ * our root), "host" (a file we cannot reach: the exec's host side) or "hidden" (we may
+ * not look).  The summary's host_exe and host_fds count what was seen outside
+ * "container": with a sound exec path both are 0, like exe_write and environ. */
 
 enum { MAX_TARGETS = 64, MAX_FD = 64, YOUNG_MS = 250 };
 
@@ -1018,7 +1056,7 @@ static void finding_fd(struct target *t, const char *where, const char *via, int
     out("{\"pid\":%d,\"kind\":\"fd\",\"via\":\"%s\",\"fd\":%d,\"target\":\"%s\",\"where\":\"%s\"}\n",
         t->pid, via, fd, escaped, where);
     racer.fds++;
-    if (!strcmp(where, "host"))
+    if (strcmp(where, "container")) /* taken before the process ran a file of ours: the exec window */
         racer.host_fds++;
 }
 
@@ -1245,6 +1283,7 @@ static const struct command commands[] = {
     {"mount-test", cmd_mount_test, 0, "[DIR]: mount a tmpfs"},
     {"unshare-user", cmd_unshare_user, 0, "unshare(CLONE_NEWUSER), then a mount namespace in it"},
     {"connect", cmd_connect, 2, "IP PORT [SEND]: TCP connect (3 s timeout), print what is read"},
+    {"serve", cmd_serve, 2, "PORT TEXT [COUNT]: answer each TCP connection with TEXT, close"},
     {"udp-send", cmd_udp_send, 3, "IP PORT TEXT"},
     {"kill0", cmd_kill0, 1, "SIG: kill(0, SIG), our whole process group"},
     {"tiocsti", cmd_tiocsti, 1, "TEXT: push TEXT into fd 0's terminal input"},
