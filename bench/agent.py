@@ -26,12 +26,15 @@ PORT = 14337
 def summary(label: str, latencies: list[float], elapsed: float) -> str:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return (f"  {label:34} {len(latencies) / elapsed:8.0f} req/s   p50 {statistics.median(ordered) * 1000:6.2f} ms"
-            f"   p99 {p99 * 1000:6.2f} ms")
+    return (
+        f"  {label:34} {len(latencies) / elapsed:8.0f} req/s   p50 {statistics.median(ordered) * 1000:6.2f} ms"
+        f"   p99 {p99 * 1000:6.2f} ms"
+    )
 
 
-async def hammer(session: aiohttp.ClientSession, base: str, method: str, path: str, total: int,
-                 concurrency: int) -> tuple[list[float], float]:
+async def hammer(
+    session: aiohttp.ClientSession, base: str, method: str, path: str, total: int, concurrency: int
+) -> tuple[list[float], float]:
     latencies: list[float] = []
     remaining = iter(range(total))
 
@@ -65,8 +68,11 @@ async def measure(paths) -> None:  # type: ignore[no-untyped-def]
     tls = credentials.client_context(paths)
     for label, connector, base in (
         ("TLS", lambda: aiohttp.TCPConnector(ssl=tls, limit=CONCURRENCY), f"https://localhost:{PORT}"),
-        ("unix socket", lambda: aiohttp.UnixConnector(path=str(paths.root / "agent.sock"), limit=CONCURRENCY),
-         "http://localhost"),
+        (
+            "unix socket",
+            lambda: aiohttp.UnixConnector(path=str(paths.root / "agent.sock"), limit=CONCURRENCY),
+            "http://localhost",
+        ),
     ):
         async with aiohttp.ClientSession(connector=connector()) as session:
             await hammer(session, base, "GET", "/prodng/ls", 20, CONCURRENCY)  # warm up
@@ -80,8 +86,11 @@ def main() -> None:
     ctx = bench_context()
     names = start_idle(ctx, "bench-agent", COUNT)
     # cwd: the repository, so this file (bench/agent.py) cannot shadow the agent package.
-    agent = subprocess.Popen([sys.executable, "-m", "prodng", "--root", str(ROOT), "agent", "--port", str(PORT)],
-                             stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "prodng", "--root", str(ROOT), "agent", "--port", str(PORT)],
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     try:
         while not (ROOT / "agent.sock").exists():
             if agent.poll() is not None:

@@ -46,9 +46,18 @@ def main() -> None:
     (copy / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
     (copy / "usr/sbin/policy-rc.d").chmod(0o755)
     shutil.copy(deb, copy / "tmp" / deb.name)
-    subprocess.run(["chroot", str(copy), "sh", "-c", f"apt-get update -qq && apt-get install -y -q "
-                    f"--no-install-recommends /tmp/{deb.name}"], check=True, capture_output=True,
-                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        [
+            "chroot",
+            str(copy),
+            "sh",
+            "-c",
+            f"apt-get update -qq && apt-get install -y -q --no-install-recommends /tmp/{deb.name}",
+        ],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive"},
+    )
     chroot = time.perf_counter() - start
     shutil.rmtree(copy, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)

@@ -33,8 +33,9 @@ def run_one(ctx, name: str) -> float:  # type: ignore[no-untyped-def]
     if state.exists(ctx.paths, name):
         lifecycle.remove(ctx.paths, name, force=True)
     began = time.perf_counter()
-    lifecycle.create(ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "100000"),
-                                              network="dhcp"))
+    lifecycle.create(
+        ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "100000"), network="dhcp")
+    )
     lifecycle.start(ctx.paths, name)
     took = time.perf_counter() - began
     assert wiring.read(ctx.paths, name).get("ip"), f"{name} has no address"
@@ -64,12 +65,18 @@ def bare_lease(index: int) -> float:
         began = time.perf_counter()
         with IPRoute() as ipr:
             ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
-            ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], master=ipr.link_lookup(ifname="prodng0")[0],
-                     state="up")
+            ipr.link(
+                "set", index=ipr.link_lookup(ifname=veth)[0], master=ipr.link_lookup(ifname="prodng0")[0], state="up"
+            )
 
         async def lease() -> None:
-            config = ClientConfig(interface="eth0", lease_type=Unsaved, hooks=(), handle_signals=False,
-                                  retransmission=lambda: randomized_increasing_backoff(0.5, 8.0))
+            config = ClientConfig(
+                interface="eth0",
+                lease_type=Unsaved,
+                hooks=(),
+                handle_signals=False,
+                retransmission=lambda: randomized_increasing_backoff(0.5, 8.0),
+            )
             async with AsyncDHCPClient(config) as client:
                 await client.bootstrap()
                 await client.wait_for_state(State.BOUND, timeout=20)

@@ -25,12 +25,15 @@ def main() -> None:
         ps_rows = 0
         for name in names:
             pids = ",".join(map(str, cgroups.procs(state.load(ctx.paths, name).cgroups)))
-            out = subprocess.run(["ps", "-o", "pid=,user=,rss=,time=,stat=,args=", "-p", pids],
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["ps", "-o", "pid=,user=,rss=,time=,stat=,args=", "-p", pids], capture_output=True, text=True
+            ).stdout
             ps_rows += len(out.splitlines())
         ps_time = time.perf_counter() - start
-        print(f"{COUNT} containers: SELECT * FROM prodng_processes {sql_time * 1000:.1f} ms ({len(rows)} rows) | "
-              f"ps per container {ps_time * 1000:.1f} ms ({ps_rows} rows) | ratio ps/query {ps_time / sql_time:.2f}x")
+        print(
+            f"{COUNT} containers: SELECT * FROM prodng_processes {sql_time * 1000:.1f} ms ({len(rows)} rows) | "
+            f"ps per container {ps_time * 1000:.1f} ms ({ps_rows} rows) | ratio ps/query {ps_time / sql_time:.2f}x"
+        )
     finally:
         remove_all(ctx, names)
 

@@ -95,9 +95,14 @@ def idle_memory(ctx) -> tuple[float, float]:  # type: ignore[no-untyped-def]
         status = state.read_status(ctx.paths, name)
         total += pss_kib(int(status["monitor_pid"])) + pss_kib(int(status["init_pid"]))
     rss = statistics.mean(
-        sum(int(line.split()[1]) for line in Path(f"/proc/{state.read_status(ctx.paths, n)[k]}/status").read_text()
-            .splitlines() if line.startswith("VmRSS:"))
-        for n in names for k in ("monitor_pid", "init_pid"))
+        sum(
+            int(line.split()[1])
+            for line in Path(f"/proc/{state.read_status(ctx.paths, n)[k]}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        for n in names
+        for k in ("monitor_pid", "init_pid")
+    )
     remove_all(ctx, names)
     return total / IDLE / 1024, rss / 1024
 
@@ -110,9 +115,11 @@ def main() -> None:
     try:
         results = {"prodng start (library call -> exec)": prodng_start(ctx)}
         results["unshare ... chroot ROOT true"] = timed(
-            ["unshare", "--mount", "--pid", "--uts", "--ipc", "--net", "--fork", "chroot", str(root), "/bin/true"])
+            ["unshare", "--mount", "--pid", "--uts", "--ipc", "--net", "--fork", "chroot", str(root), "/bin/true"]
+        )
         results["bwrap --unshare-all ... true"] = timed(
-            ["bwrap", "--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "/bin/true"])
+            ["bwrap", "--bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "/bin/true"]
+        )
         bundle = runc_bundle(root)
         results["runc run (true)"] = timed(["runc", "run", "-b", str(bundle), "prodng-bench"])
         shutil.rmtree(bundle, ignore_errors=True)
@@ -124,12 +131,16 @@ def main() -> None:
     base = statistics.median(results["prodng start (library call -> exec)"])
     floor = statistics.median(results["unshare ... chroot ROOT true"])
     runc = statistics.median(results["runc run (true)"])
-    print(f"  prodng / unshare floor = {base / floor:.2f}x (target <= 3)   runc / prodng = {runc / base:.2f}x (target >= 3)")
+    print(
+        f"  prodng / unshare floor = {base / floor:.2f}x (target <= 3)   runc / prodng = {runc / base:.2f}x (target >= 3)"
+    )
     ft = freeze_thaw(ctx)
     print(f"freeze+thaw of 50 processes, {len(ft)} pairs: {ms(ft)} (target < 5 ms)")
     pss, rss = idle_memory(ctx)
-    print(f"memory per idle container ({IDLE} containers, monitor + init): PSS {pss:.2f} MiB, "
-          f"RSS {rss:.2f} MiB per process (target < 2 MB)")
+    print(
+        f"memory per idle container ({IDLE} containers, monitor + init): PSS {pss:.2f} MiB, "
+        f"RSS {rss:.2f} MiB per process (target < 2 MB)"
+    )
 
 
 if __name__ == "__main__":

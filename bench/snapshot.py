@@ -51,8 +51,10 @@ def main() -> None:
         for label, source in (("template", template), (f"template+{EXTRA_GB}GB", big)):
             snap = timed_snapshots(source, pool / "bench-snap")
             copy = timed_copy(source, pool / "bench-copy")
-            print(f"{label:>16}: btrfs snapshot {ms(snap)} | cp -a {copy * 1000:10.1f} ms"
-                  f" | ratio cp/snapshot {copy / sorted(snap)[len(snap) // 2]:8.0f}x")
+            print(
+                f"{label:>16}: btrfs snapshot {ms(snap)} | cp -a {copy * 1000:10.1f} ms"
+                f" | ratio cp/snapshot {copy / sorted(snap)[len(snap) // 2]:8.0f}x"
+            )
     finally:
         btrfs.delete_subvolume(big)
 

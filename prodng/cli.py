@@ -26,12 +26,18 @@ class Parser(argparse.ArgumentParser):
 def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--root", default=default, help="state and pool directory (PRODNG_ROOT, /var/lib/prodng)")
-    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
-                        help="machine-readable output")
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS if suppress else False,
-                        help="log every command; show tracebacks")
-    parser.add_argument("--remote", default=default, metavar="URL",
-                        help="run the verb on an agent: https://HOST:PORT or unix:PATH")
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS if suppress else False, help="machine-readable output"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="log every command; show tracebacks",
+    )
+    parser.add_argument(
+        "--remote", default=default, metavar="URL", help="run the verb on an agent: https://HOST:PORT or unix:PATH"
+    )
     parser.add_argument("--cert", default=default, help="client certificate for --remote (default: the agent's)")
     parser.add_argument("--key", default=default, help="client key for --remote")
     parser.add_argument("--cacert", default=default, help="CA to verify the agent with (default: the agent's)")
@@ -39,8 +45,12 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
     kinds: dict[str, dict[str, object]] = {
-        "str": {}, "int": {"type": int}, "float": {"type": float},
-        "bool": {"action": "store_true"}, "list": {"action": "append"}, "argv": {"nargs": argparse.REMAINDER},
+        "str": {},
+        "int": {"type": int},
+        "float": {"type": float},
+        "bool": {"action": "store_true"},
+        "list": {"action": "append"},
+        "argv": {"nargs": argparse.REMAINDER},
     }
     options = dict(kinds[param.kind], help=param.help)
     if param.positional:
@@ -52,8 +62,11 @@ def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="prodng", description="Run services in hermetic copy-on-write chroots.",
-                    epilog="prodng TEMPLATE [PAYLOAD] [NETMODE] is short for prodng run ...")
+    parser = Parser(
+        prog="prodng",
+        description="Run services in hermetic copy-on-write chroots.",
+        epilog="prodng TEMPLATE [PAYLOAD] [NETMODE] is short for prodng run ...",
+    )
     _global_options(parser, suppress=False)
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     groups: dict[str, argparse._SubParsersAction[Parser]] = {}
@@ -101,7 +114,7 @@ def _selected_verb(args: argparse.Namespace) -> Verb | None:
 
 def _progress(line: str) -> None:
     if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K" + line[: 100])
+        sys.stderr.write("\r\033[K" + line[:100])
         sys.stderr.flush()
     else:
         print(line, file=sys.stderr, flush=True)
@@ -161,7 +174,8 @@ def _agent_parser() -> Parser:
     parser.add_argument("--socket", default=None, help="unix socket (default ROOT/agent.sock)")
     sub = parser.add_subparsers(dest="action", parser_class=Parser)
     trust = sub.add_parser("trust", help="manage trusted client certificates").add_subparsers(
-        dest="trust", required=True, parser_class=Parser)
+        dest="trust", required=True, parser_class=Parser
+    )
     add = trust.add_parser("add", help="trust a client certificate (PEM)")
     add.add_argument("name")
     add.add_argument("pem")
@@ -203,8 +217,8 @@ def agent_main(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     index = _first_word(raw)
-    if raw[index:index + 1] == ["agent"]:
-        return agent_main(raw[:index] + raw[index + 1:])
+    if raw[index : index + 1] == ["agent"]:
+        return agent_main(raw[:index] + raw[index + 1 :])
     parser = build_parser()
     args, extra = parser.parse_known_args(_with_implicit_run(raw))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")

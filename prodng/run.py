@@ -94,8 +94,13 @@ def stream(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -
             proc.stdout.close()
 
 
-def spawn_daemon(cmd: Sequence[str | Path], *, pass_fds: Sequence[int] = (), env: Mapping[str, str] | None = None,
-                 argv0: str | None = None) -> int:
+def spawn_daemon(
+    cmd: Sequence[str | Path],
+    *,
+    pass_fds: Sequence[int] = (),
+    env: Mapping[str, str] | None = None,
+    argv0: str | None = None,
+) -> int:
     """Start a long-lived helper in its own session and return its exit status.
 
     The helper (prodng-shim) forks itself away, so it is never our child for
@@ -108,9 +113,15 @@ def spawn_daemon(cmd: Sequence[str | Path], *, pass_fds: Sequence[int] = (), env
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(
-            str(cmd[0]), [argv0 or str(cmd[0]), *(str(c) for c in cmd[1:])], _env(env), setsid=True,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-                          (os.POSIX_SPAWN_DUP2, devnull, 2)],
+            str(cmd[0]),
+            [argv0 or str(cmd[0]), *(str(c) for c in cmd[1:])],
+            _env(env),
+            setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, devnull, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2),
+            ],
         )
     finally:
         os.close(devnull)

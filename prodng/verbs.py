@@ -76,6 +76,7 @@ NAME = Param("name", "container name", positional=True, required=True, pattern=s
 
 # ---- handlers ----
 
+
 def _template_build(ctx: Context, name: str, force: bool) -> dict[str, object]:
     ctx.pool()
     return templates.build(ctx.paths, name, ctx.progress, force=force).summary()
@@ -108,10 +109,21 @@ def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
     return template, rest, network
 
 
-def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, env: list[str],
-            bind: list[str], memory: str | None, pids: int | None, cpus: float | None,
-            restart: str, workdir: str, net: str | None,
-            publish: list[str]) -> tuple[ContainerRecord, list[deb.Payload]]:
+def _record(
+    ctx: Context,
+    args: list[str],
+    name: str | None,
+    exec: str | None,
+    env: list[str],
+    bind: list[str],
+    memory: str | None,
+    pids: int | None,
+    cpus: float | None,
+    restart: str,
+    workdir: str,
+    net: str | None,
+    publish: list[str],
+) -> tuple[ContainerRecord, list[deb.Payload]]:
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
     payloads = [deb.inspect(f) for f in payload_files]  # all validated before anything is touched
@@ -131,16 +143,25 @@ def _record(ctx: Context, args: list[str], name: str | None, exec: str | None, e
     network, forwards = validation.check_network(name, net or positional_net or "none", publish)
     record = ContainerRecord(
         name=name,
-        template=template, argv=argv, env=validation.parse_env(env), binds=validation.parse_binds(bind),
-        limits=limits, restart=policy, restart_max=restart_max,
-        network=network, forwards=forwards, workdir=workdir,
-        payloads=tuple(p.path for p in payloads), explicit_exec=bool(exec),
+        template=template,
+        argv=argv,
+        env=validation.parse_env(env),
+        binds=validation.parse_binds(bind),
+        limits=limits,
+        restart=policy,
+        restart_max=restart_max,
+        network=network,
+        forwards=forwards,
+        workdir=workdir,
+        payloads=tuple(p.path for p in payloads),
+        explicit_exec=bool(exec),
     )
     return record, payloads
 
 
-def _with_payloads(ctx: Context, record: ContainerRecord,
-                   payloads: list[deb.Payload]) -> tuple[ContainerRecord, Path | None]:
+def _with_payloads(
+    ctx: Context, record: ContainerRecord, payloads: list[deb.Payload]
+) -> tuple[ContainerRecord, Path | None]:
     """Install the payloads (or reuse the cached install) and fill in the service they ship."""
     if not payloads:
         return record, None
@@ -151,8 +172,17 @@ def _with_payloads(ctx: Context, record: ContainerRecord,
     service = deb.find_service(root, payloads)
     uid, gid = deb.lookup_ids(root, service.user, service.group)
     workdir = record.workdir if record.workdir != "/" else service.workdir
-    return replace(record, payloads=labels, argv=service.argv, unit_env=service.env, uid=uid, gid=gid,
-                   workdir=workdir, forking=service.forking, run_dirs=service.run_dirs), root
+    return replace(
+        record,
+        payloads=labels,
+        argv=service.argv,
+        unit_env=service.env,
+        uid=uid,
+        gid=gid,
+        workdir=workdir,
+        forking=service.forking,
+        run_dirs=service.run_dirs,
+    ), root
 
 
 def _prepare(ctx: Context, arguments: dict[str, object]) -> ContainerRecord:
@@ -292,16 +322,26 @@ RUN_PARAMS = (
     Param("name", "container name (default: TEMPLATE-xxxxxx)", flags=("--name",)),
     Param("exec", "the service's command line", flags=("--exec",)),
     Param("env", "environment variable KEY=VALUE (repeatable)", kind="list", flags=("-e", "--env"), default=[]),
-    Param("bind", "bind HOST:CONTAINER[:ro|rw] (read-only by default; repeatable)", kind="list",
-          flags=("--bind",), default=[]),
+    Param(
+        "bind",
+        "bind HOST:CONTAINER[:ro|rw] (read-only by default; repeatable)",
+        kind="list",
+        flags=("--bind",),
+        default=[],
+    ),
     Param("memory", "memory limit, e.g. 256M", flags=("--memory",)),
     Param("pids", "maximum number of processes", kind="int", flags=("--pids",)),
     Param("cpus", "CPU limit in cores, e.g. 0.5", kind="float", flags=("--cpus",)),
     Param("restart", "no, on-failure[:N] or always", flags=("--restart",), default="no"),
     Param("workdir", "working directory inside the container", flags=("--workdir",), default="/"),
     Param("net", "network mode: none, host, dhcp or static:ADDR/LEN[,gw=ADDR]", flags=("--net",)),
-    Param("publish", "forward a host port: HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable; dhcp and static)",
-          kind="list", flags=("-p", "--publish"), default=[]),
+    Param(
+        "publish",
+        "forward a host port: HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable; dhcp and static)",
+        kind="list",
+        flags=("-p", "--publish"),
+        default=[],
+    ),
 )
 FORCE = Param("force", "even if in use / running", kind="bool", flags=("-f", "--force"), default=False)
 LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "command")
@@ -310,44 +350,106 @@ VERBS: tuple[Verb, ...] = (
     Verb("run", "create and start a container", "POST", _run, RUN_PARAMS),
     Verb("create", "create a container without starting it", "POST", _create, RUN_PARAMS),
     Verb("start", "start a created or exited container", "POST", _start, (NAME,)),
-    Verb("upgrade", "install new .debs beside the running root and switch the service over", "POST", _upgrade,
-         (NAME, Param("payloads", "the new .deb files", kind="list", positional=True, required=True))),
+    Verb(
+        "upgrade",
+        "install new .debs beside the running root and switch the service over",
+        "POST",
+        _upgrade,
+        (NAME, Param("payloads", "the new .deb files", kind="list", positional=True, required=True)),
+    ),
     Verb("rollback", "return to the root and service before the last upgrade", "POST", _rollback, (NAME,)),
-    Verb("stop", "stop: TERM, then KILL after the timeout", "POST", _stop,
-         (NAME, Param("timeout", "seconds before KILL", kind="float", flags=("-t", "--timeout"), default=10.0))),
-    Verb("kill", "send a signal (default KILL: the container stops for good)", "POST", _kill,
-         (NAME, Param("signal", "signal name or number", flags=("-s", "--signal"), default="KILL"))),
+    Verb(
+        "stop",
+        "stop: TERM, then KILL after the timeout",
+        "POST",
+        _stop,
+        (NAME, Param("timeout", "seconds before KILL", kind="float", flags=("-t", "--timeout"), default=10.0)),
+    ),
+    Verb(
+        "kill",
+        "send a signal (default KILL: the container stops for good)",
+        "POST",
+        _kill,
+        (NAME, Param("signal", "signal name or number", flags=("-s", "--signal"), default="KILL")),
+    ),
     Verb("freeze", "freeze every process of a container", "POST", _freeze, (NAME,)),
     Verb("thaw", "thaw a frozen container", "POST", _thaw, (NAME,)),
     Verb("rm", "remove a container and its root", "POST", _rm, (NAME, FORCE)),
     Verb("ls", "list containers", "GET", _ls, (), LS_COLUMNS),
     Verb("info", "show one container in detail", "GET", _info, (NAME,)),
-    Verb("logs", "show a container's output", "GET", _logs,
-         (NAME, Param("follow", "keep printing new output", kind="bool", flags=("-f", "--follow"), default=False),
-          Param("tail", "only the last N lines", kind="int", flags=("--tail",))), stream="text/plain"),
-    Verb("exec", "run a command inside a running container", "POST", _exec,
-         (NAME, Param("command", "CMD ARGS...", kind="argv", positional=True, required=True))),
-    Verb("events", "follow lifecycle events (created, started, died, restarted, frozen, thawed, removed)", "GET",
-         _events, stream="text/event-stream"),
-    Verb("query", "read-only SQL over the prodng_* tables", "GET", _query,
-         (Param("sql", "a SELECT statement", positional=True, required=True),
-          Param("timeout", "seconds before the query is stopped", kind="float", flags=("--timeout",),
-                default=10.0))),
-    Verb("template build", "debootstrap a template from its recipe", "POST", _template_build,
-         (Param("name", "template name", positional=True, required=True), FORCE)),
-    Verb("template ls", "list built templates", "GET", _template_ls, (),
-         ("name", "suite", "variant", "package_count", "used_by")),
-    Verb("template info", "show a template and its packages", "GET", _template_info,
-         (Param("name", "template name", positional=True, required=True),)),
-    Verb("template rm", "remove a template (refused while containers use it)", "POST", _template_rm,
-         (Param("name", "template name", positional=True, required=True), FORCE)),
+    Verb(
+        "logs",
+        "show a container's output",
+        "GET",
+        _logs,
+        (
+            NAME,
+            Param("follow", "keep printing new output", kind="bool", flags=("-f", "--follow"), default=False),
+            Param("tail", "only the last N lines", kind="int", flags=("--tail",)),
+        ),
+        stream="text/plain",
+    ),
+    Verb(
+        "exec",
+        "run a command inside a running container",
+        "POST",
+        _exec,
+        (NAME, Param("command", "CMD ARGS...", kind="argv", positional=True, required=True)),
+    ),
+    Verb(
+        "events",
+        "follow lifecycle events (created, started, died, restarted, frozen, thawed, removed)",
+        "GET",
+        _events,
+        stream="text/event-stream",
+    ),
+    Verb(
+        "query",
+        "read-only SQL over the prodng_* tables",
+        "GET",
+        _query,
+        (
+            Param("sql", "a SELECT statement", positional=True, required=True),
+            Param("timeout", "seconds before the query is stopped", kind="float", flags=("--timeout",), default=10.0),
+        ),
+    ),
+    Verb(
+        "template build",
+        "debootstrap a template from its recipe",
+        "POST",
+        _template_build,
+        (Param("name", "template name", positional=True, required=True), FORCE),
+    ),
+    Verb(
+        "template ls",
+        "list built templates",
+        "GET",
+        _template_ls,
+        (),
+        ("name", "suite", "variant", "package_count", "used_by"),
+    ),
+    Verb(
+        "template info",
+        "show a template and its packages",
+        "GET",
+        _template_info,
+        (Param("name", "template name", positional=True, required=True),),
+    ),
+    Verb(
+        "template rm",
+        "remove a template (refused while containers use it)",
+        "POST",
+        _template_rm,
+        (Param("name", "template name", positional=True, required=True), FORCE),
+    ),
 )
 
 BY_NAME = {v.name: v for v in VERBS}
 
 
-def context(root: str | None = None, progress: Callable[[str], None] | None = None,
-            interactive: bool = False) -> Context:
+def context(
+    root: str | None = None, progress: Callable[[str], None] | None = None, interactive: bool = False
+) -> Context:
     from prodng.config import resolve_root
 
     return Context(Paths(resolve_root(root)), progress or (lambda line: None), interactive)
@@ -355,4 +457,3 @@ def context(root: str | None = None, progress: Callable[[str], None] | None = No
 
 def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:
     return verb.handler(ctx, **values)
-

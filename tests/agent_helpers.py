@@ -27,11 +27,18 @@ class Client:
     def connection(self) -> http.client.HTTPConnection:
         if self.unix:
             return remote.UnixConnection(str(self.unix), timeout=60)
-        return http.client.HTTPSConnection("localhost", PORT, timeout=60,
-                                           context=self.context or credentials.client_context(self.paths))
+        return http.client.HTTPSConnection(
+            "localhost", PORT, timeout=60, context=self.context or credentials.client_context(self.paths)
+        )
 
-    def request(self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None,
-                raw: bytes | None = None) -> tuple[int, object]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, object]:
         conn = self.connection()
         payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         conn.request(method, path, body=payload, headers={"Content-Type": "application/json", **(headers or {})})
@@ -45,10 +52,12 @@ class Client:
 def start_agent(prodng: Prodng) -> subprocess.Popen[str]:
     sock = prodng.root / "agent.sock"
     sock.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "prodng", "agent", "--port", str(PORT)], env=prodng.env,
-                            text=True, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prodng", "agent", "--port", str(PORT)],
+        env=prodng.env,
+        text=True,
+        stderr=subprocess.PIPE,
+    )
     prodng.wait_for(lambda: sock.exists() or proc.poll() is not None, 30, "the agent")
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     return proc
-
-

@@ -37,8 +37,14 @@ class Prodng:
         self.env = {**os.environ, "PRODNG_ROOT": str(root), "PRODNG_POOL_SIZE": "16G"}
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*self.prefix, sys.executable, "-m", "prodng", *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [*self.prefix, sys.executable, "-m", "prodng", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"prodng {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
@@ -47,8 +53,13 @@ class Prodng:
         return json.loads(self(*args, "--json").stdout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*self.prefix, sys.executable, "-m", "prodng", *args], env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [*self.prefix, sys.executable, "-m", "prodng", *args],
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def info(self, name: str) -> dict[str, object]:
         data = self.json("info", name)
@@ -69,8 +80,7 @@ def _teardown(root: Path) -> None:
     env = {**os.environ, "PRODNG_ROOT": str(root)}
     state = root / "state"
     for record in state.glob("*/record.json") if state.is_dir() else []:
-        subprocess.run([sys.executable, "-m", "prodng", "rm", "-f", record.parent.name], env=env,
-                       capture_output=True)
+        subprocess.run([sys.executable, "-m", "prodng", "rm", "-f", record.parent.name], env=env, capture_output=True)
     pool = root / "pool"
     if os.path.ismount(pool):
         subprocess.run(["umount", "-l", str(pool)], check=False)

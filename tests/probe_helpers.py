@@ -87,4 +87,3 @@ def make_probe_root(root: Path, binary: Path) -> Path:
 @pytest.fixture(scope="session")
 def probe_binary() -> Path:
     return build_probe()
-

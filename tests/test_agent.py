@@ -28,8 +28,11 @@ from conftest import Prodng
 
 def test_routes_are_the_verb_table() -> None:
     app = create_app(Paths(Path("/nonexistent-prodng-root")))
-    routes = {(r.method, r.resource.canonical) for r in app.router.routes()  # type: ignore[union-attr]
-              if r.resource and r.resource.canonical.startswith("/prodng/") and r.method != "HEAD"}
+    routes = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()  # type: ignore[union-attr]
+        if r.resource and r.resource.canonical.startswith("/prodng/") and r.method != "HEAD"
+    }
     table = {(v.method, v.route) for v in verbs.VERBS}
     assert routes - {("GET", "/prodng/openapi.json")} == table
 
@@ -39,7 +42,8 @@ def test_openapi_is_valid_and_complete() -> None:
     validate(spec)  # raises on an invalid OpenAPI 3.1 document
     assert spec["openapi"] == "3.1.0"
     assert {(path, method.upper()) for path, item in spec["paths"].items() for method in item} == {
-        (v.route, v.method) for v in verbs.VERBS}
+        (v.route, v.method) for v in verbs.VERBS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +75,11 @@ def _stable(info: object) -> dict[str, object]:
 @pytest.mark.root
 @pytest.mark.slow
 def test_every_verb_over_rest(prodng: Prodng, template: str, https: Client, unix: Client, container: str) -> None:
-    status, body = https.request("POST", "/prodng/run", {"args": [template, "none"], "name": container,
-                                                         "exec": "sh -c 'echo ready; exec sleep 100000'"})
+    status, body = https.request(
+        "POST",
+        "/prodng/run",
+        {"args": [template, "none"], "name": container, "exec": "sh -c 'echo ready; exec sleep 100000'"},
+    )
     assert status == 200 and body["state"] == "running", body  # type: ignore[index]
     status, info = https.request("GET", f"/prodng/info?{container}")
     assert status == 200 and _stable(info) == _stable(prodng.info(container))
@@ -81,7 +88,9 @@ def test_every_verb_over_rest(prodng: Prodng, template: str, https: Client, unix
     assert https.request("POST", f"/prodng/freeze?{container}")[1]["state"] == "frozen"  # type: ignore[index]
     assert prodng.info(container)["state"] == "frozen"
     assert https.request("POST", f"/prodng/thaw?name={container}")[1]["state"] == "running"  # type: ignore[index]
-    status, result = https.request("POST", "/prodng/exec", {"name": container, "command": ["sh", "-c", "echo hi; exit 3"]})
+    status, result = https.request(
+        "POST", "/prodng/exec", {"name": container, "command": ["sh", "-c", "echo hi; exit 3"]}
+    )
     assert status == 200 and result == {"name": container, "exit_code": 3, "stdout": "hi\n", "stderr": ""}
     prodng.wait_for(lambda: "ready" in https.request("GET", f"/prodng/logs?{container}")[1], what="log")  # type: ignore[operator]
     assert https.request("GET", f"/prodng/logs?name={container}&tail=1")[1] == ["ready"]
@@ -129,7 +138,10 @@ def test_event_and_log_streams(prodng: Prodng, template: str, https: Client, con
 def test_remote_cli_drives_the_verbs(prodng: Prodng, template: str, agent: object, container: str) -> None:
     for url in (f"https://localhost:{PORT}", f"unix:{prodng.root / 'agent.sock'}"):
         r = ["--remote", url]
-        assert prodng(*r, "run", template, "none", "--name", container, "--exec", "sleep 100000").stdout.strip() == container
+        assert (
+            prodng(*r, "run", template, "none", "--name", container, "--exec", "sleep 100000").stdout.strip()
+            == container
+        )
         assert container in prodng(*r, "ls").stdout
         assert prodng.json(*r, "freeze", container)["state"] == "frozen"  # type: ignore[index]
         assert prodng.json(*r, "thaw", container)["state"] == "running"  # type: ignore[index]
@@ -164,8 +176,9 @@ def test_clients_without_trusted_certificates_are_refused(prodng: Prodng, https:
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_bad_requests_get_json_errors(prodng: Prodng, template: str, https: Client, unix: Client,
-                                      container: str) -> None:
+def test_bad_requests_get_json_errors(
+    prodng: Prodng, template: str, https: Client, unix: Client, container: str
+) -> None:
     cases = [
         ("GET", "/prodng/nosuchverb", None, 404),
         ("GET", "/prodng/info?nosuch", None, 404),
@@ -202,8 +215,9 @@ def test_metrics_parse_and_move(prodng: Prodng, template: str, https: Client, co
         assert status == 200
         families = {f.name: f for f in text_string_to_metric_families(text)}  # type: ignore[arg-type]
         samples = {s.labels.get("name"): s.value for s in families["prodng_container_cpu_seconds"].samples}
-        states = [s for s in families["prodng_container_state"].samples
-                  if s.labels == {"name": container, "state": "running"}]
+        states = [
+            s for s in families["prodng_container_state"].samples if s.labels == {"name": container, "state": "running"}
+        ]
         assert states and states[0].value == 1.0
         assert "prodng_agent_requests" in families
         return samples[container]
@@ -219,12 +233,37 @@ def test_schemathesis_finds_no_server_error(prodng: Prodng, https: Client) -> No
     """Fuzz every non-destructive, non-streaming route against the served spec."""
     f = credentials.files(Paths(prodng.root))
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "schemathesis"), "run", f"https://localhost:{PORT}/prodng/openapi.json",
-         "--tls-verify", str(f.ca), "--request-cert", str(f.client), "--request-cert-key", str(f.client_key),
-         "-n", "25", "--phases", "examples,fuzzing", "--seed", "1337",
-         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-         "--exclude-path", "/prodng/events", "--exclude-path", "/prodng/logs",  # endless streams
-         "--exclude-path", "/prodng/template/build", "--exclude-path", "/prodng/template/rm"],  # slow / destructive
-        capture_output=True, text=True, timeout=600, env=prodng.env)
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"https://localhost:{PORT}/prodng/openapi.json",
+            "--tls-verify",
+            str(f.ca),
+            "--request-cert",
+            str(f.client),
+            "--request-cert-key",
+            str(f.client_key),
+            "-n",
+            "25",
+            "--phases",
+            "examples,fuzzing",
+            "--seed",
+            "1337",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--exclude-path",
+            "/prodng/events",
+            "--exclude-path",
+            "/prodng/logs",  # endless streams
+            "--exclude-path",
+            "/prodng/template/build",
+            "--exclude-path",
+            "/prodng/template/rm",
+        ],  # slow / destructive
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=prodng.env,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout[-2000:]

@@ -24,8 +24,10 @@ from conftest import Prodng
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-LISTENER = ("perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1)"
-            " or die qq(listen: $!); sleep 100000'")
+LISTENER = (
+    "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1)"
+    " or die qq(listen: $!); sleep 100000'"
+)
 
 
 def _deb(tmp_path: Path, package: str) -> Path:
@@ -36,11 +38,15 @@ def _deb(tmp_path: Path, package: str) -> Path:
     (root / "usr/share/doc" / package / "README").write_text("probe\n")
     (root / "DEBIAN/control").write_text(
         f"Package: {package}\nVersion: 1.2-3\nArchitecture: all\nMaintainer: prodng <t@example.org>\n"
-        "Description: inspection probe\n")
+        "Description: inspection probe\n"
+    )
     debs = tmp_path / "debs"
     debs.mkdir(exist_ok=True)
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(debs / f"{package}.deb")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-b", str(root), str(debs / f"{package}.deb")],
+        check=True,
+        capture_output=True,
+    )
     return debs
 
 
@@ -65,9 +71,15 @@ def q(prodng: Prodng, sql: str) -> list[dict[str, object]]:
 
 def test_containers_and_cgroup_stats(prodng: Prodng, pair: tuple[str, str]) -> None:
     web, idle = pair
-    rows = q(prodng, "SELECT name, state, template, pid, network FROM prodng_containers "
-                     f"WHERE name IN ('{web}', '{idle}') ORDER BY name")
-    assert [(r["name"], r["state"], r["network"]) for r in rows] == [(idle, "running", "none"), (web, "running", "none")]
+    rows = q(
+        prodng,
+        "SELECT name, state, template, pid, network FROM prodng_containers "
+        f"WHERE name IN ('{web}', '{idle}') ORDER BY name",
+    )
+    assert [(r["name"], r["state"], r["network"]) for r in rows] == [
+        (idle, "running", "none"),
+        (web, "running", "none"),
+    ]
     prodng("freeze", idle)
     try:
         frozen = q(prodng, "SELECT container FROM prodng_cgroup_stats WHERE frozen = 1")
@@ -80,8 +92,11 @@ def test_packages_belong_to_their_container(prodng: Prodng, pair: tuple[str, str
     web, idle = pair
     rows = q(prodng, "SELECT container, version, status FROM prodng_deb_packages WHERE name = 'prodng-probe'")
     assert rows == [{"container": web, "version": "1.2-3", "status": "install ok installed"}]
-    counts = q(prodng, "SELECT container, count(*) AS n FROM prodng_deb_packages "
-                       f"WHERE container IN ('{web}', '{idle}') GROUP BY container ORDER BY container")
+    counts = q(
+        prodng,
+        "SELECT container, count(*) AS n FROM prodng_deb_packages "
+        f"WHERE container IN ('{web}', '{idle}') GROUP BY container ORDER BY container",
+    )
     per_container = {r["container"]: r["n"] for r in counts}
     assert per_container[web] == per_container[idle] + 1  # type: ignore[operator]
 
@@ -89,16 +104,21 @@ def test_packages_belong_to_their_container(prodng: Prodng, pair: tuple[str, str
 def test_listening_ports_and_join(prodng: Prodng, pair: tuple[str, str]) -> None:
     web, idle = pair
     prodng.wait_for(lambda: q(prodng, "SELECT * FROM prodng_listening_ports WHERE port = 8080"), what="the listener")
-    rows = q(prodng, "SELECT l.container, l.protocol, l.port, p.name FROM prodng_listening_ports l "
-                     "JOIN prodng_processes p ON p.pid = l.pid WHERE l.port = 8080")
+    rows = q(
+        prodng,
+        "SELECT l.container, l.protocol, l.port, p.name FROM prodng_listening_ports l "
+        "JOIN prodng_processes p ON p.pid = l.pid WHERE l.port = 8080",
+    )
     assert rows == [{"container": web, "protocol": "tcp", "port": 8080, "name": "perl"}]
 
 
 def test_processes_mounts_interfaces(prodng: Prodng, pair: tuple[str, str]) -> None:
     web, idle = pair
     procs = q(prodng, f"SELECT ns_pid, name, user FROM prodng_processes WHERE container = '{idle}' ORDER BY ns_pid")
-    assert procs == [{"ns_pid": 1, "name": "prodng-init", "user": "root"},
-                     {"ns_pid": 2, "name": "sleep", "user": "root"}]
+    assert procs == [
+        {"ns_pid": 1, "name": "prodng-init", "user": "root"},
+        {"ns_pid": 2, "name": "sleep", "user": "root"},
+    ]
     mounts = {r["path"]: r["type"] for r in q(prodng, f"SELECT * FROM prodng_mounts WHERE container = '{web}'")}
     assert mounts["/"] == "btrfs" and mounts["/proc"] == "proc" and mounts["/debs"] != "btrfs"
     addresses = q(prodng, f"SELECT interface, address FROM prodng_interfaces WHERE container = '{idle}'")
@@ -106,17 +126,20 @@ def test_processes_mounts_interfaces(prodng: Prodng, pair: tuple[str, str]) -> N
     assert q(prodng, "SELECT name FROM prodng_templates") == [{"name": "bookworm"}]
 
 
-@pytest.mark.parametrize(("sql", "says"), [
-    ("SELEC name FROM prodng_containers", "syntax error"),
-    ("DELETE FROM prodng_containers", "read-only"),
-    ("INSERT INTO prodng_templates (name) VALUES ('x')", "read-only"),
-    ("ATTACH DATABASE '/tmp/prodng-attack.db' AS x", "read-only"),
-    ("PRAGMA writable_schema = 1", "read-only"),
-    ("SELECT * FROM nosuch", "no such table"),
-    ("SELECT nosuch FROM prodng_containers", "no such column"),
-    ("SELECT 1; SELECT 2", "one statement"),
-    ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", "time limit"),
-])
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("SELEC name FROM prodng_containers", "syntax error"),
+        ("DELETE FROM prodng_containers", "read-only"),
+        ("INSERT INTO prodng_templates (name) VALUES ('x')", "read-only"),
+        ("ATTACH DATABASE '/tmp/prodng-attack.db' AS x", "read-only"),
+        ("PRAGMA writable_schema = 1", "read-only"),
+        ("SELECT * FROM nosuch", "no such table"),
+        ("SELECT nosuch FROM prodng_containers", "no such column"),
+        ("SELECT 1; SELECT 2", "one statement"),
+        ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", "time limit"),
+    ],
+)
 def test_bad_queries(prodng: Prodng, sql: str, says: str) -> None:
     result = prodng("query", sql, "--timeout", "1", check=False)
     assert result.returncode == 2 and says in result.stderr and result.stderr.count("\n") == 1, result.stderr
@@ -158,13 +181,19 @@ def test_extension_over_its_thrift_socket(prodng: Prodng, pair: tuple[str, str],
     web, idle = pair
     socket_path = str(tmp_path / "osquery.em")
     core = StandInCore()
-    server = TServer.TThreadedServer(ExtensionManager.Processor(core), TSocket.TServerSocket(unix_socket=socket_path),
-                                     TTransport.TBufferedTransportFactory(), TBinaryProtocol.TBinaryProtocolFactory(),
-                                     daemon=True)
+    server = TServer.TThreadedServer(
+        ExtensionManager.Processor(core),
+        TSocket.TServerSocket(unix_socket=socket_path),
+        TTransport.TBufferedTransportFactory(),
+        TBinaryProtocol.TBinaryProtocolFactory(),
+        daemon=True,
+    )
     threading.Thread(target=server.serve, daemon=True).start()
     prodng.wait_for(lambda: os.path.exists(socket_path), what="the stand-in core")
-    extension = subprocess.Popen([sys.executable, "-m", "prodng.inspect.osquery", "--socket", socket_path,
-                                  "--timeout", "3", "--interval", "1"], env=prodng.env)
+    extension = subprocess.Popen(
+        [sys.executable, "-m", "prodng.inspect.osquery", "--socket", socket_path, "--timeout", "3", "--interval", "1"],
+        env=prodng.env,
+    )
     try:
         own_socket = f"{socket_path}.{StandInCore.UUID}"
         prodng.wait_for(lambda: os.path.exists(own_socket), what="the extension's socket")
@@ -178,8 +207,14 @@ def test_extension_over_its_thrift_socket(prodng: Prodng, pair: tuple[str, str],
             rows = client.call("table", "prodng_containers", {"action": "generate", "context": json.dumps(context)})
             assert rows.status.code == 0
             assert [(r["name"], r["state"]) for r in rows.response] == [(idle, "running")]
-            packages = client.call("table", "prodng_deb_packages", {"action": "generate", "context": json.dumps(
-                {"constraints": [{"name": "container", "list": [{"op": 2, "expr": web}]}]})})
+            packages = client.call(
+                "table",
+                "prodng_deb_packages",
+                {
+                    "action": "generate",
+                    "context": json.dumps({"constraints": [{"name": "container", "list": [{"op": 2, "expr": web}]}]}),
+                },
+            )
             assert "prodng-probe" in {r["name"] for r in packages.response}
             assert {r["container"] for r in packages.response} == {web}
         finally:
@@ -192,8 +227,12 @@ def test_extension_over_its_thrift_socket(prodng: Prodng, pair: tuple[str, str],
 
 
 def test_constraint_parsing() -> None:
-    context = {"constraints": [{"name": "name", "list": [{"op": 2, "expr": "a"}, {"op": 2, "expr": "b"}]},
-                               {"name": "state", "list": [{"op": 2, "expr": "running"}]}]}
+    context = {
+        "constraints": [
+            {"name": "name", "list": [{"op": 2, "expr": "a"}, {"op": 2, "expr": "b"}]},
+            {"name": "state", "list": [{"op": 2, "expr": "running"}]},
+        ]
+    }
     assert osquery.wanted_values(context, "name") == {"a", "b"}
     assert osquery.wanted_values(json.dumps(context), "container") is None
     like = {"constraints": [{"name": "name", "list": [{"op": 65, "expr": "a%"}]}]}
@@ -202,9 +241,21 @@ def test_constraint_parsing() -> None:
 
 def test_extension_refuses_non_root() -> None:
     if os.geteuid() == 0:
-        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                                 "prodng.inspect.osquery"], capture_output=True, text=True, timeout=30,
-                                env={**os.environ, "HOME": "/"})
+        result = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-m",
+                "prodng.inspect.osquery",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "HOME": "/"},
+        )
     else:  # pragma: no cover - CI runs as root
         result = subprocess.run([sys.executable, "-m", "prodng.inspect.osquery"], capture_output=True, text=True)
     assert result.returncode == 1 and "must run as root" in result.stderr

@@ -30,15 +30,32 @@ def test_config_parsing_bind_targets_and_error_kinds(tmp_path: Path) -> None:
     assert lines[0].split()[1:] == list(errors._NATIVE_KINDS)
 
 
-@pytest.mark.parametrize(("report", "cls", "message"), [
-    ("invalid exec /no/such: No such file or directory", errors.InvalidRequest,
-     "cannot start: exec /no/such: No such file or directory"),
-    ("refused refusing root: proc is a symlink", errors.InvalidRequest, "cannot start: refusing root: proc is a symlink"),
-    ("notfound exec x: No such file or directory", errors.NotFound, "cannot start: exec x: No such file or directory"),
-    ("system mount proc on /proc: Permission denied", errors.SystemFailure,
-     "cannot start: mount proc on /proc: Permission denied"),
-    ("something unexpected", errors.SystemFailure, "cannot start: something unexpected"),
-])
+@pytest.mark.parametrize(
+    ("report", "cls", "message"),
+    [
+        (
+            "invalid exec /no/such: No such file or directory",
+            errors.InvalidRequest,
+            "cannot start: exec /no/such: No such file or directory",
+        ),
+        (
+            "refused refusing root: proc is a symlink",
+            errors.InvalidRequest,
+            "cannot start: refusing root: proc is a symlink",
+        ),
+        (
+            "notfound exec x: No such file or directory",
+            errors.NotFound,
+            "cannot start: exec x: No such file or directory",
+        ),
+        (
+            "system mount proc on /proc: Permission denied",
+            errors.SystemFailure,
+            "cannot start: mount proc on /proc: Permission denied",
+        ),
+        ("something unexpected", errors.SystemFailure, "cannot start: something unexpected"),
+    ],
+)
 def test_native_error_kinds_map_to_classes(report: str, cls: type[errors.ProdngError], message: str) -> None:
     error = errors.from_native(report, "cannot start")
     assert type(error) is cls and error.message == message

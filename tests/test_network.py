@@ -44,8 +44,9 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as s:
 
 
 def in_host(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", HOSTNS, *cmd], capture_output=True, text=True, check=check,
-                          timeout=60)
+    return subprocess.run(
+        ["ip", "netns", "exec", HOSTNS, *cmd], capture_output=True, text=True, check=check, timeout=60
+    )
 
 
 def server(name: str, port: int = 80) -> str:
@@ -56,8 +57,9 @@ def server(name: str, port: int = 80) -> str:
 
 
 def fetch_inside(net: Prodng, container: str, host: str, port: int = 80) -> str:
-    result = net("exec", container, "--", "timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}; cat <&3",
-                 check=False)
+    result = net(
+        "exec", container, "--", "timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}; cat <&3", check=False
+    )
     return result.stdout.strip()
 
 
@@ -95,10 +97,18 @@ def net(session_root: Path, template: str) -> Iterator[Prodng]:
     in_host("ip", "link", "set", "lo", "up")
     yield Prodng(session_root, prefix=("nsenter", f"--net=/run/netns/{HOSTNS}"))
     # The dnsmasq and keeper server prodng started in there, by their pids; the bridge goes with the namespace.
-    subprocess.run(["nsenter", f"--net=/run/netns/{HOSTNS}", sys.executable, "-c",
-                    "from prodng import network; from prodng.config import Paths; import sys;"
-                    " host.shut_down(Paths(__import__('pathlib').Path(sys.argv[1])), modes.bridge())",
-                    str(session_root)], check=False)
+    subprocess.run(
+        [
+            "nsenter",
+            f"--net=/run/netns/{HOSTNS}",
+            sys.executable,
+            "-c",
+            "from prodng import network; from prodng.config import Paths; import sys;"
+            " host.shut_down(Paths(__import__('pathlib').Path(sys.argv[1])), modes.bridge())",
+            str(session_root),
+        ],
+        check=False,
+    )
     subprocess.run(["ip", "netns", "del", HOSTNS], check=False)
 
 
@@ -252,17 +262,20 @@ def test_dhcp_timeout_is_a_clear_error_and_leaves_nothing(net: Prodng, dhcp_bloc
     assert links() == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["bookworm", "wifi"], "unknown network mode"),
-    (["bookworm", "static:10.89.200.9"], "malformed static address"),
-    (["bookworm", "static:10.89.200.9/16,gateway=1.2.3.4"], "malformed static address"),
-    (["bookworm", "static:10.1.2.3/16"], "outside prodng0's static range"),
-    (["bookworm", "static:10.89.0.9/16"], "outside prodng0's static range"),  # dnsmasq's half
-    (["bookworm", "none", "-p", "8080:80"], "-p needs a dhcp or static network"),
-    (["bookworm", "dhcp", "-p", "8080"], "malformed port forward"),
-    (["bookworm", "dhcp", "-p", "70000:80"], "malformed port forward"),
-    (["bookworm", "dhcp", "--name", "under_score"], "cannot be a DNS name"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bookworm", "wifi"], "unknown network mode"),
+        (["bookworm", "static:10.89.200.9"], "malformed static address"),
+        (["bookworm", "static:10.89.200.9/16,gateway=1.2.3.4"], "malformed static address"),
+        (["bookworm", "static:10.1.2.3/16"], "outside prodng0's static range"),
+        (["bookworm", "static:10.89.0.9/16"], "outside prodng0's static range"),  # dnsmasq's half
+        (["bookworm", "none", "-p", "8080:80"], "-p needs a dhcp or static network"),
+        (["bookworm", "dhcp", "-p", "8080"], "malformed port forward"),
+        (["bookworm", "dhcp", "-p", "70000:80"], "malformed port forward"),
+        (["bookworm", "dhcp", "--name", "under_score"], "cannot be a DNS name"),
+    ],
+)
 def test_bad_network_input(net: Prodng, args: list[str], message: str) -> None:
     before = set(net("ls").stdout.split())
     result = net(*args, "--exec", "sleep 1", check=False)
@@ -280,9 +293,20 @@ def test_address_and_host_port_in_use(net: Prodng, names: list[str]) -> None:
     port = net("bookworm", "dhcp", "--name", "twin", "-p", "18181:80", "--exec", "sleep 1", check=False)
     assert port.returncode != 0 and "host port tcp/18181 is in use" in port.stderr
     # A port a host process listens on.
-    listener = subprocess.Popen(["ip", "netns", "exec", HOSTNS, "python3", "-c",
-                                 "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 18282)); s.listen();"
-                                 " print('up', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    listener = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            HOSTNS,
+            "python3",
+            "-c",
+            "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 18282)); s.listen();"
+            " print('up', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert listener.stdout and listener.stdout.readline().strip() == "up"
         busy = net("bookworm", "dhcp", "--name", "twin", "-p", "18282:80", "--exec", "sleep 1", check=False)
@@ -333,10 +357,20 @@ def test_isolation_from_the_host(net: Prodng, names: list[str]) -> None:
     names.append("prisoner")
     net("bookworm", "dhcp", "--name", "prisoner", "--exec", "sleep 1000")
     # A service on every host address (as an agent bound to 0.0.0.0 would be).
-    listener = subprocess.Popen(["ip", "netns", "exec", HOSTNS, "python3", "-c",
-                                 "import socket; s=socket.socket(); s.bind(('0.0.0.0', 1337)); s.listen();"
-                                 " print('up', flush=True)\nwhile True: c,_=s.accept(); c.sendall(b'agent\\n'); c.close()"],
-                                stdout=subprocess.PIPE, text=True)
+    listener = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            HOSTNS,
+            "python3",
+            "-c",
+            "import socket; s=socket.socket(); s.bind(('0.0.0.0', 1337)); s.listen();"
+            " print('up', flush=True)\nwhile True: c,_=s.accept(); c.sendall(b'agent\\n'); c.close()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert listener.stdout and listener.stdout.readline().strip() == "up"
         assert fetch_from_host(GATEWAY, 1337) == "agent"  # the port is there ...
@@ -377,8 +411,16 @@ def test_router_advertisements_from_a_container_change_nothing(net: Prodng, name
     inside = ("nsenter", f"--net=/proc/{net.info('rogue')['pid']}/ns/net")
     # Root's doing, from the container's namespace (the container itself lacks NET_RAW):
     # the worst a compromised container could send, once its link-local address is usable.
-    net.wait_for(lambda: "tentative" not in subprocess.run([*inside, "ip", "-6", "addr", "show", "dev", "eth0"],
-                                                           capture_output=True, text=True).stdout, 10, "DAD")
+    net.wait_for(
+        lambda: (
+            "tentative"
+            not in subprocess.run(
+                [*inside, "ip", "-6", "addr", "show", "dev", "eth0"], capture_output=True, text=True
+            ).stdout
+        ),
+        10,
+        "DAD",
+    )
     sent = subprocess.run([*inside, sys.executable, "-c", ROUTER_ADVERTISEMENT], capture_output=True, text=True)
     assert sent.stdout.strip() == "sent", sent.stderr
     time.sleep(1)
@@ -424,19 +466,27 @@ def test_rest_runs_a_dhcp_container_with_a_forward(net: Prodng, names: list[str]
     names.append("viarest")
     sock = net.root / "agent.sock"
     sock.unlink(missing_ok=True)
-    agent = subprocess.Popen([*net.prefix, sys.executable, "-m", "prodng", "agent", "--port", str(PORT + 7)],
-                             env=net.env, text=True, stderr=subprocess.PIPE)
+    agent = subprocess.Popen(
+        [*net.prefix, sys.executable, "-m", "prodng", "agent", "--port", str(PORT + 7)],
+        env=net.env,
+        text=True,
+        stderr=subprocess.PIPE,
+    )
     try:
         net.wait_for(lambda: sock.exists() or agent.poll() is not None, 30, "the agent")
         client = Client(Paths(net.root), unix=sock)
-        status, body = client.request("POST", "/prodng/run", {
-            "args": ["bookworm", "dhcp"], "name": "viarest", "exec": server("viarest"), "publish": ["18383:80"]})
+        status, body = client.request(
+            "POST",
+            "/prodng/run",
+            {"args": ["bookworm", "dhcp"], "name": "viarest", "exec": server("viarest"), "publish": ["18383:80"]},
+        )
         assert status == 200 and str(body["ip"]).startswith("10.89."), body  # type: ignore[index]
         assert fetch_from_host("127.0.0.1", 18383) == "hello from viarest"
         status, info = client.request("GET", "/prodng/info?viarest")
         assert info["forwards"] == ["18383:80/tcp"] and info["interface"]["ip"] == body["ip"]  # type: ignore[index]
-        status, error = client.request("POST", "/prodng/run", {"args": ["bookworm", "static:10.1.2.3/8"],
-                                                               "exec": "sleep 1"})
+        status, error = client.request(
+            "POST", "/prodng/run", {"args": ["bookworm", "static:10.1.2.3/8"], "exec": "sleep 1"}
+        )
         assert status == 400 and "outside prodng0's static range" in error["error"]  # type: ignore[index]
     finally:
         agent.terminate()

@@ -25,8 +25,10 @@ def test_bad_names(name: str) -> None:
         state.check_name(name)
 
 
-@pytest.mark.parametrize(("text", "value"), [("512M", 512 * 1024**2), ("2G", 2 * 1024**3), ("4096", 4096),
-                                             ("1.5K", 1536), ("64MiB", 64 * 1024**2)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("512M", 512 * 1024**2), ("2G", 2 * 1024**3), ("4096", 4096), ("1.5K", 1536), ("64MiB", 64 * 1024**2)],
+)
 def test_sizes(text: str, value: int) -> None:
     assert parse_size(text) == value
 
@@ -48,8 +50,10 @@ def test_bad_signals(text: str) -> None:
         parse_signal(text)
 
 
-@pytest.mark.parametrize("limits", [Limits(memory=0), Limits(pids=0), Limits(pids=-1), Limits(cpus=0.0),
-                                    Limits(cpus=-1.0), Limits(memory=1024)])
+@pytest.mark.parametrize(
+    "limits",
+    [Limits(memory=0), Limits(pids=0), Limits(pids=-1), Limits(cpus=0.0), Limits(cpus=-1.0), Limits(memory=1024)],
+)
 def test_bad_limits(limits: Limits) -> None:
     with pytest.raises(InvalidRequest):
         validation.check_limits(limits)
@@ -61,15 +65,34 @@ def test_binds(tmp_path: Path) -> None:
     assert not validation.parse_binds([f"{tmp_path}:/data/./x:rw"])[0].read_only
 
 
-@pytest.mark.parametrize("spec", ["relative:/x", "/nonexistent-prodng:/x", "{tmp}:relative", "{tmp}:/a/../b",
-                                  "{tmp}:/", "{tmp}:/proc/x", "{tmp}:/dev", "{tmp}:/x:maybe", "{tmp}"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "relative:/x",
+        "/nonexistent-prodng:/x",
+        "{tmp}:relative",
+        "{tmp}:/a/../b",
+        "{tmp}:/",
+        "{tmp}:/proc/x",
+        "{tmp}:/dev",
+        "{tmp}:/x:maybe",
+        "{tmp}",
+    ],
+)
 def test_bad_binds(spec: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest):
         validation.parse_binds([spec.format(tmp=tmp_path)])
 
 
-@pytest.mark.parametrize(("policy", "parsed"), [("no", ("no", 0)), ("always", ("always", 0)),
-                                                ("on-failure", ("on-failure", 0)), ("on-failure:3", ("on-failure", 3))])
+@pytest.mark.parametrize(
+    ("policy", "parsed"),
+    [
+        ("no", ("no", 0)),
+        ("always", ("always", 0)),
+        ("on-failure", ("on-failure", 0)),
+        ("on-failure:3", ("on-failure", 3)),
+    ],
+)
 def test_restart(policy: str, parsed: tuple[str, int]) -> None:
     assert validation.parse_restart(policy) == parsed
 

@@ -53,8 +53,9 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int =
     return info
 
 
-def crafted_deb(path: Path, control: str, data: list[tuple[tarfile.TarInfo, bytes | None]],
-                scripts: dict[str, str] | None = None) -> str:
+def crafted_deb(
+    path: Path, control: str, data: list[tuple[tarfile.TarInfo, bytes | None]], scripts: dict[str, str] | None = None
+) -> str:
     """A .deb assembled by hand (ar + tar), so it can carry what dpkg-deb would refuse to build."""
     control_members = [(_entry("./control"), control.encode())]
     for name, text in (scripts or {}).items():
@@ -70,12 +71,15 @@ def crafted_deb(path: Path, control: str, data: list[tuple[tarfile.TarInfo, byte
 
 
 def control(package: str = "prodng-probe", arch: str = "all", extra: str = "") -> str:
-    return (f"Package: {package}\nVersion: 1.0-1\nArchitecture: {arch}\nMaintainer: prodng <t@example.org>\n"
-            f"Description: probe\n{extra}")
+    return (
+        f"Package: {package}\nVersion: 1.0-1\nArchitecture: {arch}\nMaintainer: prodng <t@example.org>\n"
+        f"Description: probe\n{extra}"
+    )
 
 
-def built_deb(tmp_path: Path, name: str, fields: str, files: dict[str, str],
-              scripts: dict[str, str] | None = None) -> str:
+def built_deb(
+    tmp_path: Path, name: str, fields: str, files: dict[str, str], scripts: dict[str, str] | None = None
+) -> str:
     """A package built the normal way, with dpkg-deb."""
     root = tmp_path / f"{name}-root"
     (root / "DEBIAN").mkdir(parents=True)
@@ -101,14 +105,17 @@ def host_dpkg() -> str:
     return hashlib.sha256(HOST_DPKG_STATUS.read_bytes()).hexdigest()
 
 
-def test_hello_from_the_archive_with_exec(prodng: Prodng, template: str, debs: Path, container: str,
-                                          host_dpkg: str) -> None:
+def test_hello_from_the_archive_with_exec(
+    prodng: Prodng, template: str, debs: Path, container: str, host_dpkg: str
+) -> None:
     result = prodng(template, _one(debs, "hello"), "none", "--name", container, "--exec", "hello -g 'from prodng'")
     assert result.stdout.strip() == container
     prodng.wait_for(lambda: "from prodng" in prodng("logs", container).stdout, what="hello's greeting")
     info = prodng.info(container)
     assert info["payloads"] == [f"hello={deb.inspect(_one(debs, 'hello')).version}"]
-    rows = prodng.json("query", f"SELECT name FROM prodng_deb_packages WHERE container = '{container}' AND name = 'hello'")
+    rows = prodng.json(
+        "query", f"SELECT name FROM prodng_deb_packages WHERE container = '{container}' AND name = 'hello'"
+    )
     assert rows == [{"name": "hello"}]
     _host_unchanged(host_dpkg)
     again = prodng(template, _one(debs, "hello"), "none", "--name", container + "-2", "--exec", "hello")
@@ -118,33 +125,42 @@ def test_hello_from_the_archive_with_exec(prodng: Prodng, template: str, debs: P
         prodng("rm", "-f", container + "-2")
 
 
-def test_redis_from_its_unit_answers(prodng: Prodng, template: str, debs: Path, container: str,
-                                     host_dpkg: str) -> None:
+def test_redis_from_its_unit_answers(prodng: Prodng, template: str, debs: Path, container: str, host_dpkg: str) -> None:
     prodng(template, _one(debs, "redis-server"), "none", "--name", container)
     info = prodng.info(container)
     assert "redis-server" in str(info["command"]) and info["state"] == "running"
-    assert prodng.wait_for(lambda: prodng("exec", container, "--", "redis-cli", "ping", check=False).stdout.strip()
-                           == "PONG", what="redis")
-    users = prodng.json("query", f"SELECT user FROM prodng_processes WHERE container = '{container}' AND name = 'redis-server'")
+    assert prodng.wait_for(
+        lambda: prodng("exec", container, "--", "redis-cli", "ping", check=False).stdout.strip() == "PONG", what="redis"
+    )
+    users = prodng.json(
+        "query", f"SELECT user FROM prodng_processes WHERE container = '{container}' AND name = 'redis-server'"
+    )
     assert users == [{"user": "redis"}]  # User= from the unit
     _host_unchanged(host_dpkg)
 
 
-HTTP_GET = ("perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(q(127.0.0.1:80)) or die $!; "
-            "print $s qq(GET / HTTP/1.0\\r\\n\\r\\n); print <$s>'")
+HTTP_GET = (
+    "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(q(127.0.0.1:80)) or die $!; "
+    "print $s qq(GET / HTTP/1.0\\r\\n\\r\\n); print <$s>'"
+)
 
 
 def test_nginx_from_its_forking_unit_answers(prodng: Prodng, template: str, debs: Path, container: str) -> None:
     prodng(template, _one(debs, "nginx-common"), _one(debs, "nginx"), "none", "--name", container)
-    answer = prodng.wait_for(lambda: prodng("exec", container, "--", "sh", "-c", HTTP_GET, check=False).stdout,
-                             what="nginx to answer")
+    answer = prodng.wait_for(
+        lambda: prodng("exec", container, "--", "sh", "-c", HTTP_GET, check=False).stdout, what="nginx to answer"
+    )
     assert answer.startswith("HTTP/1.1 200") and "nginx" in answer
     assert prodng.info(container)["state"] == "running"  # Type=forking: the daemon outlives its launcher
 
 
 def test_x_prodng_exec_field(prodng: Prodng, template: str, container: str, tmp_path: Path) -> None:
-    deb = built_deb(tmp_path, "prodng-greeter", "X-Prodng-Exec: /usr/bin/prodng-greeter hello there\n",
-                    {"usr/bin/prodng-greeter": "#!/bin/sh\necho \"greeter says: $*\"\nexec sleep 100000\n"})
+    deb = built_deb(
+        tmp_path,
+        "prodng-greeter",
+        "X-Prodng-Exec: /usr/bin/prodng-greeter hello there\n",
+        {"usr/bin/prodng-greeter": '#!/bin/sh\necho "greeter says: $*"\nexec sleep 100000\n'},
+    )
     prodng(template, deb, "--name", container)
     prodng.wait_for(lambda: "greeter says: hello there" in prodng("logs", container).stdout, what="the greeter")
 
@@ -169,20 +185,39 @@ def _bad_packages(tmp_path: Path) -> dict[str, tuple[str, str]]:
         "wrong arch": (crafted_deb(tmp_path / "arch.deb", control(arch="s390x"), ok), "does not fit"),
         "absolute path": (crafted_deb(tmp_path / "abs.deb", control(), [(reg("/etc/evil"), b"x")]), "absolute path"),
         "traversal": (crafted_deb(tmp_path / "dots.deb", control(), [(reg("./../../evil"), b"x")]), "path traversal"),
-        "hard link out": (crafted_deb(tmp_path / "link.deb", control(), [
-            (reg("./usr/x", tarfile.LNKTYPE, "../../etc/shadow"), None)]), "hard link"),
+        "hard link out": (
+            crafted_deb(
+                tmp_path / "link.deb", control(), [(reg("./usr/x", tarfile.LNKTYPE, "../../etc/shadow"), None)]
+            ),
+            "hard link",
+        ),
         "slash in Package": (crafted_deb(tmp_path / "slash.deb", control("evil/name"), ok), "invalid Package"),
-        "bad Version": (crafted_deb(tmp_path / "ver.deb", control().replace("1.0-1", "one point oh"), ok),
-                        "invalid Version"),
-        "unmet dependency": (built_deb(tmp_path, "prodng-needy", "Depends: prodng-no-such-package\n",
-                                       {"usr/bin/prodng-needy": "#!/bin/sh\n"}), "install failed"),
-        "failing postinst": (built_deb(tmp_path, "prodng-broken", "", {"usr/bin/prodng-broken": "#!/bin/sh\n"},
-                                       {"postinst": "#!/bin/sh\necho postinst fails >&2\nexit 1\n"}), "install failed"),
+        "bad Version": (
+            crafted_deb(tmp_path / "ver.deb", control().replace("1.0-1", "one point oh"), ok),
+            "invalid Version",
+        ),
+        "unmet dependency": (
+            built_deb(
+                tmp_path, "prodng-needy", "Depends: prodng-no-such-package\n", {"usr/bin/prodng-needy": "#!/bin/sh\n"}
+            ),
+            "install failed",
+        ),
+        "failing postinst": (
+            built_deb(
+                tmp_path,
+                "prodng-broken",
+                "",
+                {"usr/bin/prodng-broken": "#!/bin/sh\n"},
+                {"postinst": "#!/bin/sh\necho postinst fails >&2\nexit 1\n"},
+            ),
+            "install failed",
+        ),
     }
 
 
-def test_bad_packages_are_refused_and_harm_nothing(prodng: Prodng, template: str, container: str, tmp_path: Path,
-                                                   host_dpkg: str) -> None:
+def test_bad_packages_are_refused_and_harm_nothing(
+    prodng: Prodng, template: str, container: str, tmp_path: Path, host_dpkg: str
+) -> None:
     canary = tmp_path / "canary"
     canary.write_text("untouched")
     for label, (package, says) in _bad_packages(tmp_path).items():
@@ -195,14 +230,19 @@ def test_bad_packages_are_refused_and_harm_nothing(prodng: Prodng, template: str
     _host_unchanged(host_dpkg)
 
 
-def test_symlink_in_package_cannot_write_outside(prodng: Prodng, template: str, container: str,
-                                                 tmp_path: Path, host_dpkg: str) -> None:
+def test_symlink_in_package_cannot_write_outside(
+    prodng: Prodng, template: str, container: str, tmp_path: Path, host_dpkg: str
+) -> None:
     target = tmp_path / "outside"
     target.mkdir()
-    deb = crafted_deb(tmp_path / "escape.deb", control("prodng-escape"), [
-        (_entry("./opt/escape", tarfile.SYMTYPE, str(target)), None),
-        (_entry("./opt/escape/planted"), b"gotcha"),
-    ])
+    deb = crafted_deb(
+        tmp_path / "escape.deb",
+        control("prodng-escape"),
+        [
+            (_entry("./opt/escape", tarfile.SYMTYPE, str(target)), None),
+            (_entry("./opt/escape/planted"), b"gotcha"),
+        ],
+    )
     prodng(template, deb, "none", "--name", container, "--exec", "sleep 100000", check=False)
     assert not (target / "planted").exists(), "the package wrote outside the container's root"
     _host_unchanged(host_dpkg)
@@ -252,21 +292,28 @@ def test_upgrade_rollback_and_failed_upgrade(prodng: Prodng, template: str, cont
 
 
 def test_setuid_and_device_nodes_gain_nothing(prodng: Prodng, template: str, container: str, tmp_path: Path) -> None:
-    unit = ("[Service]\nUser=nobody\nExecStart=/bin/sh -c '/usr/bin/prodng-suid -u; "
-            "head -c1 /usr/share/prodng-dev/disk >/dev/null 2>&1 && echo disk-readable || echo disk-refused; "
-            "exec sleep 100000'\n")
+    unit = (
+        "[Service]\nUser=nobody\nExecStart=/bin/sh -c '/usr/bin/prodng-suid -u; "
+        "head -c1 /usr/share/prodng-dev/disk >/dev/null 2>&1 && echo disk-readable || echo disk-refused; "
+        "exec sleep 100000'\n"
+    )
     suid = _entry("./usr/bin/prodng-suid", mode=0o4755)
     disk = _entry("./usr/share/prodng-dev/disk", tarfile.CHRTYPE)
     disk.devmajor, disk.devminor = 1, 3  # what /dev/null is: any node would do, none may work
-    folders = [(_entry(f"./{d}/", tarfile.DIRTYPE, mode=0o755), None)
-               for d in ("usr", "usr/bin", "usr/share", "usr/share/prodng-dev", "lib", "lib/systemd",
-                         "lib/systemd/system")]
-    deb = crafted_deb(tmp_path / "privileged.deb", control("prodng-privileged"), [
-        *folders,
-        (suid, Path("/usr/bin/id").read_bytes()),
-        (disk, None),
-        (_entry("./lib/systemd/system/prodng-privileged.service"), unit.encode()),
-    ])
+    folders = [
+        (_entry(f"./{d}/", tarfile.DIRTYPE, mode=0o755), None)
+        for d in ("usr", "usr/bin", "usr/share", "usr/share/prodng-dev", "lib", "lib/systemd", "lib/systemd/system")
+    ]
+    deb = crafted_deb(
+        tmp_path / "privileged.deb",
+        control("prodng-privileged"),
+        [
+            *folders,
+            (suid, Path("/usr/bin/id").read_bytes()),
+            (disk, None),
+            (_entry("./lib/systemd/system/prodng-privileged.service"), unit.encode()),
+        ],
+    )
     prodng(template, deb, "none", "--name", container)
     log = prodng.wait_for(lambda: "disk-" in (out := prodng("logs", container).stdout) and out, what="the probe")
     assert log.splitlines()[0] == "65534", "the setuid bit gained root under no_new_privs"

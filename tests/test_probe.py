@@ -102,11 +102,16 @@ def test_racer_catches_a_process_that_is_not_its_own(probe_binary: Path, tmp_pat
     jail = tmp_path / "jail"
     (jail / "proc").mkdir(parents=True)
     shutil.copy(probe_binary, jail / "probe")
-    script = (f"mount -t proc proc {jail}/proc; chroot {jail} /probe racer 1.5 --marker S3CRET > {tmp_path}/out & "
-              f"for i in $(seq 500); do grep -q ready {tmp_path}/out 2>/dev/null && break; sleep 0.01; done; "
-              f"for i in 1 2 3; do PROBE_SECRET=S3CRET {probe_binary} sleep 0.05; done; wait")
-    subprocess.run(["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", script],
-                   check=True, timeout=30)
+    script = (
+        f"mount -t proc proc {jail}/proc; chroot {jail} /probe racer 1.5 --marker S3CRET > {tmp_path}/out & "
+        f"for i in $(seq 500); do grep -q ready {tmp_path}/out 2>/dev/null && break; sleep 0.01; done; "
+        f"for i in 1 2 3; do PROBE_SECRET=S3CRET {probe_binary} sleep 0.05; done; wait"
+    )
+    subprocess.run(
+        ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", script],
+        check=True,
+        timeout=30,
+    )
     out = (tmp_path / "out").read_text()
     summary = facts(out.splitlines()[-1])
     assert out.splitlines()[-1].startswith("racer: ")
@@ -121,10 +126,12 @@ def test_racer_catches_a_process_that_is_not_its_own(probe_binary: Path, tmp_pat
 def test_serve_and_connect_in_a_private_network(probe_binary: Path, tmp_path: Path) -> None:
     p, ready = str(probe_binary), tmp_path / "ready"
     # IPv4 only: whether a new network namespace has ::1 depends on the host's sysctl defaults.
-    script = (f"ip link set lo up; {p} serve 8080 'hello\\nthere' 1 > {ready} & "
-              f"for i in $(seq 500); do grep -q serve=ready {ready} && break; sleep 0.01; done; "
-              f"{p} connect 127.0.0.1 8080 'GET /'; wait; "
-              f"{p} connect 127.0.0.1 8080; {p} udp-send 127.0.0.1 9 x")
+    script = (
+        f"ip link set lo up; {p} serve 8080 'hello\\nthere' 1 > {ready} & "
+        f"for i in $(seq 500); do grep -q serve=ready {ready} && break; sleep 0.01; done; "
+        f"{p} connect 127.0.0.1 8080 'GET /'; wait; "
+        f"{p} connect 127.0.0.1 8080; {p} udp-send 127.0.0.1 9 x"
+    )
     result = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=30)
     lines = result.stdout.splitlines()
     assert lines == ["connect=ok read=hello\\x0athere\\x0a", "connect=ECONNREFUSED", "udp-send=ok"], result

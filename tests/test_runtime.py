@@ -38,8 +38,14 @@ def _run(prodng: Prodng, template: str, name: str, command: str, *extra: str) ->
 
 
 def test_service_runs_logs_and_leaves_nothing(prodng: Prodng, template: str, container: str) -> None:
-    info = _run(prodng, template, container, "sh -c 'echo hello from $(hostname); echo $GREETING; exec sleep 100000'",
-                "-e", "GREETING=hi there")
+    info = _run(
+        prodng,
+        template,
+        container,
+        "sh -c 'echo hello from $(hostname); echo $GREETING; exec sleep 100000'",
+        "-e",
+        "GREETING=hi there",
+    )
     assert info["state"] == "running" and info["hermetic"] is True
     pid, monitor = int(info["pid"]), int(info["monitor_pid"])  # type: ignore[call-overload]
     assert _alive(pid) and _alive(monitor)
@@ -90,8 +96,15 @@ def test_isolation_inside(prodng: Prodng, template: str, container: str) -> None
     assert facts["fds"].split() == ["0", "1", "2"]
     assert str(prodng.root) not in facts["cmdline"] and "/" not in facts["cmdline"].split()[0], facts["cmdline"]
     bounding = int(facts["CapBnd"], 16)
-    for cap, number in {"SYS_ADMIN": 21, "SYS_MODULE": 16, "SYS_PTRACE": 19, "NET_ADMIN": 12,
-                        "DAC_READ_SEARCH": 2, "MKNOD": 27, "SYS_RAWIO": 17}.items():
+    for cap, number in {
+        "SYS_ADMIN": 21,
+        "SYS_MODULE": 16,
+        "SYS_PTRACE": 19,
+        "NET_ADMIN": 12,
+        "DAC_READ_SEARCH": 2,
+        "MKNOD": 27,
+        "SYS_RAWIO": 17,
+    }.items():
         assert not bounding & (1 << number), f"CapBnd still has {cap}"
     assert bounding & (1 << 10), "NET_BIND_SERVICE is in the safe set"
     assert facts["NoNewPrivs"] == "1" and facts["Seccomp"] == "2"
@@ -107,30 +120,51 @@ def test_isolation_inside(prodng: Prodng, template: str, container: str) -> None
 def test_limits_fork_bomb_and_memory_hog(prodng: Prodng, template: str, container: str) -> None:
     info = _run(prodng, template, container, SLEEPER, "--pids", "20", "--memory", "48M", "--cpus", "0.5")
     assert info["limits"] == {"memory": 48 * 1024**2, "pids": 20, "cpus": 0.5}
-    bomb = prodng("exec", container, "--", "sh", "-c",
-                  "for i in $(seq 60); do sleep 30 & done; echo all-started", check=False, timeout=60)
+    bomb = prodng(
+        "exec",
+        container,
+        "--",
+        "sh",
+        "-c",
+        "for i in $(seq 60); do sleep 30 & done; echo all-started",
+        check=False,
+        timeout=60,
+    )
     assert bomb.returncode != 0 and "fork" in bomb.stderr.lower() and "all-started" not in bomb.stdout
     stats = prodng.info(container)["stats"]
     assert stats["pids"] <= 20  # type: ignore[index]
-    hog = prodng("exec", container, "--", "perl", "-e", '$x = "a" x (256 * 1024 * 1024); print "survived\\n"',
-                 check=False, timeout=60)
+    hog = prodng(
+        "exec",
+        container,
+        "--",
+        "perl",
+        "-e",
+        '$x = "a" x (256 * 1024 * 1024); print "survived\\n"',
+        check=False,
+        timeout=60,
+    )
     assert hog.returncode != 0 and "survived" not in hog.stdout
     assert prodng.info(container)["state"] == "running", "only the hog dies, not the container"
     assert subprocess.run(["true"], timeout=5).returncode == 0  # the host stays responsive
 
 
-COUNTER = ("sh -c 'for i in $(seq 49); do sleep 100000 & done; n=0; "
-           "while true; do n=$((n+1)); echo $n > /tmp/count; sleep 0.02; done'")
+COUNTER = (
+    "sh -c 'for i in $(seq 49); do sleep 100000 & done; n=0; "
+    "while true; do n=$((n+1)); echo $n > /tmp/count; sleep 0.02; done'"
+)
 
 
 def test_freeze_stops_fifty_processes_and_thaw_resumes(prodng: Prodng, template: str, container: str) -> None:
     info = _run(prodng, template, container, COUNTER)
     count = Path(f"/proc/{info['pid']}/root/tmp/count")
-    prodng.wait_for(lambda: count.exists() and prodng.info(container)["stats"]["pids"] >= 50,  # type: ignore[index]
-                    what="50 processes")
+    prodng.wait_for(
+        lambda: count.exists() and prodng.info(container)["stats"]["pids"] >= 50,  # type: ignore[index]
+        what="50 processes",
+    )
     assert prodng.json("freeze", container)["state"] == "frozen"  # type: ignore[index]
     assert prodng.json("ls")[0]["state"] == "frozen" or any(  # type: ignore[index]
-        r["state"] == "frozen" for r in prodng.json("ls") if r["name"] == container)  # type: ignore[union-attr, index]
+        r["state"] == "frozen" for r in prodng.json("ls") if r["name"] == container
+    )  # type: ignore[union-attr, index]
     frozen_at = count.read_text()
     time.sleep(0.5)
     assert count.read_text() == frozen_at, "nothing runs while frozen"
@@ -140,8 +174,7 @@ def test_freeze_stops_fifty_processes_and_thaw_resumes(prodng: Prodng, template:
 
 
 def test_on_failure_restarts_with_backoff_without_prodng(prodng: Prodng, template: str, container: str) -> None:
-    prodng("run", template, "--name", container, "--restart", "on-failure:3", "--exec",
-           "sh -c 'echo attempt; exit 3'")
+    prodng("run", template, "--name", container, "--restart", "on-failure:3", "--exec", "sh -c 'echo attempt; exit 3'")
     # No prodng command runs while the monitor restarts the service.
     time.sleep(2.5)
     info = prodng.wait_for(lambda: (i := prodng.info(container))["state"] == "exited" and i, 20, "restarts to end")
@@ -156,8 +189,9 @@ def test_always_restart_survives_a_killed_service(prodng: Prodng, template: str,
     info = _run(prodng, template, container, SLEEPER, "--restart", "always")
     first = int(info["pid"])  # type: ignore[call-overload]
     os.kill(first, signal.SIGKILL)  # the init dies; the monitor must bring it back
-    again = prodng.wait_for(lambda: (i := prodng.info(container))["state"] == "running" and i["pid"] != first and i,
-                            10, "a restart")
+    again = prodng.wait_for(
+        lambda: (i := prodng.info(container))["state"] == "running" and i["pid"] != first and i, 10, "a restart"
+    )
     assert again["restarts"] == 1
 
 
@@ -192,9 +226,12 @@ def test_binds_are_read_only_unless_asked(prodng: Prodng, template: str, contain
 def test_concurrent_verbs_on_one_container(prodng: Prodng, template: str, container: str) -> None:
     _run(prodng, template, container, SLEEPER)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda args: prodng(*args, check=False),
-                                [("freeze", container), ("kill", container), ("rm", "-f", container),
-                                 ("rm", "-f", container)]))
+        results = list(
+            pool.map(
+                lambda args: prodng(*args, check=False),
+                [("freeze", container), ("kill", container), ("rm", "-f", container), ("rm", "-f", container)],
+            )
+        )
     for result in results:
         assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 1, result.stderr
         assert result.returncode in (0, 3, 4), result.stderr
@@ -220,8 +257,18 @@ def test_bad_input(prodng: Prodng, template: str, container: str) -> None:
     fails(3, "run", "nosuch", "--name", container, "--exec", "true", says="unknown template")
     fails(2, "run", template, "--name", container, says="no service to run")
     fails(2, "run", template, "--name", container, "--exec", "/no/such/binary", says="exec /no/such/binary")
-    fails(2, "run", template, "--name", container, "--exec", "true", "--workdir", "/no/such/dir",
-          says="chdir /no/such/dir")
+    fails(
+        2,
+        "run",
+        template,
+        "--name",
+        container,
+        "--exec",
+        "true",
+        "--workdir",
+        "/no/such/dir",
+        says="chdir /no/such/dir",
+    )
     assert not (prodng.root / "state" / container).exists(), "a failed run leaves no container"
     assert not (prodng.root / "pool" / "containers" / container).exists()
     _run(prodng, template, container, SLEEPER)
@@ -235,8 +282,7 @@ def test_bad_input(prodng: Prodng, template: str, container: str) -> None:
     fails(4, "exec", container, "--", "true", says="not running")
 
 
-def test_killed_cli_leaves_nothing_the_next_command_cannot_clean(prodng: Prodng, template: str,
-                                                                 container: str) -> None:
+def test_killed_cli_leaves_nothing_the_next_command_cannot_clean(prodng: Prodng, template: str, container: str) -> None:
     for delay in (0.05, 0.15, 0.3, 0.6):
         proc = prodng.popen("run", template, "--name", container, "--exec", SLEEPER)
         time.sleep(delay)

@@ -21,8 +21,11 @@ pytestmark = pytest.mark.root
 
 
 def _mounts_under(path: Path) -> list[str]:
-    return [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-            if line.split()[1].startswith(str(path))]
+    return [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(str(path))
+    ]
 
 
 def test_pool_is_a_mounted_sparse_btrfs_image(fresh_root: Prodng) -> None:

@@ -230,7 +230,9 @@ async def _stop_streams(app: web.Application) -> None:
     app[CLOSING].set()  # before the drain: followers end instead of holding it up
 
 
-def create_app(paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "[::1]"})) -> web.Application:
+def create_app(
+    paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "[::1]"})
+) -> web.Application:
     app = web.Application(middlewares=[metrics.middleware, errors, same_origin], client_max_size=MAX_BODY)
     app[PATHS] = paths
     app[LISTING] = ListingCache(paths)
@@ -242,4 +244,3 @@ def create_app(paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localho
     app.router.add_get(openapi.PATH, _openapi)
     metrics.install(app, paths)
     return app
-

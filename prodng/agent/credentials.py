@@ -50,8 +50,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     write_atomic(path, pem, mode=0o600)
 
 
@@ -59,19 +58,32 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
-           issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False, server_names: tuple[str, ...] = (),
-           client: bool = False) -> x509.Certificate:
+def _issue(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server_names: tuple[str, ...] = (),
+    client: bool = False,
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder().subject_name(name)
-               .issuer_name(issuer.subject if issuer else name).public_key(key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
-        builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                                        critical=True)
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
     if server_names:
         alt: list[x509.GeneralName] = []
         for host in server_names:
@@ -117,9 +129,14 @@ def trust_list(paths: Paths) -> list[dict[str, object]]:
     rows = []
     for path in sorted(f.trusted.glob("*.pem")) if f.trusted.is_dir() else []:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
-        rows.append({"name": path.stem, "subject": cert.subject.rfc4514_string(),
-                     "fingerprint": fingerprint(path.read_bytes()),
-                     "expires": cert.not_valid_after_utc.isoformat()})
+        rows.append(
+            {
+                "name": path.stem,
+                "subject": cert.subject.rfc4514_string(),
+                "fingerprint": fingerprint(path.read_bytes()),
+                "expires": cert.not_valid_after_utc.isoformat(),
+            }
+        )
     return rows
 
 
@@ -162,15 +179,18 @@ def server_context(paths: Paths) -> ssl.SSLContext:
     return ctx
 
 
-def client_context(paths: Paths, cert: str | None = None, key: str | None = None,
-                   cafile: str | None = None) -> ssl.SSLContext:
+def client_context(
+    paths: Paths, cert: str | None = None, key: str | None = None, cafile: str | None = None
+) -> ssl.SSLContext:
     f = files(paths)
     try:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile or str(f.ca))
         ctx.load_cert_chain(cert or f.client, key or f.client_key)
     except (OSError, ssl.SSLError) as err:
-        raise InvalidRequest(f"cannot load TLS credentials: {err}",
-                             hint=f"the agent creates them in {f.directory} on first start; or pass --cert/--key/--cacert") from None
+        raise InvalidRequest(
+            f"cannot load TLS credentials: {err}",
+            hint=f"the agent creates them in {f.directory} on first start; or pass --cert/--key/--cacert",
+        ) from None
     return ctx
 
 

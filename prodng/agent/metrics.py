@@ -41,8 +41,9 @@ class ContainerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = {
-            "state": GaugeMetricFamily("prodng_container_state", "1 for the container's current state",
-                                       labels=["name", "state"]),
+            "state": GaugeMetricFamily(
+                "prodng_container_state", "1 for the container's current state", labels=["name", "state"]
+            ),
             "cpu": GaugeMetricFamily("prodng_container_cpu_seconds", "CPU time used", labels=["name"]),
             "memory": GaugeMetricFamily("prodng_container_memory_bytes", "memory in use", labels=["name"]),
             "pids": GaugeMetricFamily("prodng_container_pids", "processes", labels=["name"]),
@@ -71,8 +72,9 @@ class ContainerCollector(Collector):
 
 
 @web.middleware
-async def middleware(request: web.Request,
-                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     start = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     response = await handler(request)
@@ -92,8 +94,8 @@ def install(app: web.Application, paths: Paths) -> None:
     registry = CollectorRegistry()
     registry.register(ContainerCollector(paths))
     app[REGISTRY] = registry
-    app[REQUESTS] = Counter("prodng_agent_requests", "requests served", ["method", "route", "status"],
-                            registry=registry)
-    app[LATENCY] = Histogram("prodng_agent_request_seconds", "request latency", ["method", "route"],
-                             registry=registry)
+    app[REQUESTS] = Counter(
+        "prodng_agent_requests", "requests served", ["method", "route", "status"], registry=registry
+    )
+    app[LATENCY] = Histogram("prodng_agent_request_seconds", "request latency", ["method", "route"], registry=registry)
     app.router.add_get("/metrics", _metrics)

@@ -16,8 +16,13 @@ SCHEMAS: dict[str, dict[str, object]] = {
     "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1},
 }
 ERROR = {"$ref": "#/components/schemas/Error"}
-STATUSES = {"400": "bad input", "404": "unknown container, template or verb", "409": "conflicting operation",
-            "413": "body too large", "503": "the host could not do it"}
+STATUSES = {
+    "400": "bad input",
+    "404": "unknown container, template or verb",
+    "409": "conflicting operation",
+    "413": "body too large",
+    "503": "the host could not do it",
+}
 
 
 def _param_schema(param: verbs.Param) -> dict[str, Any]:
@@ -34,28 +39,45 @@ def _operation(verb: verbs.Verb) -> dict[str, Any]:
         "operationId": verb.name.replace(" ", "_"),
         "summary": verb.help,
         "responses": {
-            "200": {"description": "the same data as the CLI's --json output",
-                    "content": {"application/json": {"schema": {}},
-                                "text/plain": {"schema": {"type": "string"}},
-                                "text/event-stream": {"schema": {"type": "string"}}}},
-            **{code: {"description": why, "content": {"application/json": {"schema": ERROR}}}
-               for code, why in STATUSES.items()},
+            "200": {
+                "description": "the same data as the CLI's --json output",
+                "content": {
+                    "application/json": {"schema": {}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    "text/event-stream": {"schema": {"type": "string"}},
+                },
+            },
+            **{
+                code: {"description": why, "content": {"application/json": {"schema": ERROR}}}
+                for code, why in STATUSES.items()
+            },
         },
     }
     if verb.method == "GET":
         operation["parameters"] = [
-            {"name": p.name, "in": "query", "required": p.required, "description": p.help,
-             "schema": _param_schema(p), **({"explode": True} if p.kind in ("list", "argv") else {})}
+            {
+                "name": p.name,
+                "in": "query",
+                "required": p.required,
+                "description": p.help,
+                "schema": _param_schema(p),
+                **({"explode": True} if p.kind in ("list", "argv") else {}),
+            }
             for p in verb.params
         ]
     elif verb.params:
         operation["requestBody"] = {
             "required": any(p.required for p in verb.params),
-            "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": False,
-                "required": [p.name for p in verb.params if p.required],
-                "properties": {p.name: {**_param_schema(p), "description": p.help} for p in verb.params},
-            }}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": [p.name for p in verb.params if p.required],
+                        "properties": {p.name: {**_param_schema(p), "description": p.help} for p in verb.params},
+                    }
+                }
+            },
         }
     return operation
 
@@ -63,11 +85,23 @@ def _operation(verb: verbs.Verb) -> dict[str, Any]:
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "prodng", "version": __version__,
-                 "description": "Every prodng verb as one endpoint; GET reads, POST changes."},
+        "info": {
+            "title": "prodng",
+            "version": __version__,
+            "description": "Every prodng verb as one endpoint; GET reads, POST changes.",
+        },
         "paths": {v.route: {v.method.lower(): _operation(v)} for v in verbs.VERBS},
-        "components": {"schemas": {"Error": {
-            "type": "object", "required": ["error", "status"],
-            "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "hint": {"type": "string"}},
-        }}},
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "status"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "hint": {"type": "string"},
+                    },
+                }
+            }
+        },
     }

@@ -17,8 +17,13 @@ from prodng.config import Paths
 from prodng.errors import Conflict, InvalidRequest, NotFound, ProdngError, SystemFailure
 from prodng.verbs import Verb
 
-ERRORS: dict[int, type[ProdngError]] = {400: InvalidRequest, 404: NotFound, 409: Conflict, 413: InvalidRequest,
-                                        503: SystemFailure}
+ERRORS: dict[int, type[ProdngError]] = {
+    400: InvalidRequest,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidRequest,
+    503: SystemFailure,
+}
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -31,8 +36,9 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def connect(url: str, paths: Paths, cert: str | None = None, key: str | None = None,
-            cacert: str | None = None) -> http.client.HTTPConnection:
+def connect(
+    url: str, paths: Paths, cert: str | None = None, key: str | None = None, cacert: str | None = None
+) -> http.client.HTTPConnection:
     if url.startswith("unix:"):
         return UnixConnection(url[5:])
     parts = urlsplit(url)

@@ -53,8 +53,11 @@ async def _serve(paths: Paths, listen: str, port: int, unix: Path) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    print(f"prodng agent: https://{listen}:{port}/prodng/ and unix:{unix} (root {paths.root})", file=sys.stderr,
-          flush=True)
+    print(
+        f"prodng agent: https://{listen}:{port}/prodng/ and unix:{unix} (root {paths.root})",
+        file=sys.stderr,
+        flush=True,
+    )
     await stop.wait()
     log.info("draining requests in flight")
     await runner.cleanup()

@@ -1,6 +1,5 @@
 """Running a process inside a container: `exec`, and the install jobs of payloads."""
 
-
 from __future__ import annotations
 
 import os

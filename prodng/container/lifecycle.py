@@ -8,7 +8,6 @@ START" or "error MSG" on a pipe. From then on the monitor supervises; every verb
 the truth from the kernel and the status file (container.observe).
 """
 
-
 from __future__ import annotations
 
 import os
@@ -29,6 +28,7 @@ from prodng.network import claims, host, modes, wiring
 from prodng.storage import btrfs, templates
 
 # ---- lifecycle ----
+
 
 def create(paths: Paths, record: ContainerRecord, source: Path | None = None) -> ContainerRecord:
     """Snapshot the template (or an installed root made from it) and write the record; all or nothing."""
@@ -102,8 +102,9 @@ def spawn_monitor(config: Path) -> None:
     # in their command line (PID 1's is readable inside the container).
     config_fd = os.open(config, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        status = run.spawn_daemon([SHIM, f"/proc/self/fd/{config_fd}", str(write_end)],
-                                  pass_fds=[write_end, config_fd], argv0="prodng-shim")
+        status = run.spawn_daemon(
+            [SHIM, f"/proc/self/fd/{config_fd}", str(write_end)], pass_fds=[write_end, config_fd], argv0="prodng-shim"
+        )
         os.close(write_end)
         write_end = -1
         answer = b""
@@ -116,8 +117,7 @@ def spawn_monitor(config: Path) -> None:
             os.close(write_end)
     text = answer.decode(errors="replace").strip()
     if status != 0 or not text.startswith("ok "):
-        raise from_native(text.removeprefix("error ") or f"system prodng-shim exited with {status}",
-                          "cannot start")
+        raise from_native(text.removeprefix("error ") or f"system prodng-shim exited with {status}", "cannot start")
 
 
 def release_network(paths: Paths, record: ContainerRecord) -> None:

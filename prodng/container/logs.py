@@ -1,6 +1,5 @@
 """A container's log: the monitor's bounded, rotated file; read, tail and follow."""
 
-
 from __future__ import annotations
 
 import time

@@ -4,7 +4,6 @@ Python writes one NUL-separated key/value file per start; the C monitor clones t
 container's init from it (see container.lifecycle for the whole spawn path).
 """
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,23 +20,45 @@ LOG_MAX = 4 * 1024**2
 # Docker's default set without MKNOD and NET_RAW: enough for daemons that bind
 # low ports and drop to a user, nothing that reaches the kernel or the host.
 DEFAULT_CAPS = {
-    "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6, "SETUID": 7,
-    "SETPCAP": 8, "NET_BIND_SERVICE": 10, "SYS_CHROOT": 18, "AUDIT_WRITE": 29, "SETFCAP": 31,
+    "CHOWN": 0,
+    "DAC_OVERRIDE": 1,
+    "FOWNER": 3,
+    "FSETID": 4,
+    "KILL": 5,
+    "SETGID": 6,
+    "SETUID": 7,
+    "SETPCAP": 8,
+    "NET_BIND_SERVICE": 10,
+    "SYS_CHROOT": 18,
+    "AUDIT_WRITE": 29,
+    "SETFCAP": 31,
 }
 CAP_MKNOD = 27
 
 
-def config_bytes(paths: Paths, record: ContainerRecord, rootfs: Path | None = None,
-                  directory: Path | None = None, caps: tuple[int, ...] = tuple(DEFAULT_CAPS.values())) -> bytes:
+def config_bytes(
+    paths: Paths,
+    record: ContainerRecord,
+    rootfs: Path | None = None,
+    directory: Path | None = None,
+    caps: tuple[int, ...] = tuple(DEFAULT_CAPS.values()),
+) -> bytes:
     directory = directory or paths.container_state(record.name)
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", "container": "prodng", "HOSTNAME": record.name}
     env.update(e.split("=", 1) for e in record.unit_env + record.env)  # type: ignore[misc]
     pairs: list[tuple[str, str]] = [
-        ("name", record.name), ("rootfs", str(rootfs or paths.container_root(record.name))),
-        ("uid", str(record.uid)), ("gid", str(record.gid)), ("forking", str(int(record.forking))),
-        ("workdir", record.workdir), ("log", str(directory / "log")), ("log_max", str(LOG_MAX)),
-        ("status", str(directory / "status")), ("restart", record.restart),
-        ("restart_max", str(record.restart_max)), ("net", record.network),
+        ("name", record.name),
+        ("rootfs", str(rootfs or paths.container_root(record.name))),
+        ("uid", str(record.uid)),
+        ("gid", str(record.gid)),
+        ("forking", str(int(record.forking))),
+        ("workdir", record.workdir),
+        ("log", str(directory / "log")),
+        ("log_max", str(LOG_MAX)),
+        ("status", str(directory / "status")),
+        ("restart", record.restart),
+        ("restart_max", str(record.restart_max)),
+        ("net", record.network),
     ]
     if directory == paths.container_state(record.name):  # one-shot jobs (installs) are not containers
         pairs.append(("events", events.journal(paths)))

@@ -4,7 +4,6 @@ The truth comes from the kernel (pid + start time, cgroup freezer state) and fro
 monitor's status file, never from a cached field: the record holds only what was asked for.
 """
 
-
 from __future__ import annotations
 
 import enum
@@ -42,6 +41,7 @@ class Observation:
 
 # ---- the kernel's view ----
 
+
 def observe(paths: Paths, record: ContainerRecord) -> Observation:
     status = state.read_status(paths, record.name)
     if not record.started:
@@ -70,26 +70,41 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
 
 # ---- reading ----
 
+
 def describe(paths: Paths, name: str, *, detail: bool = False) -> dict[str, object]:
     record = state.load(paths, name)
     observed = observe(paths, record)
     wired = wiring.describe(paths, name) if observed.state in ACTIVE else {}
     summary: dict[str, object] = {
-        "name": name, "state": str(observed.state), "template": record.template,
-        "pid": observed.pid, "network": record.network, "ip": wired.get("ip", ""), "command": " ".join(record.argv),
-        "created": record.created, "started_at": observed.started_at, "restarts": observed.restarts,
+        "name": name,
+        "state": str(observed.state),
+        "template": record.template,
+        "pid": observed.pid,
+        "network": record.network,
+        "ip": wired.get("ip", ""),
+        "command": " ".join(record.argv),
+        "created": record.created,
+        "started_at": observed.started_at,
+        "restarts": observed.restarts,
         "exit_code": observed.exit_code,
     }
     if detail:
         summary.update(
-            root=str(paths.container_root(name)), monitor_pid=observed.monitor_pid,
-            finished_at=observed.finished_at, error=observed.error, restart=record.restart,
-            restart_max=record.restart_max, env=list(record.env), unit_env=list(record.unit_env),
+            root=str(paths.container_root(name)),
+            monitor_pid=observed.monitor_pid,
+            finished_at=observed.finished_at,
+            error=observed.error,
+            restart=record.restart,
+            restart_max=record.restart_max,
+            env=list(record.env),
+            unit_env=list(record.unit_env),
             payloads=list(record.payloads),
             binds=[f"{b.source}:{b.target}:{'ro' if b.read_only else 'rw'}" for b in record.binds],
             limits={"memory": record.limits.memory, "pids": record.limits.pids, "cpus": record.limits.cpus},
-            hermetic=record.network != "host", cgroups=list(record.cgroups),
-            forwards=list(record.forwards), interface=wired or None,
+            hermetic=record.network != "host",
+            cgroups=list(record.cgroups),
+            forwards=list(record.forwards),
+            interface=wired or None,
             stats=cgroups.stats(record.cgroups) if observed.state in ACTIVE else None,
         )
     return summary

@@ -1,6 +1,5 @@
 """Upgrade and rollback: swap a new root (and record) in, keeping the previous for rollback."""
 
-
 from __future__ import annotations
 
 import json
@@ -18,6 +17,7 @@ from prodng.errors import Conflict
 from prodng.storage import btrfs
 
 # ---- upgrade and rollback: a new root beside the running one, the old one kept ----
+
 
 def _previous(paths: Paths, name: str) -> tuple[Path, Path]:
     return paths.containers / f".{name}.previous", paths.container_state(name) / "record.previous.json"
@@ -44,8 +44,10 @@ def swap_in(paths: Paths, name: str, incoming_root: Path, incoming: ContainerRec
         os.rename(root, previous_root)
         os.rename(incoming_root, root)
         state.write_atomic(previous_record, json.dumps(replace(current, cgroups=(), started=False).to_json()))
-        state.save(paths, replace(incoming, name=name, cgroups=(), started=False, created=current.created,
-                                  boot_id=state.boot_id()))
+        state.save(
+            paths,
+            replace(incoming, name=name, cgroups=(), started=False, created=current.created, boot_id=state.boot_id()),
+        )
         try:
             observed = start_locked(paths, name) if was_active else observe(paths, state.load(paths, name))
         except BaseException:

@@ -1,7 +1,6 @@
 """Checking what a user asks of a container (binds, env, restart, limits, network) before
 anything is touched, and naming containers."""
 
-
 from __future__ import annotations
 
 import os
@@ -20,6 +19,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 # ---- parsing user input: every check happens before anything is created ----
+
 
 def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
     binds = []

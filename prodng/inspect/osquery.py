@@ -48,14 +48,14 @@ def plugin_for(table: tables.Table, paths: Paths) -> type:
         rows = table.generate(paths, wanted_values(context, table.key))
         return [{k: "" if v is None else str(v) for k, v in row.items()} for row in rows]
 
-    return type(f"Prodng_{table.name}", (osquery.TablePlugin,), {"name": name, "columns": columns,
-                                                                  "generate": generate})
+    return type(
+        f"Prodng_{table.name}", (osquery.TablePlugin,), {"name": name, "columns": columns, "generate": generate}
+    )
 
 
 def main() -> int:
     if os.geteuid() != 0:
-        print("prodng-osquery-extension: must run as root (osquery loads only root-owned extensions)",
-              file=sys.stderr)
+        print("prodng-osquery-extension: must run as root (osquery loads only root-owned extensions)", file=sys.stderr)
         return 1
     paths = Paths(resolve_root())
     manager = osquery.ExtensionManager()

@@ -102,8 +102,9 @@ def run_query(paths: Paths, sql: str, timeout: float = DEFAULT_TIMEOUT) -> Query
             conn.executemany(f"INSERT INTO {name} VALUES ({marks})", values)
         deadline = time.monotonic() + timeout
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-        conn.set_authorizer(lambda action, *_: sqlite3.SQLITE_OK if action in READ_ONLY_ACTIONS
-                            else sqlite3.SQLITE_DENY)
+        conn.set_authorizer(
+            lambda action, *_: sqlite3.SQLITE_OK if action in READ_ONLY_ACTIONS else sqlite3.SQLITE_DENY
+        )
         try:
             cursor = conn.execute(sql)
             columns = _unique([d[0] for d in cursor.description or ()])

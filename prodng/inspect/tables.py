@@ -59,13 +59,22 @@ def _live(paths: Paths, wanted: set[str] | None) -> Iterator[tuple[state.Contain
 def containers(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     for record, seen in _containers(paths, wanted):
         yield {
-            "name": record.name, "state": str(seen.state), "template": record.template,
-            "payloads": ",".join(record.payloads), "pid": seen.pid,
-            "ip": str(wiring.read(paths, record.name).get("ip", "")) if seen.pid else "", "network": record.network,
-            "command": " ".join(record.argv), "created": int(record.created),
-            "started": int(seen.started_at) if seen.started_at else None, "restarts": seen.restarts,
-            "exit_code": seen.exit_code, "restart_policy": record.restart,
-            "memory_limit": record.limits.memory, "pids_limit": record.limits.pids, "cpus_limit": record.limits.cpus,
+            "name": record.name,
+            "state": str(seen.state),
+            "template": record.template,
+            "payloads": ",".join(record.payloads),
+            "pid": seen.pid,
+            "ip": str(wiring.read(paths, record.name).get("ip", "")) if seen.pid else "",
+            "network": record.network,
+            "command": " ".join(record.argv),
+            "created": int(record.created),
+            "started": int(seen.started_at) if seen.started_at else None,
+            "restarts": seen.restarts,
+            "exit_code": seen.exit_code,
+            "restart_policy": record.restart,
+            "memory_limit": record.limits.memory,
+            "pids_limit": record.limits.pids,
+            "cpus_limit": record.limits.cpus,
         }
 
 
@@ -89,12 +98,19 @@ def _process_row(container: str, pid: int, users: dict[int, str]) -> Row | None:
         cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except (FileNotFoundError, ProcessLookupError):
         return None  # exited while we looked
-    comm, rest = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+    comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
     uid = int(status["Uid"].split()[0])
     return {
-        "container": container, "pid": pid, "ns_pid": int(status["NSpid"].split()[-1]), "name": comm,
-        "cmdline": cmdline, "state": rest[0], "uid": uid, "user": users.get(uid, str(uid)),
-        "rss_bytes": int(rest[21]) * PAGE, "cpu_time_ms": (int(rest[11]) + int(rest[12])) * 1000 // CLOCK_TICKS,
+        "container": container,
+        "pid": pid,
+        "ns_pid": int(status["NSpid"].split()[-1]),
+        "name": comm,
+        "cmdline": cmdline,
+        "state": rest[0],
+        "uid": uid,
+        "user": users.get(uid, str(uid)),
+        "rss_bytes": int(rest[21]) * PAGE,
+        "cpu_time_ms": (int(rest[11]) + int(rest[12])) * 1000 // CLOCK_TICKS,
     }
 
 
@@ -114,7 +130,9 @@ def deb_packages(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
             with open(status_file) as f:
                 for para in Deb822.iter_paragraphs(f):
                     yield {
-                        "container": record.name, "name": para.get("Package", ""), "version": para.get("Version", ""),
+                        "container": record.name,
+                        "name": para.get("Package", ""),
+                        "version": para.get("Version", ""),
                         "arch": para.get("Architecture", ""),
                         "source": para.get("Source", para.get("Package", "")).split(" ")[0],
                         "status": para.get("Status", ""),
@@ -132,8 +150,13 @@ def mounts(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
         for line in lines:
             left, _, right = line.partition(" - ")
             fields, tail = left.split(), right.split()
-            yield {"container": record.name, "path": fields[4], "type": tail[0], "source": tail[1],
-                   "options": fields[5]}
+            yield {
+                "container": record.name,
+                "path": fields[4],
+                "type": tail[0],
+                "source": tail[1],
+                "options": fields[5],
+            }
 
 
 def interfaces(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
@@ -145,16 +168,20 @@ def interfaces(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
         with IPRoute(netns=f"/proc/{pid}/ns/net") as ipr:
             names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             for addr in ipr.get_addr():
-                yield {"container": record.name, "interface": names.get(addr["index"], ""),
-                       "address": addr.get_attr("IFA_ADDRESS"), "prefixlen": addr["prefixlen"],
-                       "family": "inet6" if addr["family"] == 10 else "inet"}
+                yield {
+                    "container": record.name,
+                    "interface": names.get(addr["index"], ""),
+                    "address": addr.get_attr("IFA_ADDRESS"),
+                    "prefixlen": addr["prefixlen"],
+                    "family": "inet6" if addr["family"] == 10 else "inet",
+                }
 
 
 def _decode_address(hex_address: str) -> tuple[str, int]:
     host, port = hex_address.split(":")
     raw = bytes.fromhex(host)
     # /proc/net prints each 32-bit word in host (little-endian) order
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return str(ipaddress.ip_address(words)), int(port, 16)
 
 
@@ -185,9 +212,14 @@ def listening_ports(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
                 if fields[3] != listening:
                     continue
                 address, port = _decode_address(fields[1])
-                yield {"container": record.name, "protocol": protocol.rstrip("6"),
-                       "family": "inet6" if protocol.endswith("6") else "inet", "address": address, "port": port,
-                       "pid": owners.get(fields[9])}
+                yield {
+                    "container": record.name,
+                    "protocol": protocol.rstrip("6"),
+                    "family": "inet6" if protocol.endswith("6") else "inet",
+                    "address": address,
+                    "port": port,
+                    "pid": owners.get(fields[9]),
+                }
 
 
 def cgroup_stats(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
@@ -195,8 +227,13 @@ def cgroup_stats(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
         if not seen.pid:
             continue
         stats = cgroups.stats(record.cgroups)
-        yield {"container": record.name, "cpu_ns": stats["cpu_ns"], "memory_bytes": stats["memory_bytes"],
-               "pids": stats["pids"], "frozen": int(cgroups.is_frozen(record.cgroups))}
+        yield {
+            "container": record.name,
+            "cpu_ns": stats["cpu_ns"],
+            "memory_bytes": stats["memory_bytes"],
+            "pids": stats["pids"],
+            "frozen": int(cgroups.is_frozen(record.cgroups)),
+        }
 
 
 def template_rows(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
@@ -205,37 +242,133 @@ def template_rows(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     for name in templates.names(paths):
         if wanted is None or name in wanted:
             info = templates.info(paths, name)
-            yield {"name": name, "suite": info.suite, "variant": info.variant, "built": int(info.built),
-                   "package_count": info.package_count, "used_by": ",".join(info.used_by)}
+            yield {
+                "name": name,
+                "suite": info.suite,
+                "variant": info.variant,
+                "built": int(info.built),
+                "package_count": info.package_count,
+                "used_by": ",".join(info.used_by),
+            }
 
 
 TABLES: tuple[Table, ...] = (
-    Table("prodng_containers", "name", (
-        ("name", "TEXT"), ("state", "TEXT"), ("template", "TEXT"), ("payloads", "TEXT"), ("pid", "INTEGER"),
-        ("ip", "TEXT"), ("network", "TEXT"), ("command", "TEXT"), ("created", "BIGINT"), ("started", "BIGINT"),
-        ("restarts", "INTEGER"), ("exit_code", "INTEGER"), ("restart_policy", "TEXT"), ("memory_limit", "BIGINT"),
-        ("pids_limit", "INTEGER"), ("cpus_limit", "DOUBLE")), containers, "one row per container"),
-    Table("prodng_processes", "container", (
-        ("container", "TEXT"), ("pid", "INTEGER"), ("ns_pid", "INTEGER"), ("name", "TEXT"), ("cmdline", "TEXT"),
-        ("state", "TEXT"), ("uid", "INTEGER"), ("user", "TEXT"), ("rss_bytes", "BIGINT"), ("cpu_time_ms", "BIGINT")),
-        processes, "every process of every running container"),
-    Table("prodng_deb_packages", "container", (
-        ("container", "TEXT"), ("name", "TEXT"), ("version", "TEXT"), ("arch", "TEXT"), ("source", "TEXT"),
-        ("status", "TEXT")), deb_packages, "the dpkg database of each container's root"),
-    Table("prodng_mounts", "container", (
-        ("container", "TEXT"), ("path", "TEXT"), ("type", "TEXT"), ("source", "TEXT"), ("options", "TEXT")),
-        mounts, "the mount table each running container sees"),
-    Table("prodng_interfaces", "container", (
-        ("container", "TEXT"), ("interface", "TEXT"), ("address", "TEXT"), ("prefixlen", "INTEGER"),
-        ("family", "TEXT")), interfaces, "addresses in each container's network namespace"),
-    Table("prodng_listening_ports", "container", (
-        ("container", "TEXT"), ("protocol", "TEXT"), ("family", "TEXT"), ("address", "TEXT"), ("port", "INTEGER"),
-        ("pid", "INTEGER")), listening_ports, "listening sockets in each container's network namespace"),
-    Table("prodng_cgroup_stats", "container", (
-        ("container", "TEXT"), ("cpu_ns", "BIGINT"), ("memory_bytes", "BIGINT"), ("pids", "INTEGER"),
-        ("frozen", "INTEGER")), cgroup_stats, "cgroup accounting and freezer state"),
-    Table("prodng_templates", "name", (
-        ("name", "TEXT"), ("suite", "TEXT"), ("variant", "TEXT"), ("built", "BIGINT"), ("package_count", "INTEGER"),
-        ("used_by", "TEXT")), template_rows, "built template roots"),
+    Table(
+        "prodng_containers",
+        "name",
+        (
+            ("name", "TEXT"),
+            ("state", "TEXT"),
+            ("template", "TEXT"),
+            ("payloads", "TEXT"),
+            ("pid", "INTEGER"),
+            ("ip", "TEXT"),
+            ("network", "TEXT"),
+            ("command", "TEXT"),
+            ("created", "BIGINT"),
+            ("started", "BIGINT"),
+            ("restarts", "INTEGER"),
+            ("exit_code", "INTEGER"),
+            ("restart_policy", "TEXT"),
+            ("memory_limit", "BIGINT"),
+            ("pids_limit", "INTEGER"),
+            ("cpus_limit", "DOUBLE"),
+        ),
+        containers,
+        "one row per container",
+    ),
+    Table(
+        "prodng_processes",
+        "container",
+        (
+            ("container", "TEXT"),
+            ("pid", "INTEGER"),
+            ("ns_pid", "INTEGER"),
+            ("name", "TEXT"),
+            ("cmdline", "TEXT"),
+            ("state", "TEXT"),
+            ("uid", "INTEGER"),
+            ("user", "TEXT"),
+            ("rss_bytes", "BIGINT"),
+            ("cpu_time_ms", "BIGINT"),
+        ),
+        processes,
+        "every process of every running container",
+    ),
+    Table(
+        "prodng_deb_packages",
+        "container",
+        (
+            ("container", "TEXT"),
+            ("name", "TEXT"),
+            ("version", "TEXT"),
+            ("arch", "TEXT"),
+            ("source", "TEXT"),
+            ("status", "TEXT"),
+        ),
+        deb_packages,
+        "the dpkg database of each container's root",
+    ),
+    Table(
+        "prodng_mounts",
+        "container",
+        (("container", "TEXT"), ("path", "TEXT"), ("type", "TEXT"), ("source", "TEXT"), ("options", "TEXT")),
+        mounts,
+        "the mount table each running container sees",
+    ),
+    Table(
+        "prodng_interfaces",
+        "container",
+        (
+            ("container", "TEXT"),
+            ("interface", "TEXT"),
+            ("address", "TEXT"),
+            ("prefixlen", "INTEGER"),
+            ("family", "TEXT"),
+        ),
+        interfaces,
+        "addresses in each container's network namespace",
+    ),
+    Table(
+        "prodng_listening_ports",
+        "container",
+        (
+            ("container", "TEXT"),
+            ("protocol", "TEXT"),
+            ("family", "TEXT"),
+            ("address", "TEXT"),
+            ("port", "INTEGER"),
+            ("pid", "INTEGER"),
+        ),
+        listening_ports,
+        "listening sockets in each container's network namespace",
+    ),
+    Table(
+        "prodng_cgroup_stats",
+        "container",
+        (
+            ("container", "TEXT"),
+            ("cpu_ns", "BIGINT"),
+            ("memory_bytes", "BIGINT"),
+            ("pids", "INTEGER"),
+            ("frozen", "INTEGER"),
+        ),
+        cgroup_stats,
+        "cgroup accounting and freezer state",
+    ),
+    Table(
+        "prodng_templates",
+        "name",
+        (
+            ("name", "TEXT"),
+            ("suite", "TEXT"),
+            ("variant", "TEXT"),
+            ("built", "BIGINT"),
+            ("package_count", "INTEGER"),
+            ("used_by", "TEXT"),
+        ),
+        template_rows,
+        "built template roots",
+    ),
 )
 BY_NAME = {t.name: t for t in TABLES}

@@ -4,7 +4,6 @@ Taken under the network lock before anything starts, released by the keeper's te
 (or by whoever finds a dead keeper's work undone).
 """
 
-
 from __future__ import annotations
 
 import errno
@@ -17,6 +16,7 @@ from prodng.network.modes import Bridge, Forward, Mode, check_static
 from prodng.network.wiring import keeper_alive, locked, runtime_dir
 
 # ---- claims: a static address or a host port belongs to one container at a time ----
+
 
 def _claim_path(paths: Paths, key: str) -> Path:
     return runtime_dir(paths) / "claims" / key
@@ -33,7 +33,9 @@ def claim(paths: Paths, name: str, mode: Mode, forwards: tuple[Forward, ...], ne
             owner = _claim_path(paths, key)
             holder = owner.read_text() if owner.exists() else ""
             if holder and holder != name and keeper_alive(paths, holder):
-                what = key.replace("ip-", "address ").replace("tcp-", "host port tcp/").replace("udp-", "host port udp/")
+                what = (
+                    key.replace("ip-", "address ").replace("tcp-", "host port tcp/").replace("udp-", "host port udp/")
+                )
                 raise Conflict(f"{what} is in use by container {holder}")
         for f in forwards:
             _check_port_free(f)

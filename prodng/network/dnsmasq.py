@@ -21,6 +21,7 @@ from prodng.errors import SystemFailure
 if TYPE_CHECKING:
     from prodng.network.modes import Bridge
 
+
 def binary() -> str:
     return run.require("dnsmasq", "dnsmasq-base")
 
@@ -48,17 +49,32 @@ def ensure(directory: Path, net: Bridge) -> int:
     for d in (directory.parent, directory, hosts):
         d.chmod(0o755)  # dnsmasq reads the hosts files as nobody
     first, last = net.dhcp_range
-    run.run([
-        binary(), "--conf-file=/dev/null", f"--interface={net.name}", "--except-interface=lo",
-        "--bind-interfaces", f"--dhcp-range={first},{last},{net.network.netmask},{os.environ.get('PRODNG_LEASE_TIME', '1h')}",
-        f"--dhcp-leasefile={directory / 'leases'}", f"--pid-file={directory / 'dnsmasq.pid'}",
-        f"--log-facility={directory / 'dnsmasq.log'}", f"--hostsdir={hosts}",
-        "--domain=prodng", "--local=/prodng/", "--no-resolv", "--no-hosts", "--dhcp-ignore-names",
-        "--dhcp-ignore-clid",  # leases by MAC alone: the bridge checks a container's MAC, not its client id
-        # Authoritative: a restarted container asking for its old address gets it at once.
-        # No ping: static addresses live outside the DHCP range, so nothing there to find.
-        "--dhcp-authoritative", "--no-ping", "--user=nobody", "--group=nogroup",
-    ])
+    run.run(
+        [
+            binary(),
+            "--conf-file=/dev/null",
+            f"--interface={net.name}",
+            "--except-interface=lo",
+            "--bind-interfaces",
+            f"--dhcp-range={first},{last},{net.network.netmask},{os.environ.get('PRODNG_LEASE_TIME', '1h')}",
+            f"--dhcp-leasefile={directory / 'leases'}",
+            f"--pid-file={directory / 'dnsmasq.pid'}",
+            f"--log-facility={directory / 'dnsmasq.log'}",
+            f"--hostsdir={hosts}",
+            "--domain=prodng",
+            "--local=/prodng/",
+            "--no-resolv",
+            "--no-hosts",
+            "--dhcp-ignore-names",
+            "--dhcp-ignore-clid",  # leases by MAC alone: the bridge checks a container's MAC, not its client id
+            # Authoritative: a restarted container asking for its old address gets it at once.
+            # No ping: static addresses live outside the DHCP range, so nothing there to find.
+            "--dhcp-authoritative",
+            "--no-ping",
+            "--user=nobody",
+            "--group=nogroup",
+        ]
+    )
     pid = running_pid(directory)
     if not pid:
         log = directory / "dnsmasq.log"

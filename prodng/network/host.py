@@ -9,7 +9,6 @@ monitor; everything undone (`teardown`, here) when the monitor's lifeline closes
 step is idempotent, so a crash at any point is finished by whoever comes next.
 """
 
-
 from __future__ import annotations
 
 import errno
@@ -73,13 +72,18 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
                 ipr.link("set", index=found[0], state="up")
             addresses = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=found[0], family=2)}
             if (str(net.gateway), net.network.prefixlen) not in addresses:
-                raise Conflict(f"bridge {net.name} exists with another address than {net.interface}",
-                               hint="set PRODNG_BRIDGE/PRODNG_SUBNET to match, or remove the bridge")
+                raise Conflict(
+                    f"bridge {net.name} exists with another address than {net.interface}",
+                    hint="set PRODNG_BRIDGE/PRODNG_SUBNET to match, or remove the bridge",
+                )
         # Forwards to 127.0.0.1 leave through the bridge; the input chain keeps the bridge off the host.
         sysctl(f"ipv4.conf.{net.name}.route_localnet", "1")
         tables = run.run([run.require("nft", "nftables"), "list", "tables"]).stdout.splitlines()
-        missing = [make(net) for family, make in (("ip", ip_table), ("bridge", bridge_table))
-                   if f"table {family} {net.name}" not in tables]
+        missing = [
+            make(net)
+            for family, make in (("ip", ip_table), ("bridge", bridge_table))
+            if f"table {family} {net.name}" not in tables
+        ]
         if missing:
             run_nft("".join(missing))
         dnsmasq.ensure(runtime_dir(paths), net)
@@ -87,6 +91,7 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
 
 
 # ---- the whole teardown, shared by the keeper and by whoever finds its work undone ----
+
 
 def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
     """Remove the veth, the forwards, the name, the lease and the claims of one container."""

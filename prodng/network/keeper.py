@@ -8,7 +8,6 @@ everything otherwise) and undoes everything when the lifeline closes, that is wh
 monitor ends, however it ends, or on SIGTERM.
 """
 
-
 from __future__ import annotations
 
 import asyncio
@@ -55,8 +54,11 @@ class Keeper:
         self.address = ""
         self.stopping = False
         self.wired = {
-            "mode": record.network, "veth": wiring.veth_name(paths, name), "mac": wiring.mac_address(paths, name),
-            "keeper_pid": os.getpid(), "keeper_start": state.starttime(os.getpid()),
+            "mode": record.network,
+            "veth": wiring.veth_name(paths, name),
+            "mac": wiring.mac_address(paths, name),
+            "keeper_pid": os.getpid(),
+            "keeper_start": state.starttime(os.getpid()),
         }
 
     # ---- messages between threads and signal handlers ----
@@ -107,8 +109,12 @@ class Keeper:
             for stale in ipr.link_lookup(ifname=veth):  # a keeper killed before its teardown
                 ipr.link("del", index=stale)
                 nft.unguard_port(self.net, veth)
-            ipr.link("add", ifname=veth, kind="veth",
-                     peer={"ifname": "eth0", "net_ns_fd": self.container_ns, "address": self.wired["mac"]})
+            ipr.link(
+                "add",
+                ifname=veth,
+                kind="veth",
+                peer={"ifname": "eth0", "net_ns_fd": self.container_ns, "address": self.wired["mac"]},
+            )
             index = ipr.link_lookup(ifname=veth)[0]
             host.sysctl(f"ipv6.conf.{veth}.disable_ipv6", "1")
             bridge = ipr.link_lookup(ifname=self.net.name)[0]
@@ -153,13 +159,23 @@ class Keeper:
         if changed:
             dnsmasq.publish_name(wiring.runtime_dir(self.paths), self.name, address)
             nft.add_forwards(self.net, address, self.forwards)
-            self.log(f"eth0 {address}/{prefixlen} ({self.mode.kind}), {self.name}.{modes.DOMAIN}"
-                     + "".join(f", host port {f}" for f in self.forwards))
+            self.log(
+                f"eth0 {address}/{prefixlen} ({self.mode.kind}), {self.name}.{modes.DOMAIN}"
+                + "".join(f", host port {f}" for f in self.forwards)
+            )
         self.address = address
-        wiring.write(self.paths, self.name, {
-            **self.wired, "ip": address, "prefixlen": prefixlen, "gateway": gateway,
-            "dns": f"{self.name}.{modes.DOMAIN}", "lease_expires": expires,
-        })
+        wiring.write(
+            self.paths,
+            self.name,
+            {
+                **self.wired,
+                "ip": address,
+                "prefixlen": prefixlen,
+                "gateway": gateway,
+                "dns": f"{self.name}.{modes.DOMAIN}",
+                "lease_expires": expires,
+            },
+        )
 
     def handle_inbox(self) -> None:
         while True:
@@ -279,8 +295,12 @@ class DhcpThread(threading.Thread):
         self.loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
         config = ClientConfig(
-            interface="eth0", lease_type=StateDirLease, hooks=(configure_ip, add_default_gw, bound),
-            handle_signals=False, host_name=keeper.name, vendor_id="prodng",
+            interface="eth0",
+            lease_type=StateDirLease,
+            hooks=(configure_ip, add_default_gw, bound),
+            handle_signals=False,
+            host_name=keeper.name,
+            vendor_id="prodng",
             # The bridge is a local wire: retry soon, not after RFC 2131's 4 s.
             retransmission=lambda: randomized_increasing_backoff(wait_first=0.5, wait_max=8.0),
         )

@@ -7,7 +7,6 @@ server answers, the monitor starts `python -m prodng.network.keeper_server ROOT 
 cold, with the host's network namespace on fd 3 and the lifeline on fd 4.
 """
 
-
 from __future__ import annotations
 
 import os
@@ -51,7 +50,7 @@ def serve(path: str) -> int:
             except OSError:
                 continue
             argv = [part.decode() for part in message.split(b"\0")]
-            arguments = argv[argv.index(MODULE) + 1:] if MODULE in argv else []
+            arguments = argv[argv.index(MODULE) + 1 :] if MODULE in argv else []
             if len(fds) == 2 and len(arguments) >= 2:
                 pid = os.fork()
                 if pid == 0:

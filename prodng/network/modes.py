@@ -5,7 +5,6 @@
 DHCP hands out the lower half of the subnet, static addresses live in the upper half.
 """
 
-
 from __future__ import annotations
 
 import ipaddress
@@ -74,6 +73,7 @@ def parse_forwards(specs: list[str] | tuple[str, ...]) -> tuple[Forward, ...]:
 
 # ---- the bridge's settings: PRODNG_BRIDGE, PRODNG_SUBNET ----
 
+
 @dataclass(frozen=True)
 class Bridge:
     name: str
@@ -114,8 +114,10 @@ def bridge() -> Bridge:
 
 def check_name(name: str, mode: Mode) -> None:
     if mode.wired and not DNS_LABEL.match(name):
-        raise InvalidRequest(f"container name {name!r} cannot be a DNS name ({name}.{DOMAIN})",
-                             hint="letters, digits and inner '-' only, for dhcp and static")
+        raise InvalidRequest(
+            f"container name {name!r} cannot be a DNS name ({name}.{DOMAIN})",
+            hint="letters, digits and inner '-' only, for dhcp and static",
+        )
 
 
 def check_static(mode: Mode, net: Bridge) -> None:
@@ -123,7 +125,9 @@ def check_static(mode: Mode, net: Bridge) -> None:
     assert mode.address
     if mode.address.network != net.network or not net.is_static_address(mode.address.ip):
         half = net.network[net.network.num_addresses // 2]
-        raise InvalidRequest(f"static address {mode.address} is outside {net.name}'s static range",
-                             hint=f"{half}-{net.network.broadcast_address - 1}/{net.network.prefixlen}")
+        raise InvalidRequest(
+            f"static address {mode.address} is outside {net.name}'s static range",
+            hint=f"{half}-{net.network.broadcast_address - 1}/{net.network.prefixlen}",
+        )
     if mode.gateway and mode.gateway not in net.network:
         raise InvalidRequest(f"gateway {mode.gateway} is outside {net.network}")

@@ -1,7 +1,6 @@
 """prodng's nftables: the forwards map and the host's input filter (table ip), and the
 bridge's DHCP guard (table bridge). Every rule change for the bridge goes through here."""
 
-
 from __future__ import annotations
 
 from prodng import run
@@ -64,9 +63,11 @@ def bridge_table(net: Bridge) -> str:
 
 def guard_port(net: Bridge, veth: str, mac: str) -> None:
     """Requests through this port must carry the port's MAC as chaddr (DHCP bytes 28-33)."""
-    run_nft(f"add chain bridge {net.name} port-{veth}\n"
-         f"add rule bridge {net.name} port-{veth} @ih,224,48 != 0x{mac.replace(':', '')} drop\n"
-         f'add element bridge {net.name} ports {{ "{veth}" : jump port-{veth} }}\n')
+    run_nft(
+        f"add chain bridge {net.name} port-{veth}\n"
+        f"add rule bridge {net.name} port-{veth} @ih,224,48 != 0x{mac.replace(':', '')} drop\n"
+        f'add element bridge {net.name} ports {{ "{veth}" : jump port-{veth} }}\n'
+    )
 
 
 def unguard_port(net: Bridge, veth: str) -> None:

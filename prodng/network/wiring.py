@@ -5,7 +5,6 @@ whoever comes next (the keeper, a later stop/rm) finds the same objects without 
 anyone. The runtime directory is per prodng root *and* per network namespace.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +21,7 @@ from prodng.network.modes import DOMAIN, Bridge
 
 # ---- names for one container's parts: stable across restarts ----
 
+
 def _digest(paths: Paths, name: str) -> str:
     return hashlib.sha256(f"{paths.root}\0{name}".encode()).hexdigest()
 
@@ -33,7 +33,7 @@ def veth_name(paths: Paths, name: str) -> str:
 def mac_address(paths: Paths, name: str) -> str:
     """Locally administered and stable, so dnsmasq gives a restarted container its old address."""
     raw = _digest(paths, name)[12:22]
-    return "02:" + ":".join(raw[i:i + 2] for i in range(0, 10, 2))
+    return "02:" + ":".join(raw[i : i + 2] for i in range(0, 10, 2))
 
 
 def runtime_dir(paths: Paths) -> Path:
@@ -48,6 +48,7 @@ def keeper_server(paths: Paths) -> Path:
 
 
 # ---- the per-container record of what is wired: state/NAME/net.json ----
+
 
 def net_file(paths: Paths, name: str) -> Path:
     return paths.container_state(name) / "net.json"
@@ -70,6 +71,7 @@ def keeper_alive(paths: Paths, name: str) -> bool:
 
 
 # ---- host side: bridge, firewall table, dnsmasq ----
+
 
 @contextmanager
 def locked(paths: Paths) -> Iterator[None]:

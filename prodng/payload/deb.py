@@ -23,8 +23,15 @@ from prodng.errors import InvalidRequest
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 VERSION_RE = re.compile(r"^(\d+:)?[0-9][A-Za-z0-9.+~:-]*$")
-ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
-          "s390x": "s390x", "riscv64": "riscv64"}
+ARCHES = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "armhf",
+    "i686": "i386",
+    "ppc64le": "ppc64el",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 UNIT_DIRS = ("lib/systemd/system/", "usr/lib/systemd/system/")
 
 
@@ -84,8 +91,9 @@ def inspect(path: str) -> Payload:
     if not VERSION_RE.match(version):
         raise InvalidRequest(f"{label} ({package}): invalid Version field {version!r}")
     if architecture not in ("all", host_architecture()):
-        raise InvalidRequest(f"{label} ({package}): architecture {architecture} does not fit this "
-                             f"{host_architecture()} host")
+        raise InvalidRequest(
+            f"{label} ({package}): architecture {architecture} does not fit this {host_architecture()} host"
+        )
     units = []
     for member in members:
         if why := _check_member(member):
@@ -93,12 +101,19 @@ def inspect(path: str) -> Payload:
         name = posixpath.normpath(member.name.removeprefix("./"))
         if name.startswith(UNIT_DIRS) and name.endswith(".service") and "@" not in name and not member.isdir():
             units.append("/" + name)
-    return Payload(path=os.path.abspath(path), package=package, version=version, architecture=architecture,
-                   sha256=_checksum(path), exec_field=control.get("X-Prodng-Exec", "").strip(),
-                   units=tuple(sorted(units)))
+    return Payload(
+        path=os.path.abspath(path),
+        package=package,
+        version=version,
+        architecture=architecture,
+        sha256=_checksum(path),
+        exec_field=control.get("X-Prodng-Exec", "").strip(),
+        units=tuple(sorted(units)),
+    )
 
 
 # ---- finding the service ----
+
 
 @dataclass(frozen=True)
 class Service:
@@ -175,9 +190,16 @@ def service_from_unit(root: Path, unit: str) -> Service:
     run_dirs = tuple(d for spec in values.get("RuntimeDirectory", []) for d in spec.split())
     if any(".." in d.split("/") or d.startswith("/") for d in run_dirs):
         raise InvalidRequest(f"{unit}: RuntimeDirectory must be relative to /run")
-    return Service(argv=tuple(main), user=values.get("User", [""])[-1], group=values.get("Group", [""])[-1],
-                   workdir=values.get("WorkingDirectory", ["/"])[-1].lstrip("-") or "/", env=tuple(env),
-                   forking=kind == "forking", run_dirs=run_dirs, source=unit)
+    return Service(
+        argv=tuple(main),
+        user=values.get("User", [""])[-1],
+        group=values.get("Group", [""])[-1],
+        workdir=values.get("WorkingDirectory", ["/"])[-1].lstrip("-") or "/",
+        env=tuple(env),
+        forking=kind == "forking",
+        run_dirs=run_dirs,
+        source=unit,
+    )
 
 
 def find_service(root: Path, payloads: list[Payload]) -> Service:
@@ -188,12 +210,15 @@ def find_service(root: Path, payloads: list[Payload]) -> Service:
         for unit in payload.units:
             return service_from_unit(root, unit)
     names = ", ".join(p.package for p in payloads)
-    raise InvalidRequest(f"{names}: no service to run",
-                         hint="pass --exec CMD, add an X-Prodng-Exec control field, or ship a systemd unit")
+    raise InvalidRequest(
+        f"{names}: no service to run",
+        hint="pass --exec CMD, add an X-Prodng-Exec control field, or ship a systemd unit",
+    )
 
 
 def lookup_ids(root: Path, user: str, group: str) -> tuple[int, int]:
     """User= and Group= resolved in the container's own passwd and group files."""
+
     def table(name: str) -> dict[str, tuple[int, int]]:
         found = {}
         try:

@@ -57,8 +57,9 @@ def _host_sources(paths: Paths, template: str) -> tuple[Bind, ...]:
     os_release = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
     if f"VERSION_CODENAME={meta['suite']}" not in os_release.split():
         return ()
-    binds = [Bind(str(p), str(p)) for p in (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
-             if p.exists()]
+    binds = [
+        Bind(str(p), str(p)) for p in (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list")) if p.exists()
+    ]
     return tuple(binds)
 
 
@@ -94,13 +95,21 @@ def installed_root(paths: Paths, template: str, payloads: list[Payload], progres
                 shutil.copyfile(p.path, staging / f"{p.package}_{p.version.replace(':', '%3a')}_{p.architecture}.deb")
             _write_inside(work, POLICY_RC_D, "#!/bin/sh\n# prodng: no daemon starts during install\nexit 101\n", 0o755)
             progress(f"installing {names} with dependencies into a sandboxed snapshot of {template}")
-            script = (f"apt-get update -qq && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb"
-                      " && apt-get clean")
+            script = (
+                f"apt-get update -qq && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb"
+                " && apt-get clean"
+            )
             job = ContainerRecord(
-                name=f"install-{key[:8]}", template=template, argv=("/bin/sh", "-c", script), network="host",
+                name=f"install-{key[:8]}",
+                template=template,
+                argv=("/bin/sh", "-c", script),
+                network="host",
                 env=("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none"),
-                binds=(Bind(str(staging), PAYLOAD_DIR), Bind("/etc/resolv.conf", "/etc/resolv.conf"),
-                       *_host_sources(paths, template)),
+                binds=(
+                    Bind(str(staging), PAYLOAD_DIR),
+                    Bind("/etc/resolv.conf", "/etc/resolv.conf"),
+                    *_host_sources(paths, template),
+                ),
             )
             code, log = enter.run_job(paths, job, work, jobs, INSTALL_TIMEOUT)
             if code != 0:

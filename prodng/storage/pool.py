@@ -72,6 +72,8 @@ def _create_image(image: Path, size: int) -> None:
 def _mount_image(image: Path, mountpoint: Path) -> None:
     mountpoint.mkdir(exist_ok=True)
     if run.run(["losetup", "--find"], check=False).returncode != 0:
-        raise SystemFailure("no free loop device for the pool image", hint="free one with losetup -d or load the loop module")
+        raise SystemFailure(
+            "no free loop device for the pool image", hint="free one with losetup -d or load the loop module"
+        )
     log.info("mounting pool image %s on %s", image, mountpoint)
     run.run(["mount", "-o", "loop,noatime", image, mountpoint])

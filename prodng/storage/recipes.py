@@ -59,6 +59,7 @@ def available() -> set[str]:
 
 def parse(path: Path) -> Recipe:
     """Read and check one recipe; every defect is reported with the file's name."""
+
     def bad(why: str) -> InvalidRequest:
         return InvalidRequest(f"recipe {path}: {why}")
 

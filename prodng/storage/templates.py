@@ -56,7 +56,7 @@ def clean_stale_builds(paths: Paths) -> list[str]:
     """Delete build subvolumes whose builder is gone (killed mid-build)."""
     removed = []
     for entry in paths.templates.glob(f"{BUILD_PREFIX}*"):
-        name = entry.name[len(BUILD_PREFIX):].rsplit("-", 1)[0]
+        name = entry.name[len(BUILD_PREFIX) :].rsplit("-", 1)[0]
         if not locks.is_held(_lock(paths, name)):
             log.info("removing stale build %s", entry)
             btrfs.delete_subvolume(entry)
@@ -91,8 +91,16 @@ def build(paths: Paths, name: str, progress: Progress, *, force: bool = False) -
 def _debootstrap(recipe: recipes.Recipe, target: Path, progress: Progress) -> None:
     run.require("debootstrap", "debootstrap")
     cmd: list[str | Path] = [
-        "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
-        "debootstrap", f"--variant={recipe.variant}", f"--components={','.join(recipe.components)}",
+        "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--propagation",
+        "private",
+        "debootstrap",
+        f"--variant={recipe.variant}",
+        f"--components={','.join(recipe.components)}",
     ]
     if recipe.packages:
         cmd.append(f"--include={','.join(recipe.packages)}")
@@ -129,9 +137,14 @@ def installed_packages(root: Path) -> dict[str, str]:
 def _metadata(recipe: recipes.Recipe, root: Path) -> dict[str, object]:
     packages = installed_packages(root)
     return {
-        "name": recipe.name, "suite": recipe.suite, "variant": recipe.variant,
-        "mirror": recipe.resolved_mirror(), "extra_packages": list(recipe.packages),
-        "built": time.time(), "package_count": len(packages), "packages": packages,
+        "name": recipe.name,
+        "suite": recipe.suite,
+        "variant": recipe.variant,
+        "mirror": recipe.resolved_mirror(),
+        "extra_packages": list(recipe.packages),
+        "built": time.time(),
+        "package_count": len(packages),
+        "packages": packages,
     }
 
 
@@ -145,9 +158,15 @@ def info(paths: Paths, name: str) -> TemplateInfo:
     root = require(paths, name)
     meta = json.loads((root / METADATA).read_text())
     return TemplateInfo(
-        name=name, suite=meta["suite"], variant=meta["variant"], mirror=meta["mirror"],
-        built=meta["built"], package_count=meta["package_count"], packages=meta["packages"],
-        read_only=btrfs.is_read_only(root), used_by=users(paths, name),
+        name=name,
+        suite=meta["suite"],
+        variant=meta["variant"],
+        mirror=meta["mirror"],
+        built=meta["built"],
+        package_count=meta["package_count"],
+        packages=meta["packages"],
+        read_only=btrfs.is_read_only(root),
+        used_by=users(paths, name),
     )
 
 
