@@ -20,7 +20,7 @@ from prodng.container import enter, lifecycle, logs, observe, state, upgrade, va
 from prodng.container.state import ContainerRecord, Limits
 from prodng.errors import InvalidRequest
 from prodng.payload import deb, install
-from prodng.storage import btrfs, pool, templates
+from prodng.storage import btrfs, pool, recipes, templates
 
 
 @dataclass
@@ -80,6 +80,11 @@ NAME = Param("name", "container name", positional=True, required=True, pattern=s
 def _template_build(ctx: Context, name: str, force: bool) -> dict[str, object]:
     ctx.pool()
     return templates.build(ctx.paths, name, ctx.progress, force=force).summary()
+
+
+def _template_import(ctx: Context, name: str, source: str, force: bool) -> dict[str, object]:
+    ctx.pool()
+    return templates.import_root(ctx.paths, name, Path(source).absolute(), force=force).summary()
 
 
 def _template_ls(ctx: Context) -> list[dict[str, object]]:
@@ -419,6 +424,22 @@ VERBS: tuple[Verb, ...] = (
         "POST",
         _template_build,
         (Param("name", "template name", positional=True, required=True), FORCE),
+    ),
+    Verb(
+        "template import",
+        "make a template from a root directory or a tar archive",
+        "POST",
+        _template_import,
+        (
+            Param("name", "template name", positional=True, required=True, pattern=f"^{recipes.NAME_RE.pattern}$"),
+            Param(
+                "source",
+                "a directory or a tar archive (.tar, .tar.gz, .tar.xz, .tar.bz2) holding the root",
+                positional=True,
+                required=True,
+            ),
+            Param("force", "replace a template of that name", kind="bool", flags=("-f", "--force"), default=False),
+        ),
     ),
     Verb(
         "template ls",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from probe_helpers import probe_binary  # noqa: F401 (a fixture for every test module)
+from probe_helpers import probe_binary, probe_template  # noqa: F401 (fixtures for every test module)
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
@@ -115,7 +115,7 @@ def fresh_root() -> Iterator[Prodng]:
 
 
 @pytest.fixture
-def container(prodng: Prodng, template: str, request: pytest.FixtureRequest) -> Iterator[str]:
+def container(prodng: Prodng, request: pytest.FixtureRequest) -> Iterator[str]:
     """A name for one test's container; removed afterwards whatever happened."""
     name = "t-" + request.node.name.replace("[", "-").replace("]", "")[:40].replace("_", "-")
     yield name

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from agent_helpers import PORT, Client, start_agent
 from openapi_spec_validator import validate
+from probe_helpers import make_probe_root
 from prometheus_client.parser import text_string_to_metric_families
 
 from prodng import verbs
@@ -103,6 +104,18 @@ def test_every_verb_over_rest(prodng: Prodng, template: str, https: Client, unix
     assert https.request("POST", "/prodng/start", {"name": container})[1]["state"] == "running"  # type: ignore[index]
     assert https.request("POST", f"/prodng/rm?{container}", {"force": True})[1] == {"name": container, "removed": True}
     assert https.request("GET", f"/prodng/info?{container}")[0] == 404
+
+
+@pytest.mark.root
+def test_template_import_over_rest(prodng: Prodng, https: Client, probe_binary: Path, tmp_path: Path) -> None:
+    source = str(make_probe_root(tmp_path, probe_binary))
+    status, body = https.request("POST", "/prodng/template/import", {"name": "rest-import", "source": source})
+    assert status == 200 and body["variant"] == "import" and body["source"] == source, body  # type: ignore[index]
+    status, body = https.request("POST", "/prodng/template/import", {"name": "rest-import", "source": source})
+    assert status == 409 and "already exists" in body["error"], body  # type: ignore[index]
+    status, body = https.request("POST", "/prodng/template/import", {"name": "Rest", "source": source})
+    assert status == 400 and "invalid template name" in body["error"], body  # type: ignore[index]
+    assert https.request("POST", "/prodng/template/rm", {"name": "rest-import"})[0] == 200
 
 
 @pytest.mark.root
@@ -258,8 +271,10 @@ def test_schemathesis_finds_no_server_error(prodng: Prodng, https: Client) -> No
             "--exclude-path",
             "/prodng/template/build",
             "--exclude-path",
-            "/prodng/template/rm",
-        ],  # slow / destructive
+            "/prodng/template/rm",  # slow / destructive
+            "--exclude-path",
+            "/prodng/template/import",  # would copy any host directory it names
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,14 +1,16 @@
-"""The btrfs pool and template roots, for real: loop image, subvolumes, snapshots, debootstrap."""
+"""The btrfs pool and template roots, for real: loop image, subvolumes, snapshots, debootstrap, import."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from probe_helpers import make_probe_root
 
 from prodng import run
 from prodng.config import Paths
@@ -101,7 +103,7 @@ def test_template_is_read_only_and_records_its_packages(prodng: Prodng, template
     with pytest.raises(OSError):
         (root / "etc" / "prodng-write-test").write_text("x")
     listed = prodng.json("template", "ls")
-    assert [t["name"] for t in listed] == [template]  # type: ignore[index, union-attr]
+    assert [t["name"] for t in listed if t["variant"] != "import"] == [template]  # type: ignore[index, union-attr]
 
 
 @pytest.mark.slow
@@ -151,12 +153,11 @@ def test_killed_build_leaves_nothing(prodng: Prodng, tmp_path: Path) -> None:
         del prodng.env["PRODNG_RECIPES"]
 
 
-@pytest.mark.slow
-def test_template_rm_refused_while_used(prodng: Prodng, template: str, container: str) -> None:
-    prodng("create", template, "--name", container, "--exec", "true")
-    result = prodng("template", "rm", template, check=False)
+def test_template_rm_refused_while_used(prodng: Prodng, probe_template: str, container: str) -> None:
+    prodng("create", probe_template, "--name", container, "--exec", "probe true")
+    result = prodng("template", "rm", probe_template, check=False)
     assert result.returncode == 4 and f"used by {container}" in result.stderr
-    assert template in prodng("template", "ls").stdout
+    assert probe_template in prodng("template", "ls").stdout
 
 
 def test_template_bad_input(prodng: Prodng) -> None:
@@ -168,11 +169,74 @@ def test_template_bad_input(prodng: Prodng) -> None:
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
-@pytest.mark.slow
-def test_template_rm_removes_an_unused_template(prodng: Prodng, template: str) -> None:
+def test_template_rm_removes_an_unused_template(prodng: Prodng, probe_binary: Path, tmp_path: Path) -> None:
     templates_dir = prodng.root / "pool" / "templates"
-    btrfs.snapshot(templates_dir / template, templates_dir / "spare", read_only=True)
+    prodng("template", "import", "spare", str(make_probe_root(tmp_path, probe_binary)))
     assert "spare" in prodng("template", "ls").stdout
     assert prodng.json("template", "rm", "spare") == {"name": "spare", "removed": True}
     assert not (templates_dir / "spare").exists() and "spare" not in prodng("template", "ls").stdout
     assert prodng("template", "rm", "spare", check=False).returncode == 3
+
+
+def test_template_import_from_a_directory_or_an_archive(
+    prodng: Prodng, probe_binary: Path, tmp_path: Path, container: str
+) -> None:
+    source = make_probe_root(tmp_path / "root", probe_binary)
+    (source / "etc" / "marker").write_text("from the source\n")
+    os.chown(source / "etc" / "marker", 1234, 5678)
+    os.symlink("probe", source / "bin" / "link")
+    archive = tmp_path / "root.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(source, arcname=".")
+    templates_dir = prodng.root / "pool" / "templates"
+    for name, given in (("imp-dir", source), ("imp-tar", archive)):
+        started = time.monotonic()
+        info = prodng.json("template", "import", name, str(given))
+        assert time.monotonic() - started < 5
+        assert info == {**info, "name": name, "variant": "import", "source": str(given), "read_only": True}
+        root = templates_dir / name
+        assert btrfs.is_read_only(root) and (root / "etc" / "marker").read_text() == "from the source\n"
+        assert (root / "etc" / "marker").stat()[4:6] == (1234, 5678), "ownership kept"
+        assert os.readlink(root / "bin" / "link") == "probe" and os.access(root / "bin" / "probe", os.X_OK)
+        assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
+    prodng("run", "imp-tar", "--name", container, "--exec", "probe cat /etc/marker ; sleep 100000")
+    prodng.wait_for(lambda: prodng("logs", container).stdout == "from the source\n", what="the service's output")
+    assert not list(templates_dir.glob(".build-*"))
+    prodng("rm", "-f", container)
+    for name in ("imp-dir", "imp-tar"):
+        prodng("template", "rm", name)
+
+
+def test_template_import_refuses_bad_input_and_leaves_nothing(
+    prodng: Prodng, probe_binary: Path, tmp_path: Path
+) -> None:
+    source = make_probe_root(tmp_path / "root", probe_binary)
+    templates_dir = prodng.root / "pool" / "templates"
+
+    def fails(code: int, *args: str, says: str) -> None:
+        result = prodng("template", "import", *args, check=False)
+        assert result.returncode == code, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("prodng: error:"), result.stderr
+        assert says in result.stderr, result.stderr
+
+    fails(2, "Bad/Name", str(source), says="invalid template name")
+    fails(2, "name\n", str(source), says="invalid template name")
+    fails(2, ".hidden", str(source), says="invalid template name")
+    fails(2, "x" * 64, str(source), says="invalid template name")
+    fails(2, "imp-bad", str(tmp_path / "nosuch"), says="no such directory or archive")
+    fails(2, "imp-bad", "/", says="holds prodng's pool")
+    (tmp_path / "notes.txt").write_text("not an archive")
+    fails(2, "imp-bad", str(tmp_path / "notes.txt"), says="neither a directory nor a tar archive")
+    truncated = tmp_path / "truncated.tar"
+    with tarfile.open(truncated, "w") as tar:
+        tar.add(source, arcname=".")
+    truncated.write_bytes(truncated.read_bytes()[: 600 * 1024])  # cut in the middle of bin/probe
+    fails(5, "imp-bad", str(truncated), says="tar failed")
+    assert not (templates_dir / "imp-bad").exists() and not list(templates_dir.glob(".build-*"))
+    prodng("template", "import", "imp-once", str(source))
+    fails(4, "imp-once", str(source), says="template imp-once already exists (use --force to replace it)")
+    (source / "etc" / "marker").write_text("second")
+    replaced = prodng.json("template", "import", "imp-once", str(source), "--force")
+    assert replaced["read_only"] is True  # type: ignore[index]
+    assert (templates_dir / "imp-once" / "etc" / "marker").read_text() == "second"
+    prodng("template", "rm", "imp-once")

@@ -11,7 +11,7 @@ from debian.deb822 import Deb822
 
 from prodng.errors import InvalidRequest, NotFound
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,62}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}")  # matched in full: no trailing newline
 SUITE_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 VARIANTS = ("minbase", "buildd", "-")
@@ -42,9 +42,14 @@ def search_path() -> list[Path]:
     return extra + shipped
 
 
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name):
+        raise InvalidRequest(f"invalid template name {name!r}", hint="1-63 lower-case letters, digits, . + -")
+    return name
+
+
 def find(name: str) -> Recipe:
-    if not NAME_RE.match(name):
-        raise InvalidRequest(f"invalid template name {name!r}", hint="lower-case letters, digits, . + -")
+    check_name(name)
     for folder in search_path():
         candidate = folder / f"{name}.recipe"
         if candidate.is_file():
@@ -74,7 +79,7 @@ def parse(path: Path) -> Recipe:
     if unknown:
         raise bad(f"unknown field {', '.join(unknown)}")
     name, suite = fields["Name"].strip(), fields["Suite"].strip()
-    if not NAME_RE.match(name) or name != path.stem:
+    if not NAME_RE.fullmatch(name) or name != path.stem:
         raise bad(f"Name {name!r} must be a valid name equal to the file name {path.stem!r}")
     if not SUITE_RE.match(suite):
         raise bad(f"malformed Suite {suite!r}")

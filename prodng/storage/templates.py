@@ -1,6 +1,7 @@
-"""Template roots: debootstrap a recipe into a temporary subvolume, then publish it read-only.
+"""Template roots: debootstrap a recipe (or import a directory or tar archive) into a temporary
+subvolume, then publish it read-only.
 
-A build is atomic: it happens in templates/.build-NAME-PID and is made read-only
+A build or import is atomic: it happens in templates/.build-NAME-PID and is made read-only
 and renamed into place only on success. debootstrap runs in its own mount and
 pid namespaces, tied to us by PR_SET_PDEATHSIG: if we are killed, it dies and its
 mounts vanish with it; the next build deletes the stale subvolume.
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from debian.deb822 import Deb822
 from prodng import locks, run
 from prodng.config import Paths
 from prodng.container import state
-from prodng.errors import Conflict, NotFound, SystemFailure
+from prodng.errors import Conflict, InvalidRequest, NotFound, SystemFailure
 from prodng.storage import btrfs, recipes
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class TemplateInfo:
     packages: dict[str, str]
     read_only: bool
     used_by: list[str]
+    source: str = ""  # what an imported template was made from
 
     def summary(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if k != "packages"}
@@ -64,19 +68,22 @@ def clean_stale_builds(paths: Paths) -> list[str]:
     return removed
 
 
-def build(paths: Paths, name: str, progress: Progress, *, force: bool = False) -> TemplateInfo:
-    recipe = recipes.find(name)
+@contextmanager
+def _staged(paths: Paths, name: str, *, force: bool) -> Iterator[Path]:
+    """A subvolume to fill; published read-only as template NAME only if the body succeeds.
+
+    Under the template's lock, so a concurrent build or import of the same name is refused;
+    a killed prodng leaves templates/.build-NAME-PID, which clean_stale_builds removes.
+    """
     clean_stale_builds(paths)
     with locks.hold(_lock(paths, name), wait=False, what=f"template {name}"):
         final = paths.template_root(name)
         if final.exists() and not force:
-            raise Conflict(f"template {name} is already built", hint="use --force to rebuild it")
+            raise Conflict(f"template {name} already exists", hint="use --force to replace it")
         work = paths.templates / f"{BUILD_PREFIX}{name}-{os.getpid()}"
         btrfs.create_subvolume(work)
         try:
-            _debootstrap(recipe, work, progress)
-            meta = _metadata(recipe, work)
-            (work / METADATA).write_text(json.dumps(meta, indent=1))
+            yield work
             btrfs.set_read_only(work)
             if final.exists():
                 _remove(paths, name)
@@ -84,8 +91,63 @@ def build(paths: Paths, name: str, progress: Progress, *, force: bool = False) -
         except BaseException:
             btrfs.delete_subvolume(work)
             raise
+
+
+def build(paths: Paths, name: str, progress: Progress, *, force: bool = False) -> TemplateInfo:
+    recipe = recipes.find(name)
+    with _staged(paths, name, force=force) as work:
+        _debootstrap(recipe, work, progress)
+        meta = _metadata(recipe, work)
+        (work / METADATA).write_text(json.dumps(meta, indent=1))
     progress(f"template {name} built: {meta['package_count']} packages")
     return info(paths, name)
+
+
+def import_root(paths: Paths, name: str, source: Path, *, force: bool = False) -> TemplateInfo:
+    """A template from a root made elsewhere: a directory (copied, reflinked where it can be) or a tar
+    archive (plain, gzip, bzip2 or xz). Ownership, modes, links and xattrs are kept; GNU tar refuses
+    members with ".." and strips leading "/"."""
+    recipes.check_name(name)
+    if source.is_dir() and paths.pool.resolve().is_relative_to(source.resolve()):
+        raise InvalidRequest(f"{source} holds prodng's pool", hint="import a directory with only the root in it")
+    copy = _import_command(source)
+    with _staged(paths, name, force=force) as work:
+        run.run([*copy, work])
+        packages = installed_packages(work)
+        meta = {
+            "name": name,
+            "suite": "",
+            "variant": "import",
+            "mirror": "",
+            "source": str(source),
+            "built": time.time(),
+            "package_count": len(packages),
+            "packages": packages,
+        }
+        (work / METADATA).write_text(json.dumps(meta, indent=1))
+    return info(paths, name)
+
+
+def _import_command(source: Path) -> list[str | Path]:
+    """The command that copies source into a directory given last; refuses what is neither a directory
+    nor a tar archive, before anything is made."""
+    if source.is_dir():
+        return ["cp", "-a", "--reflink=auto", "--no-target-directory", source]
+    if source.is_file() and tarfile.is_tarfile(source):
+        return [
+            "tar",
+            "--extract",
+            "--numeric-owner",
+            "--same-owner",
+            "--preserve-permissions",
+            "--xattrs",
+            "--file",
+            source,
+            "--directory",
+        ]
+    if not source.exists():
+        raise InvalidRequest(f"{source}: no such directory or archive")
+    raise InvalidRequest(f"{source}: neither a directory nor a tar archive")
 
 
 def _debootstrap(recipe: recipes.Recipe, target: Path, progress: Progress) -> None:
@@ -121,8 +183,9 @@ def _debootstrap(recipe: recipes.Recipe, target: Path, progress: Progress) -> No
 
 def installed_packages(root: Path) -> dict[str, str]:
     """name -> version, from a root's own dpkg database (never the host's)."""
-    status = root / "var/lib/dpkg/status"
-    if not status.is_file():
+    status = Path(os.path.realpath(root / "var/lib/dpkg/status"))
+    # An imported root is anyone's: its status file may be a link to a host file or a device.
+    if not status.is_relative_to(os.path.realpath(root)) or not status.is_file():
         return {}
     packages = {}
     with open(status) as f:
@@ -167,6 +230,7 @@ def info(paths: Paths, name: str) -> TemplateInfo:
         packages=meta["packages"],
         read_only=btrfs.is_read_only(root),
         used_by=users(paths, name),
+        source=meta.get("source", ""),
     )
 
 
