@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,6 +48,12 @@ def build_probe() -> Path:
         if stale != binary.parent:
             shutil.rmtree(stale, ignore_errors=True)
     return binary
+
+
+def chain(*commands: str) -> list[str]:
+    """The arguments of one probe run doing each command in turn, whatever the others gave:
+    chain("a= open /x w", "caps") is `probe a= open /x w ; caps`."""
+    return shlex.split(" ; ".join(commands))
 
 
 def facts(output: str) -> dict[str, str]:

@@ -15,11 +15,10 @@ from conftest import Prodng
 
 
 @pytest.mark.root
-@pytest.mark.slow
-def test_agent_restart_changes_no_container(prodng: Prodng, template: str, container: str) -> None:
+def test_agent_restart_changes_no_container(prodng: Prodng, probe_template: str, container: str) -> None:
     names = [f"{container}-{s}" for s in ("run", "frozen", "stopped")]
     for name in names:
-        prodng("run", template, "--name", name, "--exec", "sleep 100000")
+        prodng("run", probe_template, "--name", name, "--exec", "probe sleep 100000")
     prodng("freeze", names[1])
     prodng("stop", names[2], "-t", "0")
     before = {n: (prodng.info(n)["state"], prodng.info(n)["pid"]) for n in names}

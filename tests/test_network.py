@@ -163,9 +163,9 @@ def test_static_beside_dhcp_and_port_forward_from_host(net: Prodng, names: list[
     assert "hello" not in fetch_from_host("127.0.0.1", 18080)
 
 
-def test_none_has_only_loopback(prodng: Prodng, container: str) -> None:
-    prodng("bookworm", "none", "--name", container, "--exec", "sleep 1000")
-    devices = prodng("exec", container, "--", "cat", "/proc/net/dev").stdout
+def test_none_has_only_loopback(prodng: Prodng, probe_template: str, container: str) -> None:
+    prodng(probe_template, "none", "--name", container, "--exec", "probe sleep 1000")
+    devices = prodng("exec", container, "--", "probe", "cat", "/proc/net/dev").stdout
     interfaces = [line.split(":")[0].strip() for line in devices.splitlines()[2:]]
     assert interfaces == ["lo"]
     assert prodng.info(container)["interface"] is None
