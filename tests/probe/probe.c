@@ -815,7 +815,7 @@ static int cmd_kill0(int argc, char **argv)
     if (sig < 0)
         return fail("unknown signal %s", argv[1]), USAGE_ERROR;
     /* Said first: with SIGKILL the caller learns which group was hit only from this line. */
-    out("kill0 sig=%s pid=%d pgid=%d sid=%d\n", sigabbrev_np(sig) ?: "?", getpid(), getpgid(0), getsid(0));
+    out("kill0 sig=%s pid=%d pgid=%d sid=%d\n", sig ? sigabbrev_np(sig) ?: "?" : "0", getpid(), getpgid(0), getsid(0));
     signal(sig, SIG_IGN); /* survive our own signal where possible, to say what happened */
     return report(kill(0, sig), errno, "kill(0)");
 }
@@ -823,8 +823,9 @@ static int cmd_kill0(int argc, char **argv)
 static int cmd_tiocsti(int argc, char **argv)
 {
     (void)argc;
-    size_t injected = 0;
-    for (const char *c = argv[1]; *c; c++, injected++) {
+    char text[4096];
+    size_t len = unescape(argv[1], text, sizeof text), injected = 0;
+    for (const char *c = text; c < text + len; c++, injected++) {
         if (ioctl(0, TIOCSTI, c) < 0) {
             int err = errno;
             out("%s=%s injected=%zu\n", current, errname(err), injected);
@@ -1286,7 +1287,7 @@ static const struct command commands[] = {
     {"serve", cmd_serve, 2, "PORT TEXT [COUNT]: answer each TCP connection with TEXT, close"},
     {"udp-send", cmd_udp_send, 3, "IP PORT TEXT"},
     {"kill0", cmd_kill0, 1, "SIG: kill(0, SIG), our whole process group"},
-    {"tiocsti", cmd_tiocsti, 1, "TEXT: push TEXT into fd 0's terminal input"},
+    {"tiocsti", cmd_tiocsti, 1, "TEXT: push TEXT (\\n, \\r understood) into fd 0's terminal input"},
     {"setsid-check", cmd_setsid_check, 0, "own session and process group? controlling tty?"},
     {"signals", cmd_signals, 1, "LOG [IGNORE]: comma lists (or -); print signal=NAME, run forever"},
     {"ticker", cmd_ticker, 1, "FILE [CHILDREN]: sleeping children, a counter in FILE every 20 ms"},
@@ -1333,11 +1334,13 @@ static int is_separator(const char *word)
 
 int main(int argc, char **argv)
 {
-    /* Called by another name (a symlink bin/true -> probe), run that subcommand. */
+    /* Called by the name of a subcommand (a symlink bin/sleep -> probe), run it. */
     const char *self = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-    if (strcmp(self, "probe")) {
-        argv[0] = (char *)self;
-        return run_one(argc, argv);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (!strcmp(self, commands[i].name)) {
+            argv[0] = (char *)self;
+            return run_one(argc, argv);
+        }
     }
     if (argc < 2)
         return usage();
