@@ -1,4 +1,5 @@
-"""Shared fixtures: one throw-away prodng root and one real bookworm template per session."""
+"""Shared fixtures: one throw-away prodng root per session, the bookworm template (cached across sessions)
+and the probe template."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import template_cache
 from probe_helpers import probe_binary, probe_template  # noqa: F401 (fixtures for every test module)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,9 +103,8 @@ def prodng(session_root: Path) -> Prodng:
 
 @pytest.fixture(scope="session")
 def template(prodng: Prodng) -> str:
-    """The real bookworm template, debootstrapped once per test session (~35 s)."""
-    if "bookworm" not in prodng("template", "ls").stdout:
-        prodng("template", "build", "bookworm", timeout=900)
+    """The real bookworm template: debootstrapped (~30 s) once, then received from the test cache (~1 s)."""
+    template_cache.ensure(prodng, "bookworm")
     return "bookworm"
 
 

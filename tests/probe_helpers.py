@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ def build_probe() -> Path:
     key = hashlib.sha256("\0".join(CFLAGS).encode() + b"\0" + source).hexdigest()[:16]
     binary = cache_dir() / f"probe-{key}" / "probe"
     if binary.is_file():
+        os.utime(binary.parent)  # in use: not stale
         return binary
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_name(f".probe-{os.getpid()}")  # a killed build never leaves a half-written binary
@@ -44,8 +46,9 @@ def build_probe() -> Path:
         partial.unlink(missing_ok=True)
         raise AssertionError(f"building the probe failed:\n{result.stderr}")
     os.replace(partial, binary)
-    for stale in binary.parent.parent.glob("probe-*"):  # older versions of probe.c
-        if stale != binary.parent:
+    # Other versions may be in use by a session of another checkout: remove only those unused for a day.
+    for stale in binary.parent.parent.glob("probe-*"):
+        if stale != binary.parent and time.time() - stale.stat().st_mtime > 86400:
             shutil.rmtree(stale, ignore_errors=True)
     return binary
 
