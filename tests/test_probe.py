@@ -136,3 +136,34 @@ def test_serve_and_connect_in_a_private_network(probe_binary: Path, tmp_path: Pa
     lines = result.stdout.splitlines()
     assert lines == ["connect=ok read=hello\\x0athere\\x0a", "connect=ECONNREFUSED", "udp-send=ok"], result
     assert facts(lines[0])["read"] == "hello\nthere\n"
+
+
+@pytest.mark.root
+def test_hogs_report_the_limit_that_stopped_them(probe_binary: Path, tmp_path: Path) -> None:
+    p = str(probe_binary)
+    filled = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"mount -t tmpfs -o size=3m probe-fill {tmp_path} && {p} fill {tmp_path}/f 10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    report = facts(filled.stdout.splitlines()[-1])
+    assert filled.returncode == 1 and report["fill"] == "ENOSPC", filled
+    assert 2 * 1024**2 <= int(report["bytes"]) <= 3 * 1024**2
+    assert filled.stderr.startswith("probe: fill: ") and filled.stderr.count("\n") == 1
+    # An unused uid, so that no other process counts against its RLIMIT_NPROC.
+    bomb = subprocess.run(
+        ["prlimit", "--nproc=5", "setpriv", "--reuid=54321", "--regid=54321", "--clear-groups", p, "forkbomb", "20"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bomb.returncode == 1 and bomb.stdout == "forkbomb=EAGAIN forked=4 wanted=20\n", bomb
