@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
-from prodng.errors import ProdngError
-from prodng.verbs import BY_NAME, VERBS, Param, Verb, call, context
+from prodng.errors import ProdngError, from_os_error
+from prodng.verbs import BY_NAME, VERBS, Param, Verb, call, context, parse_param
 
 EXIT_INTERNAL = 70
 
@@ -43,11 +45,21 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument("--cacert", default=default, help="CA to verify the agent with (default: the agent's)")
 
 
+def _number(param: Param) -> Callable[[str], object]:
+    def convert(text: str) -> object:
+        try:
+            return parse_param(param, text)
+        except ProdngError as err:  # argparse reports it as a usage error: one line, exit 2
+            raise argparse.ArgumentTypeError(err.message) from None
+
+    return convert
+
+
 def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
     kinds: dict[str, dict[str, object]] = {
         "str": {},
-        "int": {"type": int},
-        "float": {"type": float},
+        "int": {"type": _number(param)},
+        "float": {"type": _number(param)},
         "bool": {"action": "store_true"},
         "list": {"action": "append"},
         "argv": {"nargs": argparse.REMAINDER},
@@ -248,15 +260,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = call(verb, context(args.root, _progress, interactive=True), values)
         if sys.stderr.isatty() and verb.name == "template build":
             sys.stderr.write("\n")
-        return render(verb, result, args.json)
+        code = render(verb, result, args.json)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
     except ProdngError as err:
         print(f"prodng: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `prodng ls | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 128 + signal.SIGPIPE
     except Exception as err:  # an unexpected failure is still one line unless --debug
         if args.debug:
             raise
+        if isinstance(err, OSError) and (known := from_os_error(err)):
+            print(f"prodng: error: {known}", file=sys.stderr)
+            return known.exit_code
         print(f"prodng: internal error: {type(err).__name__}: {err} (rerun with --debug)", file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,27 @@ def pool_size() -> int:
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_number(text: str, what: str) -> float:
+    """A finite decimal number in ASCII digits: float() alone takes 'nan', 'inf', '1e400'
+    (= inf) and Arabic-Indic digits, each of which later loops or fails far from here."""
+    from prodng.errors import InvalidRequest
+
+    cleaned = text.strip()
+    value = float(cleaned) if _DECIMAL_RE.fullmatch(cleaned) else math.nan
+    if not math.isfinite(value):
+        raise InvalidRequest(f"{what} must be a finite number, not {text[:40]!r}")
+    return value
+
+
+def parse_int(text: str, what: str) -> int:
+    from prodng.errors import InvalidRequest
+
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text.strip()):
+        raise InvalidRequest(f"{what} must be a whole number, not {text[:40]!r}")
+    return int(text)
 
 
 def parse_size(text: str) -> int:
@@ -76,10 +99,12 @@ def parse_size(text: str) -> int:
     cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = cleaned[-1:] if cleaned[-1:] in _UNITS and cleaned[-1:] else ""
     number = cleaned[: -len(unit)] if unit else cleaned
-    try:
-        value = int(float(number) * _UNITS[unit])
-    except ValueError:
-        raise InvalidRequest(f"not a size: {text!r}", hint="use e.g. 512M or 2G") from None
+    if not _DECIMAL_RE.fullmatch(number):
+        raise InvalidRequest(f"not a size: {text[:40]!r}", hint="use e.g. 512M or 2G")
+    scaled = float(number) * _UNITS[unit]
+    if not math.isfinite(scaled) or scaled >= 2**63:
+        raise InvalidRequest(f"size too large: {text[:40]!r}")
+    value = int(scaled)
     if value <= 0:
-        raise InvalidRequest(f"size must be positive: {text!r}")
+        raise InvalidRequest(f"size must be positive: {text[:40]!r}")
     return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class ProdngError(Exception):
     """A failure the user can act on; shown as one line, never as a traceback."""
@@ -55,3 +57,14 @@ def from_native(report: str, context: str) -> ProdngError:
     if kind not in _NATIVE_KINDS:
         return SystemFailure(f"{context}: {report.strip()}")
     return _NATIVE_KINDS[kind](f"{context}: {message}")
+
+
+def from_os_error(err: OSError) -> ProdngError | None:
+    """The user-facing error for a host condition the user can fix (a full pool), else None."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {err.filename}" if err.filename else ""
+        return SystemFailure(
+            f"no space left{where}",
+            hint="the pool is full: remove unused containers and templates, or grow it (PRODNG_POOL_SIZE)",
+        )
+    return None

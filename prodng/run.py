@@ -41,6 +41,14 @@ def _describe(cmd: Sequence[str | Path]) -> str:
     return shlex.join(str(c) for c in cmd)
 
 
+def telling_line(output: str) -> str:
+    """The line of a failed command's output that says why: nft ends with the offending
+    statement and a line of carets under it, so an 'Error:' line beats the last one."""
+    lines = [line.strip() for line in output.splitlines() if line.strip(" \t^~")]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [""])[-1]
+
+
 def run(
     cmd: Sequence[str | Path],
     *,
@@ -64,9 +72,8 @@ def run(
     except FileNotFoundError:
         raise SystemFailure(f"{cmd[0]} is not installed") from None
     if check and result.returncode != 0:
-        detail = (result.stderr or result.stdout or "").strip().splitlines()
-        last = detail[-1] if detail else f"exit status {result.returncode}"
-        raise SystemFailure(f"{Path(str(cmd[0])).name} failed: {last}")
+        why = telling_line(result.stderr or result.stdout or "") or f"exit status {result.returncode}"
+        raise SystemFailure(f"{Path(str(cmd[0])).name} failed: {why}")
     return result
 
 

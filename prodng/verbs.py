@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from prodng.config import Paths, parse_size, pool_size
+from prodng.config import Paths, parse_int, parse_number, parse_size, pool_size
 from prodng.container import enter, lifecycle, logs, observe, state, upgrade, validation
 from prodng.container.state import ContainerRecord, Limits
 from prodng.errors import InvalidRequest
@@ -69,6 +69,16 @@ class Verb:
     @property
     def route(self) -> str:
         return "/prodng/" + self.name.replace(" ", "/")
+
+
+def parse_param(param: Param, raw: str | int | float) -> int | float:
+    """The one parser of each number kind, for the CLI's words and REST's strings and JSON
+    numbers alike (JSON numbers go through their text, so NaN and Infinity are refused too)."""
+    text = raw if isinstance(raw, str) else repr(raw)
+    option = param.flags[-1] if param.flags else param.name
+    if param.kind == "int":
+        return parse_int(text, option)
+    return parse_number(text, option)
 
 
 NAME = Param("name", "container name", positional=True, required=True, pattern=state.NAME_RE.pattern)
@@ -131,6 +141,7 @@ def _record(
 ) -> tuple[ContainerRecord, list[deb.Payload]]:
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
+    recipes.check_name(template)  # before it becomes part of a generated container name
     payloads = [deb.inspect(f) for f in payload_files]  # all validated before anything is touched
     if not exec and not payloads:
         raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS' or a .deb payload")
@@ -144,7 +155,7 @@ def _record(
     if not workdir.startswith("/"):
         raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
     limits = validation.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
-    name = state.check_name(name) if name else validation.generate_name(ctx.paths, template)
+    name = state.check_name(name) if name is not None else validation.generate_name(ctx.paths, template)
     network, forwards = validation.check_network(name, net or positional_net or "none", publish)
     record = ContainerRecord(
         name=name,

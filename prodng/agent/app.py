@@ -19,7 +19,7 @@ from prodng import verbs
 from prodng.agent import metrics, openapi
 from prodng.config import Paths
 from prodng.container import events
-from prodng.errors import InvalidRequest, ProdngError
+from prodng.errors import InvalidRequest, ProdngError, from_os_error
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if err.status < 400:
             raise
         return error_response(err.status, err.reason)
+    except OSError as err:
+        if known := from_os_error(err):
+            return error_response(known.http_status, known.message, known.hint)
+        log.exception("internal error in %s %s", request.method, request.path)
+        return error_response(500, "internal error (see the agent's log)")
     except Exception:
         log.exception("internal error in %s %s", request.method, request.path)
         return error_response(500, "internal error (see the agent's log)")
@@ -92,8 +97,7 @@ def _convert(param: verbs.Param, raw: object) -> object:
         if param.kind in ("int", "float"):
             if isinstance(raw, bool) or (param.kind == "int" and isinstance(raw, float)):
                 raise ValueError
-            number = raw if isinstance(raw, int | float) else text(raw)
-            return int(number) if param.kind == "int" else float(number)
+            return verbs.parse_param(param, raw if isinstance(raw, int | float) else text(raw))
         return text(raw)
     except (ValueError, TypeError):
         raise InvalidRequest(f"{param.name} must be of type {param.kind}") from None

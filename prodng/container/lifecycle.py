@@ -164,8 +164,8 @@ def _wait_gone(pid: int, start: int, timeout: float) -> bool:
 
 def stop(paths: Paths, name: str, timeout: float = 10.0) -> Observation:
     """TERM the service (through the monitor, so it does not restart it), then KILL."""
-    if timeout < 0:
-        raise InvalidRequest("stop timeout must not be negative")
+    if not 0 <= timeout < 1e9:  # also refuses nan, which would wait forever holding the lock
+        raise InvalidRequest(f"stop timeout must be between 0 and 1e9 seconds, not {timeout}")
     with state.locked(paths, name):
         record = state.load(paths, name)
         halt(paths, record, signal.SIGTERM, timeout)

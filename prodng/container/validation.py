@@ -56,7 +56,7 @@ def parse_restart(policy: str) -> tuple[str, int]:
 
 def check_limits(limits: Limits) -> Limits:
     for label, value in (("--memory", limits.memory), ("--pids", limits.pids), ("--cpus", limits.cpus)):
-        if value is not None and value <= 0:
+        if value is not None and not 0 < value < 2**63:  # nan and inf fail this too
             raise InvalidRequest(f"{label} must be positive, not {value}")
     if limits.memory is not None and limits.memory < 4 * 1024**2:
         raise InvalidRequest("--memory must be at least 4M")

@@ -88,8 +88,8 @@ def run_query(paths: Paths, sql: str, timeout: float = DEFAULT_TIMEOUT) -> Query
         raise InvalidRequest("empty query")
     if len(sql) > MAX_SQL:
         raise InvalidRequest(f"query longer than {MAX_SQL} characters")
-    if timeout <= 0:
-        raise InvalidRequest("--timeout must be positive")
+    if not 0 < timeout < 1e9:  # also refuses nan: a deadline of nan is never reached
+        raise InvalidRequest(f"--timeout must be between 0 and 1e9 seconds, not {timeout}")
     conn = sqlite3.connect(":memory:")
     try:
         _schema(conn)

@@ -60,7 +60,8 @@ class Forward:
 def parse_forwards(specs: list[str] | tuple[str, ...]) -> tuple[Forward, ...]:
     forwards: list[Forward] = []
     for spec in specs:
-        match = re.fullmatch(r"(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", spec)
+        # [0-9], not \d: \d takes any Unicode digit and int() reads them
+        match = re.fullmatch(r"([0-9]{1,5}):([0-9]{1,5})(?:/(tcp|udp))?", spec)
         ports = (int(match[1]), int(match[2])) if match else (0, 0)
         if not match or not all(0 < p < 65536 for p in ports):
             raise InvalidRequest(f"malformed port forward {spec!r}", hint="-p HOSTPORT:CONTAINERPORT[/tcp|udp]")

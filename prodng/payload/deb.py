@@ -22,7 +22,7 @@ from debian import debfile
 from prodng.errors import InvalidRequest
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-VERSION_RE = re.compile(r"^(\d+:)?[0-9][A-Za-z0-9.+~:-]*$")
+VERSION_RE = re.compile(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$")
 ARCHES = {
     "x86_64": "amd64",
     "aarch64": "arm64",
@@ -81,7 +81,8 @@ def inspect(path: str) -> Payload:
     try:
         deb = debfile.DebFile(path)
         control = deb.debcontrol()
-        members = deb.data.tgz().getmembers()
+        data = deb.data.tgz()
+        members = data.getmembers()
     except Exception as err:  # a hostile archive can break the parser in any way: all mean "not a .deb"
         raise InvalidRequest(f"{label}: not a valid Debian binary package ({err or type(err).__name__})") from None
     package, version = control.get("Package", ""), control.get("Version", "")
@@ -101,6 +102,10 @@ def inspect(path: str) -> Payload:
         name = posixpath.normpath(member.name.removeprefix("./"))
         if name.startswith(UNIT_DIRS) and name.endswith(".service") and "@" not in name and not member.isdir():
             units.append("/" + name)
+            if why := _unit_commands_error(data, member):
+                raise InvalidRequest(f"{label} ({package}): /{name}: {why}")
+    if why := _split_error(control.get("X-Prodng-Exec", "")):
+        raise InvalidRequest(f"{label} ({package}): X-Prodng-Exec: {why}")
     return Payload(
         path=os.path.abspath(path),
         package=package,
@@ -110,6 +115,27 @@ def inspect(path: str) -> Payload:
         exec_field=control.get("X-Prodng-Exec", "").strip(),
         units=tuple(sorted(units)),
     )
+
+
+def _split_error(command: str) -> str | None:
+    try:
+        shlex.split(command.lstrip("-@:+!"))
+    except ValueError as err:  # found now, not after a whole install
+        return f"cannot split {command[:60]!r}: {err}"
+    return None
+
+
+def _unit_commands_error(data: tarfile.TarFile, member: tarfile.TarInfo) -> str | None:
+    """Why the unit's command lines cannot be split as the service is made from them, if they cannot."""
+    handle = data.extractfile(member) if member.isfile() and member.size <= 1024**2 else None
+    if handle is None:
+        return None  # a link or a huge file: read later, from the installed root
+    entries = _unit_section(handle.read().decode(errors="replace"), "Service")
+    for key, value in entries:
+        if key.startswith("Exec") or key == "Environment":
+            if why := _split_error(value):
+                return f"{key}: {why}"
+    return None
 
 
 # ---- finding the service ----
