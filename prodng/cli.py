@@ -9,10 +9,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from prodng.errors import ProdngError, from_os_error
-from prodng.verbs import BY_NAME, VERBS, Param, Verb, call, context, parse_param
+from prodng.verbs import BY_NAME, VERBS, Kind, Output, Param, Verb, call, context
 
 EXIT_INTERNAL = 70
 
@@ -45,10 +45,10 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument("--cacert", default=default, help="CA to verify the agent with (default: the agent's)")
 
 
-def _number(param: Param) -> Callable[[str], object]:
+def _word_parser(param: Param) -> Callable[[str], object]:
     def convert(text: str) -> object:
         try:
-            return parse_param(param, text)
+            return param.parse(text)
         except ProdngError as err:  # argparse reports it as a usage error: one line, exit 2
             raise argparse.ArgumentTypeError(err.message) from None
 
@@ -56,21 +56,15 @@ def _number(param: Param) -> Callable[[str], object]:
 
 
 def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
-    kinds: dict[str, dict[str, object]] = {
-        "str": {},
-        "int": {"type": _number(param)},
-        "float": {"type": _number(param)},
-        "bool": {"action": "store_true"},
-        "list": {"action": "append"},
-        "argv": {"nargs": argparse.REMAINDER},
-    }
-    options = dict(kinds[param.kind], help=param.help)
+    options: dict[str, Any] = dict(param.kind.cli_options, help=param.help)
+    if param.kind.parse_word:
+        options["type"] = _word_parser(param)
     if param.positional:
-        if param.kind == "list":
+        if param.kind is Kind.LIST:
             options = {"nargs": "+", "help": param.help}
-        parser.add_argument(param.name, **options)  # type: ignore[arg-type]
+        parser.add_argument(param.name, **options)
     else:
-        parser.add_argument(*param.flags, dest=param.name, default=param.default, **options)  # type: ignore[arg-type]
+        parser.add_argument(*param.flags, dest=param.name, default=param.default, **options)
 
 
 def build_parser() -> Parser:
@@ -147,7 +141,7 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
                 continue
             print(json.dumps(line) if as_json or isinstance(line, dict) else line, flush=True)
         return 0
-    if verb.name == "exec" and isinstance(result, dict):
+    if verb.output is Output.COMMAND and isinstance(result, dict):
         if as_json:
             print(json.dumps(result))
         else:  # over --remote the command's output comes back in the answer
@@ -156,7 +150,7 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
         return int(str(result["exit_code"]))  # the command's own output is all it prints
     if as_json:
         print(json.dumps(result, indent=1, default=str))
-    elif isinstance(result, list) and (verb.columns or (result and isinstance(result[0], dict))):
+    elif verb.output is Output.TABLE and isinstance(result, list) and (verb.columns or result):
         columns = verb.columns or tuple(result[0])
         rows = [[_format_cell(r.get(c)) for c in columns] for r in result]
         widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
@@ -168,7 +162,7 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
             if line is None:  # a follower's heartbeat
                 continue
             print(line)
-    elif isinstance(result, dict) and verb.name == "run":
+    elif isinstance(result, dict) and verb.output is Output.NAME:
         print(result["name"])
     elif isinstance(result, dict):
         for key, value in result.items():
@@ -222,7 +216,8 @@ def agent_main(argv: list[str]) -> int:
     except ProdngError as err:
         print(f"prodng: error: {err}", file=sys.stderr)
         return err.exit_code
-    trust_verb = Verb("agent trust", "", "GET", lambda: None, (), ("name", "subject", "fingerprint", "expires"))
+    columns = ("name", "subject", "fingerprint", "expires")
+    trust_verb = Verb("agent trust", "", "GET", lambda: None, (), columns, output=Output.TABLE)
     return render(trust_verb, result, args.json)
 
 
@@ -239,16 +234,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     values = {p.name: getattr(args, p.name) for p in verb.params}
-    spill = next((p for p in verb.params if p.positional and p.kind == "list"), None)
+    spill = next((p for p in verb.params if p.positional and p.kind is Kind.LIST), None)
     if spill and extra and not any(e.startswith("-") for e in extra):
         values[spill.name] = values[spill.name] + extra  # positionals after options
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     for p in verb.params:
-        if p.kind == "list" and values[p.name] is None:
+        if p.kind is Kind.LIST and values[p.name] is None:
             values[p.name] = []
-    if verb.name == "exec" and values["command"][:1] == ["--"]:
-        values["command"] = values["command"][1:]
+        elif p.kind is Kind.ARGV and values[p.name][:1] == ["--"]:
+            values[p.name] = values[p.name][1:]  # `exec NAME -- CMD`: the -- only ends prodng's options
     try:
         if args.remote:
             from prodng.agent import remote
@@ -258,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = remote.call(connection, verb, values)
         else:
             result = call(verb, context(args.root, _progress, interactive=True), values)
-        if sys.stderr.isatty() and verb.name == "template build":
+        if sys.stderr.isatty() and verb.progress:  # end the progress line
             sys.stderr.write("\n")
         code = render(verb, result, args.json)
         sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below

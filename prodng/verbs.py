@@ -7,6 +7,7 @@ Handlers take a Context and keyword arguments and return JSON-serialisable data.
 
 from __future__ import annotations
 
+import enum
 import os
 import shlex
 import signal as signals
@@ -44,20 +45,108 @@ class Context:
         return False
 
 
+def _text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError
+    return raw
+
+
+def _number_text(raw: object) -> str:
+    # JSON numbers go through their text, so NaN and Infinity are refused like "nan" is;
+    # JSON's true is no number (a bool is an int in Python).
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ValueError
+    return raw if isinstance(raw, str) else repr(raw)
+
+
+def _flag(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).lower()  # a JSON 1 or 0 too
+    if word not in TRUE | FALSE:
+        raise ValueError
+    return word in TRUE
+
+
+def _words(raw: object) -> list[str]:
+    return [_text(v) for v in (raw if isinstance(raw, list) else [raw])]
+
+
+TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
+STRINGS: dict[str, object] = {"type": "array", "items": {"type": "string"}}
+PLAIN: dict[str, object] = {}  # argparse's default: one word, kept as text
+
+
+class Kind(enum.Enum):
+    """What a parameter holds, with all each face needs to know of it: its JSON schema
+    (agent/openapi.py), its argparse options (cli.py), the converter of a REST value, query
+    text or JSON (agent/app.py), and for numbers the one strict parser of a word, which
+    refuses nan, inf, 1e400 and non-ASCII digits on the CLI and over REST alike."""
+
+    STR = ({"type": "string"}, PLAIN, _text)
+    INT = ({"type": "integer"}, PLAIN, _number_text, parse_int)
+    FLOAT = ({"type": "number"}, PLAIN, _number_text, parse_number)
+    BOOL = ({"type": "boolean"}, {"action": "store_true"}, _flag)
+    LIST = (STRINGS, {"action": "append"}, _words)  # a positional list takes one or more words
+    ARGV = ({**STRINGS, "minItems": 1}, {"nargs": "..."}, _words)  # a command line: the rest of the words
+
+    def __init__(
+        self,
+        schema: dict[str, object],
+        cli_options: dict[str, object],
+        convert: Callable[[object], object],
+        parse_word: Callable[[str, str], int | float] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.cli_options = cli_options
+        self.convert = convert
+        self.parse_word = parse_word
+
+    @property
+    def many(self) -> bool:
+        """A list: repeated query keys gather, JSON gives an array, the CLI has none by default."""
+        return self in (Kind.LIST, Kind.ARGV)
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
     help: str
-    kind: str = "str"  # str, int, float, bool, size, list, signal, argv
+    kind: Kind = Kind.STR
     positional: bool = False
     flags: tuple[str, ...] = ()
     default: object = None
     required: bool = False
     pattern: str = ""  # for the OpenAPI schema; the handler checks it anyway
 
+    def parse(self, raw: object) -> object:
+        """A CLI word or a REST value (query text or JSON) as this parameter's kind."""
+        try:
+            value = self.kind.convert(raw)
+        except (ValueError, TypeError):
+            raise InvalidRequest(f"{self.name} must be of type {self.kind}") from None
+        if self.kind.parse_word and isinstance(value, str):
+            return self.kind.parse_word(value, self.flags[-1] if self.flags else self.name)
+        return value
+
+
+class Output(enum.Enum):
+    """How the CLI shows a verb's result; REST answers the same data as JSON."""
+
+    FIELDS = "fields"  # a dict: a "key: value" line each
+    TABLE = "table"  # a list of dicts: Verb.columns, else the first row's keys
+    LINES = "lines"  # a list of strings
+    NAME = "name"  # a dict: its name alone, for scripts (run)
+    COMMAND = "command"  # a command's own output and its exit code as prodng's (exec)
+
 
 @dataclass(frozen=True)
 class Verb:
+    """One operation. What the faces treat differently is said here, never by testing the name."""
+
     name: str
     help: str
     method: str
@@ -65,20 +154,18 @@ class Verb:
     params: tuple[Param, ...] = ()
     columns: tuple[str, ...] = ()  # table columns for list results on the CLI
     stream: str = ""  # content type when the handler returns an iterator (REST streams it)
+    output: Output = Output.FIELDS
+    cacheable: bool = False  # REST may answer a repeated plain read from its cache (agent/app.py)
+    progress: bool = False  # reports progress while it works: the CLI draws it on one terminal line
 
     @property
     def route(self) -> str:
         return "/prodng/" + self.name.replace(" ", "/")
 
 
-def parse_param(param: Param, raw: str | int | float) -> int | float:
-    """The one parser of each number kind, for the CLI's words and REST's strings and JSON
-    numbers alike (JSON numbers go through their text, so NaN and Infinity are refused too)."""
-    text = raw if isinstance(raw, str) else repr(raw)
-    option = param.flags[-1] if param.flags else param.name
-    if param.kind == "int":
-        return parse_int(text, option)
-    return parse_number(text, option)
+def parse_param(param: Param, raw: object) -> object:
+    """The one parser of each kind, for the CLI's words and REST's values alike."""
+    return param.parse(raw)
 
 
 NAME = Param("name", "container name", positional=True, required=True, pattern=state.NAME_RE.pattern)
@@ -334,36 +421,36 @@ def _exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
 
 
 RUN_PARAMS = (
-    Param("args", "TEMPLATE [PAYLOAD.deb...] [NETMODE]", kind="list", positional=True, required=True),
+    Param("args", "TEMPLATE [PAYLOAD.deb...] [NETMODE]", kind=Kind.LIST, positional=True, required=True),
     Param("name", "container name (default: TEMPLATE-xxxxxx)", flags=("--name",)),
     Param("exec", "the service's command line", flags=("--exec",)),
-    Param("env", "environment variable KEY=VALUE (repeatable)", kind="list", flags=("-e", "--env"), default=[]),
+    Param("env", "environment variable KEY=VALUE (repeatable)", kind=Kind.LIST, flags=("-e", "--env"), default=[]),
     Param(
         "bind",
         "bind HOST:CONTAINER[:ro|rw] (read-only by default; repeatable)",
-        kind="list",
+        kind=Kind.LIST,
         flags=("--bind",),
         default=[],
     ),
     Param("memory", "memory limit, e.g. 256M", flags=("--memory",)),
-    Param("pids", "maximum number of processes", kind="int", flags=("--pids",)),
-    Param("cpus", "CPU limit in cores, e.g. 0.5", kind="float", flags=("--cpus",)),
+    Param("pids", "maximum number of processes", kind=Kind.INT, flags=("--pids",)),
+    Param("cpus", "CPU limit in cores, e.g. 0.5", kind=Kind.FLOAT, flags=("--cpus",)),
     Param("restart", "no, on-failure[:N] or always", flags=("--restart",), default="no"),
     Param("workdir", "working directory inside the container", flags=("--workdir",), default="/"),
     Param("net", "network mode: none, host, dhcp or static:ADDR/LEN[,gw=ADDR]", flags=("--net",)),
     Param(
         "publish",
         "forward a host port: HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable; dhcp and static)",
-        kind="list",
+        kind=Kind.LIST,
         flags=("-p", "--publish"),
         default=[],
     ),
 )
-FORCE = Param("force", "even if in use / running", kind="bool", flags=("-f", "--force"), default=False)
+FORCE = Param("force", "even if in use / running", kind=Kind.BOOL, flags=("-f", "--force"), default=False)
 LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "command")
 
 VERBS: tuple[Verb, ...] = (
-    Verb("run", "create and start a container", "POST", _run, RUN_PARAMS),
+    Verb("run", "create and start a container", "POST", _run, RUN_PARAMS, output=Output.NAME),
     Verb("create", "create a container without starting it", "POST", _create, RUN_PARAMS),
     Verb("start", "start a created or exited container", "POST", _start, (NAME,)),
     Verb(
@@ -371,7 +458,7 @@ VERBS: tuple[Verb, ...] = (
         "install new .debs beside the running root and switch the service over",
         "POST",
         _upgrade,
-        (NAME, Param("payloads", "the new .deb files", kind="list", positional=True, required=True)),
+        (NAME, Param("payloads", "the new .deb files", kind=Kind.LIST, positional=True, required=True)),
     ),
     Verb("rollback", "return to the root and service before the last upgrade", "POST", _rollback, (NAME,)),
     Verb(
@@ -379,7 +466,7 @@ VERBS: tuple[Verb, ...] = (
         "stop: TERM, then KILL after the timeout",
         "POST",
         _stop,
-        (NAME, Param("timeout", "seconds before KILL", kind="float", flags=("-t", "--timeout"), default=10.0)),
+        (NAME, Param("timeout", "seconds before KILL", kind=Kind.FLOAT, flags=("-t", "--timeout"), default=10.0)),
     ),
     Verb(
         "kill",
@@ -391,7 +478,7 @@ VERBS: tuple[Verb, ...] = (
     Verb("freeze", "freeze every process of a container", "POST", _freeze, (NAME,)),
     Verb("thaw", "thaw a frozen container", "POST", _thaw, (NAME,)),
     Verb("rm", "remove a container and its root", "POST", _rm, (NAME, FORCE)),
-    Verb("ls", "list containers", "GET", _ls, (), LS_COLUMNS),
+    Verb("ls", "list containers", "GET", _ls, (), LS_COLUMNS, output=Output.TABLE, cacheable=True),
     Verb("info", "show one container in detail", "GET", _info, (NAME,)),
     Verb(
         "logs",
@@ -400,17 +487,19 @@ VERBS: tuple[Verb, ...] = (
         _logs,
         (
             NAME,
-            Param("follow", "keep printing new output", kind="bool", flags=("-f", "--follow"), default=False),
-            Param("tail", "only the last N lines", kind="int", flags=("--tail",)),
+            Param("follow", "keep printing new output", kind=Kind.BOOL, flags=("-f", "--follow"), default=False),
+            Param("tail", "only the last N lines", kind=Kind.INT, flags=("--tail",)),
         ),
         stream="text/plain",
+        output=Output.LINES,
     ),
     Verb(
         "exec",
         "run a command inside a running container",
         "POST",
         _exec,
-        (NAME, Param("command", "CMD ARGS...", kind="argv", positional=True, required=True)),
+        (NAME, Param("command", "CMD ARGS...", kind=Kind.ARGV, positional=True, required=True)),
+        output=Output.COMMAND,
     ),
     Verb(
         "events",
@@ -426,8 +515,11 @@ VERBS: tuple[Verb, ...] = (
         _query,
         (
             Param("sql", "a SELECT statement", positional=True, required=True),
-            Param("timeout", "seconds before the query is stopped", kind="float", flags=("--timeout",), default=10.0),
+            Param(
+                "timeout", "seconds before the query is stopped", kind=Kind.FLOAT, flags=("--timeout",), default=10.0
+            ),
         ),
+        output=Output.TABLE,
     ),
     Verb(
         "template build",
@@ -435,6 +527,7 @@ VERBS: tuple[Verb, ...] = (
         "POST",
         _template_build,
         (Param("name", "template name", positional=True, required=True), FORCE),
+        progress=True,
     ),
     Verb(
         "template import",
@@ -449,7 +542,7 @@ VERBS: tuple[Verb, ...] = (
                 positional=True,
                 required=True,
             ),
-            Param("force", "replace a template of that name", kind="bool", flags=("-f", "--force"), default=False),
+            Param("force", "replace a template of that name", kind=Kind.BOOL, flags=("-f", "--force"), default=False),
         ),
     ),
     Verb(
@@ -459,6 +552,7 @@ VERBS: tuple[Verb, ...] = (
         _template_ls,
         (),
         ("name", "suite", "variant", "package_count", "used_by"),
+        output=Output.TABLE,
     ),
     Verb(
         "template info",

@@ -28,7 +28,6 @@ ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
 STREAMS = web.AppKey("streams", ThreadPoolExecutor)
 CLOSING = web.AppKey("closing", asyncio.Event)
 MAX_BODY = 256 * 1024
-TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,31 +77,6 @@ async def same_origin(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-def _convert(param: verbs.Param, raw: object) -> object:
-    def text(value: object) -> str:
-        if not isinstance(value, str):
-            raise InvalidRequest(f"{param.name} must be a string")
-        return value
-
-    try:
-        if param.kind in ("list", "argv"):
-            items = raw if isinstance(raw, list) else [raw]
-            return [text(v) for v in items]
-        if param.kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if str(raw).lower() in TRUE | FALSE:
-                return str(raw).lower() in TRUE
-            raise ValueError
-        if param.kind in ("int", "float"):
-            if isinstance(raw, bool) or (param.kind == "int" and isinstance(raw, float)):
-                raise ValueError
-            return verbs.parse_param(param, raw if isinstance(raw, int | float) else text(raw))
-        return text(raw)
-    except (ValueError, TypeError):
-        raise InvalidRequest(f"{param.name} must be of type {param.kind}") from None
-
-
 async def request_values(verb: verbs.Verb, request: web.Request) -> dict[str, object]:
     """Query string (with the seed's bare `?NAME`) and, for POST, a JSON object body."""
     params = {p.name: p for p in verb.params}
@@ -110,7 +84,7 @@ async def request_values(verb: verbs.Verb, request: web.Request) -> dict[str, ob
     for key in request.query:
         given = request.query.getall(key)
         if key in params:
-            raw[key] = given if params[key].kind in ("list", "argv") else given[-1]
+            raw[key] = given if params[key].kind.many else given[-1]
         elif given == [""] and "name" in params and "name" not in raw:
             raw["name"] = key  # POST /prodng/freeze?web
         else:
@@ -129,7 +103,7 @@ async def request_values(verb: verbs.Verb, request: web.Request) -> dict[str, ob
     values: dict[str, object] = {}
     for name, param in params.items():
         if name in raw and raw[name] is not None:
-            values[name] = _convert(param, raw[name])
+            values[name] = param.parse(raw[name])
         elif param.required:
             raise InvalidRequest(f"{verb.name} needs {name}")
         else:
@@ -200,13 +174,13 @@ def _json(data: object) -> str:
 
 def _view(verb: verbs.Verb) -> Handler:
     async def view(request: web.Request) -> web.StreamResponse:
-        if verb.name == "ls" and not request.query and (body := request.app[LISTING].get()) is not None:
+        if verb.cacheable and not request.query and (body := request.app[LISTING].get()) is not None:
             return web.Response(body=body, content_type="application/json")
         values = await request_values(verb, request)
         paths = request.app[PATHS]
         # Long verbs (template build) report progress on the events stream; the answer is the result.
         ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
-        key = request.app[LISTING].journal_key() if verb.name == "ls" else None
+        key = request.app[LISTING].journal_key() if verb.cacheable else None
         result = await asyncio.to_thread(verbs.call, verb, ctx, values)
         if isinstance(result, Iterator):
             return await _stream(request, verb, result)

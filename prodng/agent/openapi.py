@@ -7,14 +7,6 @@ from typing import Any
 from prodng import __version__, verbs
 
 PATH = "/prodng/openapi.json"
-SCHEMAS: dict[str, dict[str, object]] = {
-    "str": {"type": "string"},
-    "int": {"type": "integer"},
-    "float": {"type": "number"},
-    "bool": {"type": "boolean"},
-    "list": {"type": "array", "items": {"type": "string"}},
-    "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-}
 ERROR = {"$ref": "#/components/schemas/Error"}
 STATUSES = {
     "400": "bad input",
@@ -26,10 +18,10 @@ STATUSES = {
 
 
 def _param_schema(param: verbs.Param) -> dict[str, Any]:
-    schema: dict[str, Any] = dict(SCHEMAS[param.kind])
+    schema: dict[str, Any] = dict(param.kind.schema)
     if param.pattern:
         schema["pattern"] = param.pattern
-    if param.default is not None and param.kind not in ("list", "argv"):
+    if param.default is not None and not param.kind.many:
         schema["default"] = param.default
     return schema
 
@@ -61,7 +53,7 @@ def _operation(verb: verbs.Verb) -> dict[str, Any]:
                 "required": p.required,
                 "description": p.help,
                 "schema": _param_schema(p),
-                **({"explode": True} if p.kind in ("list", "argv") else {}),
+                **({"explode": True} if p.kind.many else {}),
             }
             for p in verb.params
         ]
