@@ -10,14 +10,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prodng import verbs  # noqa: E402
-from prodng.config import Paths  # noqa: E402
+from prodng.config import open_root  # noqa: E402
 from prodng.storage import templates
 
 ROOT = Path(os.environ.get("PRODNG_BENCH_ROOT", "/var/tmp/prodng-bench"))
 
 
 def bench_context() -> verbs.Context:
-    ctx = verbs.Context(Paths(ROOT), progress=lambda line: None)
+    ctx = verbs.Context(open_root(ROOT), progress=lambda line: None)
     ctx.pool()
     if "bookworm" not in templates.names(ctx.paths):
         print("building the bookworm template once (~35 s) ...", flush=True)

@@ -138,7 +138,7 @@ def main() -> None:
         for name in names:
             if state.exists(ctx.paths, name):
                 lifecycle.remove(ctx.paths, name, force=True)
-        host.shut_down(ctx.paths, modes.bridge())
+        host.shut_down(ctx.paths, modes.bridge(ctx.paths.settings))
         setns(host)
         subprocess.run(["ip", "netns", "del", NETNS], check=False)
 

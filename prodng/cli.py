@@ -197,12 +197,12 @@ def agent_main(argv: list[str]) -> int:
     from pathlib import Path
 
     from prodng.agent import credentials
-    from prodng.config import Paths, resolve_root
+    from prodng.config import open_root
 
     args = _agent_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
-    paths = Paths(resolve_root(args.root))
     try:
+        paths = open_root(args.root)
         if args.action is None:
             from prodng.agent.server import serve
 
@@ -247,9 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.remote:
             from prodng.agent import remote
-            from prodng.config import Paths, resolve_root
+            from prodng.config import open_root
 
-            connection = remote.connect(args.remote, Paths(resolve_root(args.root)), args.cert, args.key, args.cacert)
+            connection = remote.connect(args.remote, open_root(args.root), args.cert, args.key, args.cacert)
             result = remote.call(connection, verb, values)
         else:
             result = call(verb, context(args.root, _progress, interactive=True), values)

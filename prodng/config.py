@@ -6,16 +6,20 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from prodng.settings import Settings, load
+
 DEFAULT_ROOT = Path("/var/lib/prodng")
-DEFAULT_POOL_SIZE = 64 * 1024**3  # sparse: costs nothing until written
 
 
 @dataclass(frozen=True)
 class Paths:
+    """Where prodng's files are, and the host's settings (built once, see prodng.settings)."""
+
     root: Path
+    settings: Settings = field(default_factory=Settings, compare=False)
 
     @property
     def pool(self) -> Path:
@@ -63,9 +67,10 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).absolute()
 
 
-def pool_size() -> int:
-    raw = os.environ.get("PRODNG_POOL_SIZE")
-    return parse_size(raw) if raw else DEFAULT_POOL_SIZE
+def open_root(root: str | os.PathLike[str] | None = None) -> Paths:
+    """The CLI's and the agent's start: the root, and its settings read once."""
+    resolved = resolve_root(root)
+    return Paths(resolved, load(resolved))
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

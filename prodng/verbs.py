@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from prodng.config import Paths, parse_int, parse_number, parse_size, pool_size
+from prodng.config import Paths, parse_int, parse_number, parse_size
 from prodng.container import enter, lifecycle, logs, observe, state, upgrade, validation
 from prodng.container.state import ContainerRecord, Limits
 from prodng.errors import InvalidRequest
@@ -34,7 +34,7 @@ class Context:
     def pool(self) -> None:
         """Mount and lay out the pool on first use (idempotent, recovers after reboot)."""
         if not self._pool_open:
-            pool.open_pool(self.paths, pool_size())
+            pool.open_pool(self.paths, self.paths.settings.pool_size)
             templates.clean_stale_builds(self.paths)
             self._pool_open = True
 
@@ -243,7 +243,7 @@ def _record(
         raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
     limits = validation.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
     name = state.check_name(name) if name is not None else validation.generate_name(ctx.paths, template)
-    network, forwards = validation.check_network(name, net or positional_net or "none", publish)
+    network, forwards = validation.check_network(ctx.paths.settings, name, net or positional_net or "none", publish)
     record = ContainerRecord(
         name=name,
         template=template,
@@ -576,9 +576,9 @@ BY_NAME = {v.name: v for v in VERBS}
 def context(
     root: str | None = None, progress: Callable[[str], None] | None = None, interactive: bool = False
 ) -> Context:
-    from prodng.config import resolve_root
+    from prodng.config import open_root
 
-    return Context(Paths(resolve_root(root)), progress or (lambda line: None), interactive)
+    return Context(open_root(root), progress or (lambda line: None), interactive)
 
 
 def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:

@@ -103,8 +103,8 @@ def net(session_root: Path, template: str) -> Iterator[Prodng]:
             f"--net=/run/netns/{HOSTNS}",
             sys.executable,
             "-c",
-            "from prodng import network; from prodng.config import Paths; import sys;"
-            " host.shut_down(Paths(__import__('pathlib').Path(sys.argv[1])), modes.bridge())",
+            "from prodng.network import host, modes; from prodng.config import open_root; import sys;"
+            " paths = open_root(sys.argv[1]); host.shut_down(paths, modes.bridge(paths.settings))",
             str(session_root),
         ],
         check=False,

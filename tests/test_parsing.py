@@ -133,12 +133,11 @@ BAD_RECIPES = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_RECIPES))
-def test_bad_recipes(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_recipes(name: str, tmp_path: Path) -> None:
     text, message = BAD_RECIPES[name]
     (tmp_path / f"{name}.recipe").write_text(text)
-    monkeypatch.setenv("PRODNG_RECIPES", str(tmp_path))
     with pytest.raises(InvalidRequest, match=message):
-        recipes.find(name)
+        recipes.find(name, (str(tmp_path),))
 
 
 def test_host_mirror_is_a_debian_archive() -> None:

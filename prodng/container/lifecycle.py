@@ -71,8 +71,8 @@ def start_locked(paths: Paths, name: str) -> Observation:
     release_network(paths, record)
     mode = modes.parse_mode(record.network)
     if mode.wired:  # the address and host ports are checked and taken before anything starts
-        claims.claim(paths, name, mode, modes.parse_forwards(record.forwards), modes.bridge())
-        wiring.write_resolv_conf(paths, name, modes.bridge())
+        claims.claim(paths, name, mode, modes.parse_forwards(record.forwards), modes.bridge(paths.settings))
+        wiring.write_resolv_conf(paths, name, modes.bridge(paths.settings))
     directory = paths.container_state(name)
     (directory / "status").unlink(missing_ok=True)
     created = cgroups.create(paths.cgroup_leaf(name), record.limits)

@@ -13,6 +13,7 @@ from prodng.container import state
 from prodng.container.state import Bind, Limits
 from prodng.errors import InvalidRequest
 from prodng.network import modes
+from prodng.settings import Settings
 
 RESERVED_TARGETS = ("/proc", "/sys", "/dev")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -63,7 +64,7 @@ def check_limits(limits: Limits) -> Limits:
     return limits
 
 
-def check_network(name: str, mode: str, forwards: list[str]) -> tuple[str, tuple[str, ...]]:
+def check_network(settings: Settings, name: str, mode: str, forwards: list[str]) -> tuple[str, tuple[str, ...]]:
     """The network mode and port forwards, checked; returned as the record keeps them."""
     parsed = modes.parse_mode(mode)
     published = modes.parse_forwards(forwards)
@@ -71,7 +72,7 @@ def check_network(name: str, mode: str, forwards: list[str]) -> tuple[str, tuple
         raise InvalidRequest(f"-p needs a dhcp or static network, not {mode!r}")
     modes.check_name(name, parsed)
     if parsed.address:
-        modes.check_static(parsed, modes.bridge())
+        modes.check_static(parsed, modes.bridge(settings))
     return mode, tuple(str(f) for f in published)
 
 

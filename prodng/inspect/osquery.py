@@ -16,7 +16,7 @@ import sys
 
 import osquery  # type: ignore[import-untyped]
 
-from prodng.config import Paths, resolve_root
+from prodng.config import Paths, open_root
 from prodng.inspect import tables
 
 EQUALS = 2  # osquery's constraint operator for '='
@@ -57,7 +57,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("prodng-osquery-extension: must run as root (osquery loads only root-owned extensions)", file=sys.stderr)
         return 1
-    paths = Paths(resolve_root())
+    paths = open_root()
     manager = osquery.ExtensionManager()
     for table in tables.TABLES:
         manager.add_plugin(plugin_for(table, paths))

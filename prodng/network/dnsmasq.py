@@ -56,7 +56,7 @@ def ensure(directory: Path, net: Bridge) -> int:
             f"--interface={net.name}",
             "--except-interface=lo",
             "--bind-interfaces",
-            f"--dhcp-range={first},{last},{net.network.netmask},{os.environ.get('PRODNG_LEASE_TIME', '1h')}",
+            f"--dhcp-range={first},{last},{net.network.netmask},{net.lease_time}",
             f"--dhcp-leasefile={directory / 'leases'}",
             f"--pid-file={directory / 'dnsmasq.pid'}",
             f"--log-facility={directory / 'dnsmasq.log'}",

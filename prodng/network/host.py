@@ -29,14 +29,12 @@ from prodng.network.modes import Bridge, Forward, bridge
 from prodng.network.nft import bridge_table, ip_table, remove_forwards, run_nft, unguard_port
 from prodng.network.wiring import keeper_server, locked, mac_address, net_file, read, runtime_dir, veth_name
 
-# Read by the keeper, which may be forked from a server started with another environment:
-# the CLI's values travel in the keeper's arguments.
-SETTINGS = ("PRODNG_BRIDGE", "PRODNG_SUBNET", "PRODNG_DHCP_TIMEOUT", "PRODNG_LEASE_TIME")
-
 
 def keeper_argv(paths: Paths, name: str) -> list[str]:
     """The keeper's command line; the monitor hands it to the warm keeper server if one answers."""
-    settings = [f"{key}={os.environ[key]}" for key in SETTINGS if key in os.environ]
+    # The keeper may be forked from a server started with another environment: the CLI's
+    # settings travel in its arguments.
+    settings = paths.settings.as_argv()
     return [sys.executable, "-I", "-m", "prodng.network.keeper_server", str(paths.root), name, *settings]
 
 
@@ -95,7 +93,7 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
 
 def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
     """Remove the veth, the forwards, the name, the lease and the claims of one container."""
-    net = bridge()
+    net = bridge(paths.settings)
     wired = read(paths, name)
     with IPRoute() as ipr:
         for index in ipr.link_lookup(ifname=veth_name(paths, name)):

@@ -47,7 +47,7 @@ class Keeper:
         record = state.load(paths, name)
         self.mode = modes.parse_mode(record.network)
         self.forwards = modes.parse_forwards(record.forwards)
-        self.net = modes.bridge()
+        self.net = modes.bridge(paths.settings)
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.dhcp: DhcpThread | None = None
@@ -143,7 +143,7 @@ class Keeper:
     def lease_from_dhcp(self) -> None:
         self.dhcp = DhcpThread(self)
         self.dhcp.start()
-        timeout = float(os.environ.get("PRODNG_DHCP_TIMEOUT", "10"))
+        timeout = self.paths.settings.dhcp_timeout
         deadline = time.monotonic() + timeout
         while not self.address:
             left = deadline - time.monotonic()

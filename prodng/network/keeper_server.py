@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from prodng.config import Paths
-from prodng.network import host
 from prodng.network.keeper import MODULE, Keeper, setns, tell
+from prodng.settings import from_argv
 
 HOST_NS, LIFELINE = 3, 4
 
@@ -80,14 +80,10 @@ def _reap() -> None:
 
 
 def _run_keeper(arguments: list[str], container_ns: int, lifeline: int) -> int:
-    """ROOT NAME [KEY=VALUE...]: the settings are the starting CLI's (see host.SETTINGS)."""
+    """ROOT NAME [KEY=VALUE...]: the settings are the starting CLI's (see host.keeper_argv)."""
     try:
         root, name, *settings = arguments
-        for setting in settings:
-            key, _, value = setting.partition("=")
-            if key in host.SETTINGS:
-                os.environ[key] = value
-        return Keeper(Paths(Path(root)), name, container_ns, lifeline).run()
+        return Keeper(Paths(Path(root), from_argv(settings)), name, container_ns, lifeline).run()
     except BaseException as err:  # before run() could answer: say why, the monitor reports it
         tell(lifeline, f"error network keeper: {err}")
         return 1

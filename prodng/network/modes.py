@@ -8,11 +8,11 @@ DHCP hands out the lower half of the subnet, static addresses live in the upper 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 
 from prodng.errors import InvalidRequest
+from prodng.settings import Settings
 
 MODES = ("none", "host", "dhcp", "static:ADDR/LEN[,gw=ADDR]")
 DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -72,13 +72,14 @@ def parse_forwards(specs: list[str] | tuple[str, ...]) -> tuple[Forward, ...]:
     return tuple(forwards)
 
 
-# ---- the bridge's settings: PRODNG_BRIDGE, PRODNG_SUBNET ----
+# ---- the bridge (settings bridge, subnet) ----
 
 
 @dataclass(frozen=True)
 class Bridge:
     name: str
     interface: ipaddress.IPv4Interface  # the bridge's own address: gateway and DNS server
+    lease_time: str = "1h"  # dnsmasq's, on this bridge
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -99,18 +100,11 @@ class Bridge:
         return self.network[half] <= address < self.network.broadcast_address
 
 
-def bridge() -> Bridge:
-    name = os.environ.get("PRODNG_BRIDGE", "prodng0")
-    subnet = os.environ.get("PRODNG_SUBNET", "10.89.0.0/16")
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,14}", name):
-        raise InvalidRequest(f"bad PRODNG_BRIDGE {name!r}", hint="up to 15 of a-z, 0-9, _")
-    try:
-        network = ipaddress.IPv4Network(subnet)
-    except ValueError:
-        raise InvalidRequest(f"bad PRODNG_SUBNET {subnet!r}", hint="an IPv4 network such as 10.89.0.0/16") from None
-    if network.prefixlen > 28:
-        raise InvalidRequest(f"PRODNG_SUBNET {subnet} is too small", hint="at most /28")
-    return Bridge(name, ipaddress.IPv4Interface(f"{network[1]}/{network.prefixlen}"))
+def bridge(settings: Settings) -> Bridge:
+    """The bridge's name and subnet were checked when the settings were read."""
+    network = ipaddress.IPv4Network(settings.subnet)
+    address = ipaddress.IPv4Interface(f"{network[1]}/{network.prefixlen}")
+    return Bridge(settings.bridge, address, settings.lease_time)
 
 
 def check_name(name: str, mode: Mode) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +34,9 @@ class Recipe:
         return self.mirror or host_mirror()
 
 
-def search_path() -> list[Path]:
-    """PRODNG_RECIPES (colon-separated) first, then the shipped templates/ folders."""
-    extra = [Path(p) for p in os.environ.get("PRODNG_RECIPES", "").split(":") if p]
+def search_path(extra_folders: tuple[str, ...] = ()) -> list[Path]:
+    """The `recipes` setting's folders first, then the shipped templates/ folders."""
+    extra = [Path(p) for p in extra_folders]
     shipped = [Path(__file__).resolve().parents[2] / "templates", Path("/usr/share/prodng/templates")]
     return extra + shipped
 
@@ -48,18 +47,18 @@ def check_name(name: str) -> str:
     return name
 
 
-def find(name: str) -> Recipe:
+def find(name: str, extra_folders: tuple[str, ...] = ()) -> Recipe:
     check_name(name)
-    for folder in search_path():
+    for folder in search_path(extra_folders):
         candidate = folder / f"{name}.recipe"
         if candidate.is_file():
             return parse(candidate)
-    known = ", ".join(sorted(available())) or "none"
+    known = ", ".join(sorted(available(extra_folders))) or "none"
     raise NotFound(f"unknown template {name!r}", hint=f"recipes available: {known}")
 
 
-def available() -> set[str]:
-    return {p.stem for folder in search_path() if folder.is_dir() for p in folder.glob("*.recipe")}
+def available(extra_folders: tuple[str, ...] = ()) -> set[str]:
+    return {p.stem for folder in search_path(extra_folders) if folder.is_dir() for p in folder.glob("*.recipe")}
 
 
 def parse(path: Path) -> Recipe:

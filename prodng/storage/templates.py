@@ -94,7 +94,7 @@ def _staged(paths: Paths, name: str, *, force: bool) -> Iterator[Path]:
 
 
 def build(paths: Paths, name: str, progress: Progress, *, force: bool = False) -> TemplateInfo:
-    recipe = recipes.find(name)
+    recipe = recipes.find(name, paths.settings.recipes)
     with _staged(paths, name, force=force) as work:
         _debootstrap(recipe, work, progress)
         meta = _metadata(recipe, work)
@@ -255,6 +255,6 @@ def _remove(paths: Paths, name: str) -> None:
 def require(paths: Paths, name: str) -> Path:
     root = paths.template_root(name)
     if not (root / METADATA).is_file():
-        recipes.find(name)
+        recipes.find(name, paths.settings.recipes)
         raise NotFound(f"template {name} is not built", hint=f"prodng template build {name}")
     return root

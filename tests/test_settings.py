@@ -1,0 +1,58 @@
+"""Settings: read once from ROOT/settings.toml and the environment (which wins); bad values are one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prodng import settings
+from prodng.config import open_root
+from prodng.errors import InvalidRequest
+from prodng.network import modes
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    s = settings.load(tmp_path, {})
+    assert s == settings.Settings()
+    assert s.pids > 0 and s.tmpfs_size > 0 and s.default_memory() > 0
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text('pool_size = "32G"\npids = 300\nmemory = "1G"\nrecipes = ["/a", "/b"]\n')
+    s = settings.load(tmp_path, {"PRODNG_PIDS": "100", "PRODNG_BRIDGE": "pn1", "UNRELATED": "x"})
+    assert (s.pool_size, s.pids, s.memory, s.bridge, s.recipes) == (32 * 1024**3, 100, 1024**3, "pn1", ("/a", "/b"))
+    assert s.default_memory() == 1024**3
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "message"),
+    [
+        ("pids = -1\n", {}, "pids must not be negative"),
+        ('memory = "lots"\n', {}, "not a size"),
+        ('colour = "red"\n', {}, "unknown setting 'colour'"),
+        ("pids = \n", {}, "settings.toml"),
+        ("", {"PRODNG_SUBNET": "10.0.0.0/30"}, "too small"),
+        ("", {"PRODNG_BRIDGE": "Bad-Name"}, "bad bridge name"),
+        ("", {"PRODNG_DHCP_TIMEOUT": "nan"}, "finite"),
+        ("", {"PRODNG_LEASE_TIME": "soon"}, "bad lease_time"),
+    ],
+)
+def test_bad_settings_are_one_line(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
+    (tmp_path / "settings.toml").write_text(text)
+    with pytest.raises(InvalidRequest, match=message) as caught:
+        settings.load(tmp_path, environ)
+    assert "\n" not in str(caught.value)
+
+
+def test_keeper_argv_round_trip(tmp_path: Path) -> None:
+    s = settings.load(tmp_path, {"PRODNG_SUBNET": "10.77.0.0/16", "PRODNG_DHCP_TIMEOUT": "2.5"})
+    back = settings.from_argv(s.as_argv())
+    assert (back.subnet, back.dhcp_timeout, back.bridge, back.lease_time) == ("10.77.0.0/16", 2.5, "prodng0", "1h")
+    net = modes.bridge(back)
+    assert str(net.interface) == "10.77.0.1/16" and net.lease_time == "1h"
+
+
+def test_open_root_carries_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRODNG_TMPFS_SIZE", "16M")
+    assert open_root(tmp_path).settings.tmpfs_size == 16 * 1024**2
