@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from prodng import faults
 from prodng.config import Paths, parse_int, parse_number, parse_size
-from prodng.container import enter, lifecycle, logs, observe, state, upgrade, validation
+from prodng.container import enter, lifecycle, logs, observe, recovery, state, upgrade, validation
 from prodng.container.state import ContainerRecord, Limits
-from prodng.errors import InvalidRequest
+from prodng.errors import InvalidRequest, NotFound
 from prodng.payload import deb, install
 from prodng.storage import btrfs, pool, recipes, templates
 
@@ -30,6 +31,7 @@ class Context:
     progress: Callable[[str], None] = lambda line: None
     interactive: bool = False  # True on the CLI: verbs may use the terminal
     _pool_open: bool = field(default=False, repr=False)
+    restarted: list[str] = field(default_factory=list)  # by the sweep when the pool was opened
 
     def pool(self) -> None:
         """Mount and lay out the pool on first use (idempotent, recovers after reboot)."""
@@ -37,6 +39,7 @@ class Context:
             pool.open_pool(self.paths, self.paths.settings.pool_size)
             templates.clean_stale_builds(self.paths)
             self._pool_open = True
+            self.restarted = recovery.sweep(self.paths, restart=True)  # what killed commands and monitors left
 
     def pool_if_present(self) -> bool:
         if self.paths.pool_image.exists() or os.path.ismount(self.paths.pool) or self.paths.templates.is_dir():
@@ -288,42 +291,45 @@ def _with_payloads(
     ), root
 
 
-def _prepare(ctx: Context, arguments: dict[str, object]) -> ContainerRecord:
+def _prepare(ctx: Context, arguments: dict[str, object], to_start: bool) -> ContainerRecord:
     """Validate, install the payloads if any, and create the container (not started)."""
     record, payloads = _record(ctx, **arguments)  # type: ignore[arg-type]
     ctx.pool()
     record, source = _with_payloads(ctx, record, payloads)
-    return lifecycle.create(ctx.paths, record, source)
+    return lifecycle.create(ctx.paths, record, source, to_start=to_start)
 
 
 def _create(ctx: Context, **kw: object) -> dict[str, object]:
-    return observe.describe(ctx.paths, _prepare(ctx, kw).name)
+    return observe.describe(ctx.paths, _prepare(ctx, kw, to_start=False).name)
 
 
 def _run(ctx: Context, **kw: object) -> dict[str, object]:
-    record = _prepare(ctx, kw)
+    record = _prepare(ctx, kw, to_start=True)
+    faults.point("run.created")
     try:
-        lifecycle.start(ctx.paths, record.name)
+        observed = lifecycle.start(ctx.paths, record.name)
     except BaseException:
         lifecycle.remove(ctx.paths, record.name, force=True)  # no half-made container
         raise
-    return observe.describe(ctx.paths, record.name)
+    try:
+        return observe.describe(ctx.paths, record.name)
+    except NotFound:  # a concurrent rm won after the start: the run still succeeded
+        return observe.summarize(ctx.paths, record, observed)
 
 
 def _upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
-    current = state.load(ctx.paths, name)
+    state.load(ctx.paths, name)
     checked = [deb.inspect(p) for p in payloads]  # nothing is touched for a bad package
     ctx.pool()
-    # The user's --exec and -e stay; the unit's command and environment come from the new payloads.
-    base = replace(current, argv=current.argv if current.explicit_exec else (), unit_env=())
-    record, source = _with_payloads(ctx, base, checked)
-    staged = ctx.paths.containers / f".{name}.next"
-    btrfs.delete_subvolume(staged)
-    btrfs.snapshot(source or templates.require(ctx.paths, record.template), staged)
-    try:
-        upgrade.swap_in(ctx.paths, name, staged, record)
-    finally:
-        btrfs.delete_subvolume(staged)
+
+    def stage(current: ContainerRecord, staged: Path) -> ContainerRecord:
+        # The user's --exec and -e stay; the unit's command and environment come from the new payloads.
+        base = replace(current, argv=current.argv if current.explicit_exec else (), unit_env=())
+        record, source = _with_payloads(ctx, base, checked)
+        btrfs.snapshot(source or templates.require(ctx.paths, record.template), staged)
+        return record
+
+    upgrade.upgrade(ctx.paths, name, stage)
     return observe.describe(ctx.paths, name)
 
 
@@ -374,6 +380,11 @@ def _rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
     ctx.pool()
     lifecycle.remove(ctx.paths, name, force=force)
     return {"name": name, "removed": True}
+
+
+def _recover(ctx: Context) -> dict[str, object]:
+    ctx.pool()  # opening the pool sweeps and restarts
+    return {"started": ctx.restarted}
 
 
 def _ls(ctx: Context) -> list[dict[str, object]]:
@@ -478,6 +489,12 @@ VERBS: tuple[Verb, ...] = (
     Verb("freeze", "freeze every process of a container", "POST", _freeze, (NAME,)),
     Verb("thaw", "thaw a frozen container", "POST", _thaw, (NAME,)),
     Verb("rm", "remove a container and its root", "POST", _rm, (NAME, FORCE)),
+    Verb(
+        "recover",
+        "repair what killed commands left; start restartable containers a reboot or a killed monitor took down",
+        "POST",
+        _recover,
+    ),
     Verb("ls", "list containers", "GET", _ls, (), LS_COLUMNS, output=Output.TABLE, cacheable=True),
     Verb("info", "show one container in detail", "GET", _info, (NAME,)),
     Verb(

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from prodng import run
+from prodng import faults, run
 from prodng.config import Paths
 from prodng.container import cgroups, events, state
 from prodng.container.monitor import SHIM, config_bytes
@@ -30,32 +30,43 @@ from prodng.storage import btrfs, templates
 # ---- lifecycle ----
 
 
-def create(paths: Paths, record: ContainerRecord, source: Path | None = None) -> ContainerRecord:
-    """Snapshot the template (or an installed root made from it) and write the record; all or nothing."""
+def create(
+    paths: Paths, record: ContainerRecord, source: Path | None = None, *, to_start: bool = False
+) -> ContainerRecord:
+    """Snapshot the template (or an installed root made from it) and write the record; all or nothing.
+
+    The record is written last: it is the commit. A state directory without one is what a
+    killed create (or rm) left, and the next holder of the name's lock discards it. With
+    to_start (run), the record says so until start; a run killed before it is discarded."""
     state.check_name(record.name)
     template_root = source or templates.require(paths, record.template)
     with state.locked(paths, record.name):
         if state.exists(paths, record.name):
             raise Conflict(f"container {record.name} already exists")
         directory = paths.container_state(record.name)
-        root = paths.container_root(record.name)
         try:
-            # The record comes first: a CLI killed after it leaves a container `rm` can find.
             directory.mkdir(parents=True, mode=0o700)
-            record = replace(record, created=time.time(), boot_id=state.boot_id())
+            faults.point("create.dir")
+            btrfs.snapshot(template_root, paths.container_root(record.name))
+            faults.point("create.root")
+            pending = f"{os.getpid()} {state.starttime(os.getpid())}" if to_start else ""
+            record = replace(record, created=time.time(), boot_id=state.boot_id(), pending_start=pending)
             state.save(paths, record)
-            btrfs.snapshot(template_root, root)
         except BaseException:
-            _discard(paths, record.name)
+            discard(paths, record.name)
             raise
     events.emit(paths, "created", record.name)
     return record
 
 
-def _discard(paths: Paths, name: str) -> None:
+def discard(paths: Paths, name: str) -> None:
+    """Remove a container's files; the record goes first, so a kill leaves a record-less (swept) directory."""
+    state.record_path(paths, name).unlink(missing_ok=True)
+    faults.point("rm.record")
     btrfs.delete_subvolume(paths.container_root(name))
     for leftover in (".previous", ".older", ".incoming", ".next"):
         btrfs.delete_subvolume(paths.containers / f".{name}{leftover}")
+    faults.point("rm.root")
     shutil.rmtree(paths.container_state(name), ignore_errors=True)
 
 
@@ -76,7 +87,7 @@ def start_locked(paths: Paths, name: str) -> Observation:
     directory = paths.container_state(name)
     (directory / "status").unlink(missing_ok=True)
     created = cgroups.create(paths.cgroup_leaf(name), record.limits)
-    record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
+    record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True, pending_start="")
     # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
     state.save(paths, record)
     config = directory / "config"
@@ -91,6 +102,7 @@ def start_locked(paths: Paths, name: str) -> Observation:
         state.save(paths, replace(record, cgroups=(), started=False))
         raise
     events.emit(paths, "started", name)
+    faults.point("start.spawned")
     return observe(paths, record)
 
 
@@ -223,5 +235,5 @@ def remove(paths: Paths, name: str, force: bool = False) -> None:
                 raise Conflict(f"container {name} is running", hint="stop it first or use rm -f")
             halt(paths, record, signal.SIGKILL, 0)
         release_network(paths, record)
-        _discard(paths, name)
+        discard(paths, name)
         events.emit(paths, "removed", name)

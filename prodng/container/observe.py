@@ -22,9 +22,12 @@ class ContainerState(enum.StrEnum):
     FROZEN = "frozen"
     RESTARTING = "restarting"
     EXITED = "exited"
+    DEAD = "dead"  # its monitor was killed: nobody supervises or restarts it (error says so)
 
 
 ACTIVE = (ContainerState.RUNNING, ContainerState.FROZEN, ContainerState.RESTARTING)
+SUPERVISED = ("restarting", "running", "starting")  # a monitor's states while it should be alive
+MONITOR_KILLED = "monitor killed"
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,12 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
     if state.same_process(init_pid, init_start):
         frozen = cgroups.is_frozen(record.cgroups)
         return replace(seen, state=ContainerState.FROZEN if frozen else ContainerState.RUNNING, pid=init_pid)
-    if monitor_alive and status.get("state") in ("restarting", "running", "starting"):
-        return replace(seen, state=ContainerState.RESTARTING)
+    if status.get("state") in SUPERVISED:
+        if monitor_alive:
+            return replace(seen, state=ContainerState.RESTARTING)
+        return replace(seen, state=ContainerState.DEAD, error=MONITOR_KILLED)
+    if status.get("state") == "dead":
+        return replace(seen, state=ContainerState.DEAD)
     finished = float(status.get("finished_at", 0)) or None
     code = int(status["exit_code"]) if "exit_code" in status else None
     return replace(seen, exit_code=code, finished_at=finished)
@@ -73,7 +80,13 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
 
 def describe(paths: Paths, name: str, *, detail: bool = False) -> dict[str, object]:
     record = state.load(paths, name)
-    observed = observe(paths, record)
+    return summarize(paths, record, observe(paths, record), detail=detail)
+
+
+def summarize(
+    paths: Paths, record: ContainerRecord, observed: Observation, *, detail: bool = False
+) -> dict[str, object]:
+    name = record.name
     wired = wiring.describe(paths, name) if observed.state in ACTIVE else {}
     summary: dict[str, object] = {
         "name": name,

@@ -86,6 +86,7 @@ class ContainerRecord:
     explicit_exec: bool = False  # --exec given: an upgrade keeps it instead of reading the new unit
     forwards: tuple[str, ...] = ()  # -p HOSTPORT:CONTAINERPORT/PROTO, for dhcp and static networks
     unit_env: tuple[str, ...] = ()  # Environment= of the payload's unit; `env` (the user's -e) overrides it
+    pending_start: str = ""  # "PID STARTTIME" of a `run` between create and start (a dead one is swept)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,9 +141,13 @@ def names(paths: Paths) -> list[str]:
 
 
 @contextmanager
-def locked(paths: Paths, name: str) -> Iterator[None]:
-    """Serialize verbs on one container; the lock dies with its holder."""
-    with locks.hold(paths.locks / f"container-{name}.lock", what=f"container {name}"):
+def locked(paths: Paths, name: str, *, wait: bool = True) -> Iterator[None]:
+    """Serialize verbs on one container; the lock dies with its holder. Whoever takes it
+    first repairs what a killed holder left half-done (container.recovery)."""
+    with locks.hold(paths.locks / f"container-{name}.lock", wait=wait, what=f"container {name}"):
+        from prodng.container import recovery  # it needs lifecycle, which needs this module
+
+        recovery.recover_locked(paths, name)
         yield
 
 

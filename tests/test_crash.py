@@ -1,0 +1,220 @@
+"""The kill-injection harness (issue 17): SIGKILL the CLI at named points (PRODNG_FAULT, prodng/faults.py)
+and at random times in run, rm, upgrade and rollback, then check after the next command that every
+container is fully present or fully absent and that nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prodng.config import Paths
+from prodng.container import cgroups
+from prodng.faults import POINTS
+
+from conftest import Prodng
+
+pytestmark = pytest.mark.root
+
+SERVICE = "probe sleep 100000"
+REPORT: dict[str, int] = {"kills": 0, "points": 0, "violations": 0}
+
+
+def killed(prodng: Prodng, *args: str, fault: str = "", after: float | None = None) -> int:
+    """Run the CLI and SIGKILL it: at the named point, or `after` seconds (if it is still running)."""
+    env = {**prodng.env, "PRODNG_FAULT": fault} if fault else prodng.env
+    child = subprocess.Popen(
+        [sys.executable, "-m", "prodng", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    if after is not None:
+        time.sleep(after)
+        child.send_signal(signal.SIGKILL)
+    code = child.wait(timeout=120)
+    if code == -signal.SIGKILL:
+        REPORT["kills"] += 1
+    return code
+
+
+def violations(prodng: Prodng, names: list[str]) -> list[str]:
+    """The invariants, read from disk and the kernel after a command has run."""
+    paths = Paths(prodng.root)
+    found = []
+    listed = {row["name"]: row for row in prodng.json("ls")}  # type: ignore[union-attr]
+    records = {p.parent.name for p in paths.state.glob("*/record.json")}
+    if set(listed) != records:
+        found.append(f"ls shows {sorted(listed)}, records are {sorted(records)}")
+    for directory in paths.state.iterdir():
+        if not directory.name.startswith(".") and directory.name not in records:
+            found.append(f"state/{directory.name} has no record")
+    for root in paths.containers.iterdir():
+        base = root.name
+        if base.startswith(".") and base.endswith(".previous"):
+            owner = base[1:].removesuffix(".previous")
+            if not (paths.state / owner / "record.previous.json").exists():
+                found.append(f"a previous root without its record: {base}")
+        elif base.startswith("."):
+            found.append(f"staging left behind: {base}")
+        elif base not in records:
+            found.append(f"root {base} has no record")
+    for name in names:
+        leaf_groups = [g for g in cgroups.expected(paths.cgroup_leaf(name)) if os.path.isdir(g)]
+        row = listed.get(name)
+        if row is None:
+            if leaf_groups:
+                found.append(f"{name}: absent but its cgroups remain: {leaf_groups}")
+            continue
+        if not paths.container_root(name).is_dir():
+            found.append(f"{name}: recorded without a root")
+        if row["state"] in ("running", "frozen") and not leaf_groups:
+            found.append(f"{name}: {row['state']} without cgroups")
+        if row["state"] not in ("running", "frozen") and leaf_groups:
+            found.append(f"{name}: {row['state']} but its cgroups remain")
+        if row["state"] == "created":
+            found.append(f"{name}: a run left a created container")
+        if (paths.state / name / "swap.json").exists():
+            found.append(f"{name}: an upgrade journal remains")
+    REPORT["violations"] += len(found)
+    return found
+
+
+def test_kill_at_named_points_of_run_and_rm(prodng: Prodng, probe_template: str) -> None:
+    names = []
+    for point in ("create.dir", "create.root", "run.created", "start.spawned"):
+        name = f"crash-run-{point.replace('.', '-')}"
+        names.append(name)
+        assert killed(prodng, "run", probe_template, "--name", name, "--exec", SERVICE, fault=point) == -9
+        REPORT["points"] += 1
+        prodng("recover")  # the next command
+        assert violations(prodng, names) == []
+        prodng("rm", "-f", name, check=False)
+        prodng("run", probe_template, "--name", name, "--exec", SERVICE)  # the name is usable again
+    for point in ("rm.record", "rm.root"):
+        name = names.pop()
+        assert killed(prodng, "rm", "-f", name, fault=point) == -9
+        REPORT["points"] += 1
+        assert name not in {r["name"] for r in prodng.json("ls")}  # type: ignore[union-attr,index]
+        prodng("recover")
+        assert violations(prodng, [name, *names]) == []
+        prodng("run", probe_template, "--name", name, "--exec", SERVICE)
+        names.append(name)
+    for name in names:
+        prodng("rm", "-f", name)
+    assert violations(prodng, names) == []
+
+
+def test_kill_at_random_times_of_run_and_rm(prodng: Prodng, probe_template: str) -> None:
+    rng = random.Random(17)
+    names = [f"crash-rand-{i}" for i in range(4)]
+    for round in range(24):
+        name = rng.choice(names)
+        present = name in {r["name"] for r in prodng.json("ls")}  # type: ignore[union-attr,index]
+        args = ("rm", "-f", name) if present else ("run", probe_template, "--name", name, "--exec", SERVICE)
+        killed(prodng, *args, after=rng.uniform(0.05, 0.6))
+        if round % 3 == 2:
+            prodng("recover")
+            assert violations(prodng, names) == [], f"round {round}: {args}"
+    prodng("recover")
+    assert violations(prodng, names) == []
+    for name in names:
+        prodng("rm", "-f", name, check=False)
+    assert violations(prodng, names) == []
+    print(f"\ncrash harness (run/rm): {REPORT}")
+
+
+def test_points_are_named_once() -> None:
+    assert len(POINTS) == len(set(POINTS))
+    source = "".join(p.read_text() for p in Path(__file__).resolve().parents[1].joinpath("prodng").rglob("*.py"))
+    for point in POINTS:
+        if point.startswith("swap.") and point not in ("swap.journal", "swap.records", "swap.started"):
+            continue  # named by the rename's index
+        assert f'faults.point("{point}")' in source, point
+
+
+def _version_deb(tmp_path: Path, version: str) -> str:
+    root = tmp_path / f"crashver-{version}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "usr/share/crashver").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        f"Package: crashver\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: crash test\nX-Prodng-Exec: /bin/sleep 100000\n"
+    )
+    (root / "usr/share/crashver/version").write_text(version)
+    out = tmp_path / f"crashver-{version}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(out)], check=True, capture_output=True)
+    return str(out)
+
+
+def _coherent(prodng: Prodng, name: str, want_running: bool = True) -> str:
+    """The record's version is the root's version, the service runs, and the previous version matches too."""
+    info = prodng.info(name)
+    root = prodng.root / "pool" / "containers" / name
+    version = (root / "usr/share/crashver/version").read_text()
+    assert info["payloads"] == [f"crashver={version}"], (info["payloads"], version)
+    assert (info["state"] == "running") == want_running, info["state"]
+    previous = prodng.root / "state" / name / "record.previous.json"
+    if previous.exists():
+        old = json.loads(previous.read_text())["payloads"]
+        old_version = prodng.root / "pool" / "containers" / f".{name}.previous" / "usr/share/crashver/version"
+        assert old == [f"crashver={old_version.read_text()}"]
+    return version
+
+
+@pytest.mark.slow
+def test_kill_upgrade_and_rollback_at_every_point(prodng: Prodng, template: str, tmp_path: Path) -> None:
+    name = "crash-upgrade"
+    v1, v2 = _version_deb(tmp_path, "1"), _version_deb(tmp_path, "2")
+    prodng("run", template, v1, "--name", name)
+    prodng("upgrade", name, v2)  # both installs cached from here on
+    prodng("rollback", name)
+    assert _coherent(prodng, name) == "1"
+    points = [p for p in POINTS if p.startswith(("upgrade.", "swap."))]
+    for point in points:
+        for verb in ("upgrade", "rollback"):
+            if verb == "rollback" and point == "upgrade.staged":
+                continue
+            before = _coherent(prodng, name)
+            args = ("upgrade", name, v2 if before == "1" else v1) if verb == "upgrade" else ("rollback", name)
+            code = killed(prodng, *args, fault=point)
+            if point == "swap.previous" and verb == "upgrade" and code == 0:
+                continue
+            assert code == -9, (point, verb, code)
+            REPORT["points"] += 1
+            prodng("recover")
+            after = _coherent(prodng, name)
+            assert after == before, f"{verb} killed at {point}: not undone"
+            assert violations(prodng, [name]) == []
+    for _ in range(8):  # and at random times
+        before = _coherent(prodng, name)
+        killed(prodng, "upgrade", name, v2 if before == "1" else v1, after=random.uniform(0.2, 1.5))
+        prodng("recover")
+        _coherent(prodng, name)
+        assert violations(prodng, [name]) == []
+    prodng("rm", "-f", name)
+    print(f"\ncrash harness (upgrade/rollback): {REPORT}")
+
+
+@pytest.mark.slow
+def test_concurrent_upgrades_and_rollbacks_keep_a_root(prodng: Prodng, template: str, tmp_path: Path) -> None:
+    name = "crash-concurrent"
+    v1, v2 = _version_deb(tmp_path, "1"), _version_deb(tmp_path, "2")
+    prodng("run", template, v1, "--name", name)
+    prodng("upgrade", name, v2)
+    for _ in range(3):
+        children = [
+            prodng.popen("upgrade", name, v1),
+            prodng.popen("upgrade", name, v2),
+            prodng.popen("rollback", name),
+        ]
+        for child in children:
+            _, err = child.communicate(timeout=180)
+            assert child.returncode == 0, err
+        _coherent(prodng, name)
+        assert violations(prodng, [name]) == []
+    prodng("rm", "-f", name)
