@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common import bench_context
 
+from prodng.payload import deb as payload_deb
 from prodng.payload import install
 from prodng.storage import btrfs
 
@@ -22,7 +23,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="prodng-bench-debs-"))
     subprocess.run(["apt-get", "download", "-q", PACKAGE], cwd=folder, check=True, capture_output=True)
     deb = next(folder.glob(f"{PACKAGE}_*.deb"))
-    payloads = [deb.inspect(str(deb))]
+    payloads = [payload_deb.inspect(str(deb))]
     cached = install.cache_dir(ctx.paths) / install.cache_key(ctx.paths, "bookworm", payloads)
     btrfs.delete_subvolume(cached)
 

@@ -20,8 +20,9 @@ CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_FORTIFY_SOURCE
           "-fvisibility=hidden"]
 LIBS = ["seccomp"]
 # exec joins a running container: no init, rootfs, monitor or keeper in the Python process.
-MODULE_SOURCES = ["util.c", "config.c", "sandbox.c", "exec.c"]
-SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "rootfs.c", "init.c", "keeper.c", "monitor.c", "shim_main.c"]
+MODULE_SOURCES = ["util.c", "config.c", "sandbox.c", "exec.c", "inroot.c"]
+SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "inroot.c", "rootfs.c",
+                 "init.c", "keeper.c", "monitor.c", "shim_main.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "prodng_native.h").read_text().split("*/", 1)[1])

@@ -14,12 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from debian.deb822 import Deb822
-
 from prodng.config import Paths
 from prodng.container import cgroups, observe, state
 from prodng.network import wiring
-from prodng.storage import templates
+from prodng.storage import rootdb, templates
 
 Row = dict[str, object]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -78,18 +76,6 @@ def containers(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
         }
 
 
-def _users(root: Path) -> dict[int, str]:
-    users = {}
-    try:
-        for line in (root / "etc/passwd").read_text().splitlines():
-            fields = line.split(":")
-            if len(fields) > 2 and fields[2].isdigit():
-                users[int(fields[2])] = fields[0]
-    except OSError:
-        pass
-    return users
-
-
 def _process_row(container: str, pid: int, users: dict[int, str]) -> Row | None:
     proc = Path(f"/proc/{pid}")
     try:
@@ -116,7 +102,7 @@ def _process_row(container: str, pid: int, users: dict[int, str]) -> Row | None:
 
 def processes(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     for record, _ in _live(paths, wanted):
-        users = _users(paths.container_root(record.name))
+        users = rootdb.user_names(paths.container_root(record.name))
         for pid in sorted(cgroups.procs(record.cgroups)):
             if row := _process_row(record.name, pid, users):
                 yield row
@@ -125,20 +111,15 @@ def processes(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
 def deb_packages(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     """Every package in each container's own dpkg database (never the host's)."""
     for record, _ in _containers(paths, wanted):
-        status_file = paths.container_root(record.name) / "var/lib/dpkg/status"
-        try:
-            with open(status_file) as f:
-                for para in Deb822.iter_paragraphs(f):
-                    yield {
-                        "container": record.name,
-                        "name": para.get("Package", ""),
-                        "version": para.get("Version", ""),
-                        "arch": para.get("Architecture", ""),
-                        "source": para.get("Source", para.get("Package", "")).split(" ")[0],
-                        "status": para.get("Status", ""),
-                    }
-        except FileNotFoundError:
-            continue
+        for para in rootdb.dpkg_status(paths.container_root(record.name)):
+            yield {
+                "container": record.name,
+                "name": para.get("Package", ""),
+                "version": para.get("Version", ""),
+                "arch": para.get("Architecture", ""),
+                "source": para.get("Source", para.get("Package", "")).split(" ")[0],
+                "status": para.get("Status", ""),
+            }
 
 
 def mounts(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from debian import debfile
 
 from prodng.errors import InvalidRequest
+from prodng.storage import inroot, rootdb
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 VERSION_RE = re.compile(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$")
@@ -177,13 +178,15 @@ def _command(value: str) -> list[str]:
 
 def _read_env_file(root: Path, spec: str) -> list[str]:
     optional = spec.startswith("-")
-    target = root / spec.lstrip("-").lstrip("/")
+    path = spec.lstrip("-")
     try:
-        text = target.read_text()
-    except OSError:
+        text = inroot.read_text(root, path)
+    except FileNotFoundError:
         if optional:
             return []
-        raise InvalidRequest(f"EnvironmentFile {spec.lstrip('-')} is missing in the container") from None
+        raise InvalidRequest(f"EnvironmentFile {path} is missing in the container") from None
+    except OSError as err:  # a FIFO, a device, a loop or a huge file: refused even when optional
+        raise InvalidRequest(f"EnvironmentFile {path}: {err.strerror} in the container") from None
     pairs = []
     for line in text.splitlines():
         line = line.strip()
@@ -195,7 +198,11 @@ def _read_env_file(root: Path, spec: str) -> list[str]:
 
 def service_from_unit(root: Path, unit: str) -> Service:
     """Translate a systemd unit's [Service] into what prodng runs."""
-    entries = _unit_section((root / unit.lstrip("/")).read_text(errors="replace"), "Service")
+    try:
+        text = inroot.read_text(root, unit)
+    except OSError as err:
+        raise InvalidRequest(f"unit {unit}: {err.strerror} in the container") from None
+    entries = _unit_section(text, "Service")
     values: dict[str, list[str]] = {}
     for key, value in entries:
         values.setdefault(key, []).append(value)
@@ -244,26 +251,14 @@ def find_service(root: Path, payloads: list[Payload]) -> Service:
 
 def lookup_ids(root: Path, user: str, group: str) -> tuple[int, int]:
     """User= and Group= resolved in the container's own passwd and group files."""
-
-    def table(name: str) -> dict[str, tuple[int, int]]:
-        found = {}
-        try:
-            for line in (root / "etc" / name).read_text().splitlines():
-                fields = line.split(":")
-                if len(fields) > 3 and fields[2].isdigit():
-                    found[fields[0]] = (int(fields[2]), int(fields[3]) if fields[3].isdigit() else 0)
-        except OSError:
-            pass
-        return found
-
     uid = gid = 0
     if user:
-        users = table("passwd")
+        users = rootdb.accounts(root, "passwd")
         if user not in users and not user.isdigit():
             raise InvalidRequest(f"User={user} does not exist in the container")
         uid, gid = users.get(user, (int(user) if user.isdigit() else 0, 0))
     if group:
-        groups = table("group")
+        groups = rootdb.accounts(root, "group")
         if group not in groups and not group.isdigit():
             raise InvalidRequest(f"Group={group} does not exist in the container")
         gid = groups[group][0] if group in groups else int(group)

@@ -23,7 +23,7 @@ from prodng.container import enter
 from prodng.container.state import Bind, ContainerRecord
 from prodng.errors import InvalidRequest
 from prodng.payload.deb import Payload
-from prodng.storage import btrfs, templates
+from prodng.storage import btrfs, inroot, templates
 
 PAYLOAD_DIR = "/var/lib/prodng-payloads"
 MARKER = ".prodng-install.json"
@@ -36,24 +36,15 @@ def cache_dir(paths: Paths) -> Path:
 
 
 def cache_key(paths: Paths, template: str, payloads: list[Payload]) -> str:
-    built = json.loads((paths.template_root(template) / templates.METADATA).read_text())["built"]
+    built = json.loads(inroot.read_text(paths.template_root(template), templates.METADATA))["built"]
     material = json.dumps([template, built, sorted(p.sha256 for p in payloads)])
     return hashlib.sha256(material.encode()).hexdigest()[:20]
-
-
-def _write_inside(root: Path, relative: str, text: str, mode: int) -> None:
-    """Create a file in the root without following a symlink planted at its name."""
-    fd = os.open(root / relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def _host_sources(paths: Paths, template: str) -> tuple[Bind, ...]:
     """The host's apt sources (updates, security) for the install, when the template is of the
     host's own release; read-only binds, so nothing of them stays in the root."""
-    meta = json.loads((paths.template_root(template) / templates.METADATA).read_text())
+    meta = json.loads(inroot.read_text(paths.template_root(template), templates.METADATA))
     os_release = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
     if f"VERSION_CODENAME={meta['suite']}" not in os_release.split():
         return ()
@@ -73,6 +64,16 @@ def _failure(log: str) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
+def _clean_up_after_install(work: Path, names: str) -> None:
+    """Remove what the install needed; a package that replaced usr/sbin (or a parent) with a symlink
+    moved our policy-rc.d away with it, and nothing outside the root is touched (inroot)."""
+    inroot.unlink(work, POLICY_RC_D, missing_ok=True)
+    try:
+        inroot.rmdir(work, PAYLOAD_DIR)
+    except OSError as err:
+        raise InvalidRequest(f"{names}: the install left {PAYLOAD_DIR} changed ({err.strerror})") from None
+
+
 def installed_root(paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None]) -> Path:
     """A read-only root with the payloads installed: from the cache, or built now."""
     template_root = templates.require(paths, template)
@@ -81,7 +82,7 @@ def installed_root(paths: Paths, template: str, payloads: list[Payload], progres
     cache_dir(paths).mkdir(exist_ok=True)
     names = ", ".join(p.package for p in payloads)
     with locks.hold(paths.locks / f"install-{key}.lock", what=f"the install of {names}"):
-        if (cached / MARKER).is_file():
+        if inroot.is_file(cached, MARKER):
             progress(f"reusing the cached install of {names}")
             return cached
         for stale in cache_dir(paths).glob(f".build-{key}-*"):
@@ -93,7 +94,9 @@ def installed_root(paths: Paths, template: str, payloads: list[Payload], progres
         try:
             for p in payloads:
                 shutil.copyfile(p.path, staging / f"{p.package}_{p.version.replace(':', '%3a')}_{p.architecture}.deb")
-            _write_inside(work, POLICY_RC_D, "#!/bin/sh\n# prodng: no daemon starts during install\nexit 101\n", 0o755)
+            inroot.write_text(
+                work, POLICY_RC_D, "#!/bin/sh\n# prodng: no daemon starts during install\nexit 101\n", 0o755
+            )
             progress(f"installing {names} with dependencies into a sandboxed snapshot of {template}")
             script = (
                 f"apt-get update -qq && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb"
@@ -114,10 +117,9 @@ def installed_root(paths: Paths, template: str, payloads: list[Payload], progres
             code, log = enter.run_job(paths, job, work, jobs, INSTALL_TIMEOUT)
             if code != 0:
                 raise InvalidRequest(f"{names}: install failed: {_failure(log)}")
-            os.unlink(work / POLICY_RC_D)
-            os.rmdir(work / PAYLOAD_DIR.lstrip("/"))
+            _clean_up_after_install(work, names)
             meta = {"template": template, "payloads": [f"{p.package}={p.version}" for p in payloads]}
-            _write_inside(work, MARKER, json.dumps(meta), 0o644)
+            inroot.write_text(work, MARKER, json.dumps(meta), 0o644)
             btrfs.set_read_only(work)
             os.rename(work, cached)
         except BaseException:

@@ -19,13 +19,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from debian.deb822 import Deb822
-
 from prodng import locks, run
 from prodng.config import Paths
 from prodng.container import state
 from prodng.errors import Conflict, InvalidRequest, NotFound, SystemFailure
-from prodng.storage import btrfs, recipes
+from prodng.storage import btrfs, inroot, recipes, rootdb
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +96,7 @@ def build(paths: Paths, name: str, progress: Progress, *, force: bool = False) -
     with _staged(paths, name, force=force) as work:
         _debootstrap(recipe, work, progress)
         meta = _metadata(recipe, work)
-        (work / METADATA).write_text(json.dumps(meta, indent=1))
+        inroot.write_text(work, METADATA, json.dumps(meta, indent=1))
     progress(f"template {name} built: {meta['package_count']} packages")
     return info(paths, name)
 
@@ -113,7 +111,7 @@ def import_root(paths: Paths, name: str, source: Path, *, force: bool = False) -
     copy = _import_command(source)
     with _staged(paths, name, force=force) as work:
         run.run([*copy, work])
-        packages = installed_packages(work)
+        packages = rootdb.installed_packages(work)
         meta = {
             "name": name,
             "suite": "",
@@ -124,7 +122,7 @@ def import_root(paths: Paths, name: str, source: Path, *, force: bool = False) -
             "package_count": len(packages),
             "packages": packages,
         }
-        (work / METADATA).write_text(json.dumps(meta, indent=1))
+        inroot.write_text(work, METADATA, json.dumps(meta, indent=1))
     return info(paths, name)
 
 
@@ -181,24 +179,8 @@ def _debootstrap(recipe: recipes.Recipe, target: Path, progress: Progress) -> No
         raise SystemFailure(f"debootstrap of {recipe.name} failed: {why or f'exit status {status}'}")
 
 
-def installed_packages(root: Path) -> dict[str, str]:
-    """name -> version, from a root's own dpkg database (never the host's)."""
-    status = Path(os.path.realpath(root / "var/lib/dpkg/status"))
-    # An imported root is anyone's: its status file may be a link to a host file or a device.
-    if not status.is_relative_to(os.path.realpath(root)) or not status.is_file():
-        return {}
-    packages = {}
-    with open(status) as f:
-        for para in Deb822.iter_paragraphs(f):
-            if para.get("Status", "").endswith(" installed"):
-                arch = para.get("Architecture", "")
-                key = para["Package"] if arch in ("all", "") else f"{para['Package']}:{arch}"
-                packages[key] = para.get("Version", "")
-    return packages
-
-
 def _metadata(recipe: recipes.Recipe, root: Path) -> dict[str, object]:
-    packages = installed_packages(root)
+    packages = rootdb.installed_packages(root)
     return {
         "name": recipe.name,
         "suite": recipe.suite,
@@ -214,12 +196,14 @@ def _metadata(recipe: recipes.Recipe, root: Path) -> dict[str, object]:
 def names(paths: Paths) -> list[str]:
     if not paths.templates.is_dir():
         return []
-    return sorted(p.name for p in paths.templates.iterdir() if not p.name.startswith(".") and (p / METADATA).is_file())
+    return sorted(
+        p.name for p in paths.templates.iterdir() if not p.name.startswith(".") and inroot.is_file(p, METADATA)
+    )
 
 
 def info(paths: Paths, name: str) -> TemplateInfo:
     root = require(paths, name)
-    meta = json.loads((root / METADATA).read_text())
+    meta = json.loads(inroot.read_text(root, METADATA))
     return TemplateInfo(
         name=name,
         suite=meta["suite"],
@@ -254,7 +238,7 @@ def _remove(paths: Paths, name: str) -> None:
 
 def require(paths: Paths, name: str) -> Path:
     root = paths.template_root(name)
-    if not (root / METADATA).is_file():
+    if not inroot.is_file(root, METADATA):
         recipes.find(name, paths.settings.recipes)
         raise NotFound(f"template {name} is not built", hint=f"prodng template build {name}")
     return root
