@@ -14,7 +14,7 @@ ROOT=$STAGE/prodng
 mkdir -p "$ROOT/DEBIAN" "$ROOT/opt/prodng/wheels" "$ROOT/lib/systemd/system" "$ROOT/usr/share/doc/prodng" "$OUT"
 
 .venv/bin/pip wheel -q --no-build-isolation . -w "$ROOT/opt/prodng/wheels"
-install -m 0644 packaging/prodng-agent.service "$ROOT/lib/systemd/system/"
+install -m 0644 packaging/prodng-agent.service packaging/prodng-boot.service "$ROOT/lib/systemd/system/"
 install -m 0644 README.md docs/queries.md "$ROOT/usr/share/doc/prodng/"
 
 cat > "$ROOT/DEBIAN/control" <<EOF

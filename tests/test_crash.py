@@ -218,3 +218,69 @@ def test_concurrent_upgrades_and_rollbacks_keep_a_root(prodng: Prodng, template:
         _coherent(prodng, name)
         assert violations(prodng, [name]) == []
     prodng("rm", "-f", name)
+
+
+def _monitor(prodng: Prodng, name: str) -> int:
+    pid = prodng.info(name)["monitor_pid"]
+    assert isinstance(pid, int) and pid > 0
+    return pid
+
+
+def _events(prodng: Prodng, name: str) -> list[dict[str, object]]:
+    lines = (prodng.root / "events.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["name"] == name]
+
+
+def test_killed_monitor_is_dead_and_restartable_ones_come_back(prodng: Prodng, probe_template: str) -> None:
+    names = {"crash-mon-always": "always", "crash-mon-no": "no"}
+    for name, policy in names.items():
+        prodng("run", probe_template, "--name", name, "--restart", policy, "--exec", SERVICE)
+    for name in names:  # (a run after the kill would already be the next command)
+        os.kill(_monitor(prodng, name), signal.SIGKILL)
+    for name in names:
+        info = prodng.wait_for(lambda n=name: (i := prodng.info(n))["state"] == "dead" and i, what=f"{name} dead")
+        assert info["error"] == "monitor killed" and info["exit_code"] is None and info["pid"] is None
+    prodng("recover")  # the next command: buries both, restarts the one whose policy says so
+    assert prodng.info("crash-mon-always")["state"] == "running"
+    dead = prodng.info("crash-mon-no")
+    assert (dead["state"], dead["error"]) == ("dead", "monitor killed")
+    for name in names:
+        died = [e for e in _events(prodng, name) if e["event"] == "died"]
+        assert len(died) == 1 and died[0]["error"] == "monitor killed"
+    assert [e["event"] for e in _events(prodng, "crash-mon-always")][-1] == "started"
+    assert violations(prodng, list(names)) == []
+    for name in names:
+        prodng("rm", "-f", name)
+
+
+def test_reboot_starts_restartable_containers(prodng: Prodng, probe_template: str) -> None:
+    """A reboot, simulated: every process gone and the records from another boot id; then the boot unit's command."""
+    policies = {"crash-boot-always": "always", "crash-boot-onfail": "on-failure", "crash-boot-no": "no"}
+    for name, policy in policies.items():
+        prodng("run", probe_template, "--name", name, "--restart", policy, "--exec", SERVICE)
+    prodng("run", probe_template, "--name", "crash-boot-stopped", "--restart", "always", "--exec", SERVICE)
+    prodng("stop", "-t", "1", "crash-boot-stopped")
+    names = [*policies, "crash-boot-stopped"]
+    for name in policies:
+        os.kill(_monitor(prodng, name), signal.SIGKILL)  # the init dies with it (PR_SET_PDEATHSIG)
+    for name in names:
+        record_file = prodng.root / "state" / name / "record.json"
+        record = json.loads(record_file.read_text())
+        record_file.write_text(json.dumps({**record, "boot_id": "00000000-0000-0000-0000-000000000000"}))
+    for name in names:
+        info = prodng.info(name)
+        assert (info["state"], info["error"]) == ("exited", "host rebooted"), name
+    unit = (Path(__file__).resolve().parents[1] / "packaging" / "prodng-boot.service").read_text()
+    assert "ExecStart=/usr/bin/prodng recover" in unit
+    started = prodng.json("recover")
+    assert sorted(started["started"]) == ["crash-boot-always", "crash-boot-onfail"]  # type: ignore[index]
+    states = {name: prodng.info(name)["state"] for name in names}
+    assert states == {
+        "crash-boot-always": "running",
+        "crash-boot-onfail": "running",
+        "crash-boot-no": "exited",
+        "crash-boot-stopped": "exited",
+    }
+    assert violations(prodng, names) == []
+    for name in names:
+        prodng("rm", "-f", name)

@@ -24,6 +24,7 @@ def test_own_deb_builds_and_installs_with_prodng(prodng: Prodng, template: str, 
     assert "Package: prodng" in fields and "dnsmasq-base" in fields and "python3-venv" in fields
     contents = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
     assert "./lib/systemd/system/prodng-agent.service" in contents
+    assert "./lib/systemd/system/prodng-boot.service" in contents
     assert "./opt/prodng/wheels/prodng-" in contents and "./opt/prodng/wheels/pyroute2-" in contents
     # Everything is a .deb: prodng installs itself (offline wheels, apt for the Debian side).
     prodng(template, deb, "none", "--name", container, "--exec", "sleep 100000", timeout=900)

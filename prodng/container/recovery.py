@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 from prodng.config import Paths
 from prodng.container import events, state
@@ -104,7 +105,7 @@ def sweep(paths: Paths, *, restart: bool = False) -> list[str]:
 
 
 def _sweep_one(paths: Paths, name: str, restart: bool) -> bool:
-    from prodng.container.lifecycle import start_locked
+    from prodng.container.lifecycle import release_network, start_locked
     from prodng.container.observe import ACTIVE, ContainerState, observe
 
     if not state.exists(paths, name):
@@ -112,6 +113,9 @@ def _sweep_one(paths: Paths, name: str, restart: bool) -> bool:
     record = state.load(paths, name)
     if dead_monitor(paths, record):
         bury(paths, record)
+    elif record.started and record.cgroups and record.boot_id != state.boot_id():
+        release_network(paths, record)  # what a previous boot's run left (a reboot keeps files, not processes)
+        state.save(paths, replace(record, cgroups=()))
     if not (restart and restartable(record) and record.started):
         return False
     observed = observe(paths, record)
