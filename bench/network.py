@@ -22,7 +22,7 @@ from common import bench_context
 
 from prodng.container import lifecycle, state
 from prodng.container.state import ContainerRecord
-from prodng.network import modes, wiring
+from prodng.network import host, modes, nft, wiring
 from prodng.network.keeper import setns
 
 COUNT = int(os.environ.get("BENCH_COUNT", "20"))
@@ -42,7 +42,7 @@ def run_one(ctx, name: str) -> float:  # type: ignore[no-untyped-def]
     return took
 
 
-def bare_lease(index: int) -> float:
+def bare_lease(net: modes.Bridge, index: int) -> float:
     """A veth into a plain namespace and one DHCP exchange there, timed the same way."""
     from pyroute2 import IPRoute
     from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff
@@ -60,11 +60,12 @@ def bare_lease(index: int) -> float:
     bare = f"{NETNS}-bare"
     subprocess.run(["ip", "netns", "add", bare], check=True)
     fd = os.open(f"/run/netns/{bare}", os.O_RDONLY)
-    veth = f"pnbare{index}"
+    veth, mac = f"pnbare{index}", f"02:be:00:00:00:{index % 256:02x}"
     try:
         began = time.perf_counter()
         with IPRoute() as ipr:
-            ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
+            ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd, "address": mac})
+            nft.guard_port(net, veth, mac, None, "bench")  # the bridge carries only guarded ports
             ipr.link(
                 "set", index=ipr.link_lookup(ifname=veth)[0], master=ipr.link_lookup(ifname="prodng0")[0], state="up"
             )
@@ -97,6 +98,7 @@ def bare_lease(index: int) -> float:
     finally:
         os.close(fd)
         subprocess.run(["ip", "netns", "del", bare], check=False)
+        nft.unguard_port(net, veth)
 
 
 def pss_mib(pid: int) -> float:
@@ -111,7 +113,7 @@ def summary(label: str, seconds: list[float]) -> str:
 def main() -> None:
     ctx = bench_context()  # builds the template (if needed) while the host's network is still ours
     subprocess.run(["ip", "netns", "add", NETNS], check=True)
-    host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     fd = os.open(f"/run/netns/{NETNS}", os.O_RDONLY)
     setns(fd)  # this thread, and every thread it starts from now on
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -127,7 +129,7 @@ def main() -> None:
         wall = time.perf_counter() - began
         for name in names:
             lifecycle.remove(ctx.paths, name, force=True)
-        bare = [bare_lease(i) for i in range(COUNT)]
+        bare = [bare_lease(modes.bridge(ctx.paths.settings), i) for i in range(COUNT)]
         print(f"run -> bound lease, {COUNT} containers (target: median under 1 s)")
         print(summary("prodng run, one after another", sequential))
         print(summary(f"prodng run, {COUNT} at once (each)", concurrent) + f"   all done in {wall * 1000:.0f} ms")
@@ -139,7 +141,7 @@ def main() -> None:
             if state.exists(ctx.paths, name):
                 lifecycle.remove(ctx.paths, name, force=True)
         host.shut_down(ctx.paths, modes.bridge(ctx.paths.settings))
-        setns(host)
+        setns(host_ns)
         subprocess.run(["ip", "netns", "del", NETNS], check=False)
 
 

@@ -26,8 +26,17 @@ from prodng.errors import Conflict
 from prodng.network import dnsmasq
 from prodng.network.claims import release_claims
 from prodng.network.modes import Bridge, Forward, bridge
-from prodng.network.nft import bridge_table, ip_table, remove_forwards, run_nft, unguard_port
-from prodng.network.wiring import keeper_server, locked, mac_address, net_file, read, runtime_dir, veth_name
+from prodng.network.nft import host_tables, remove_forwards, run_nft, unguard_port
+from prodng.network.wiring import (
+    keeper_owner,
+    keeper_server,
+    locked,
+    mac_address,
+    net_file,
+    read,
+    runtime_dir,
+    veth_name,
+)
 
 
 def keeper_argv(paths: Paths, name: str) -> list[str]:
@@ -76,14 +85,7 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
                 )
         # Forwards to 127.0.0.1 leave through the bridge; the input chain keeps the bridge off the host.
         sysctl(f"ipv4.conf.{net.name}.route_localnet", "1")
-        tables = run.run([run.require("nft", "nftables"), "list", "tables"]).stdout.splitlines()
-        missing = [
-            make(net)
-            for family, make in (("ip", ip_table), ("bridge", bridge_table))
-            if f"table {family} {net.name}" not in tables
-        ]
-        if missing:
-            run_nft("".join(missing))
+        run_nft(host_tables(net))  # rewritten whole: an upgraded prodng's rules apply at once
         dnsmasq.ensure(runtime_dir(paths), net)
         _ensure_keeper_server(paths)
 
@@ -91,8 +93,9 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
 # ---- the whole teardown, shared by the keeper and by whoever finds its work undone ----
 
 
-def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
-    """Remove the veth, the forwards, the name, the lease and the claims of one container."""
+def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...], owner: str | None = None) -> None:
+    """Remove the veth, the forwards, the port's filter, the name, the lease and the claims of
+    one container. `owner` is the keeper undoing its own work; else the one net.json names."""
     net = bridge(paths.settings)
     wired = read(paths, name)
     with IPRoute() as ipr:
@@ -103,7 +106,7 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> None:
                 if err.code != errno.ENODEV:
                     raise
     remove_forwards(net, forwards)
-    unguard_port(net, veth_name(paths, name))
+    unguard_port(net, veth_name(paths, name), owner or keeper_owner(wired))
     directory = runtime_dir(paths)
     mac = str(wired.get("mac") or mac_address(paths, name))
     released = dnsmasq.forget(directory, name, mac)

@@ -60,6 +60,7 @@ class Keeper:
             "keeper_pid": os.getpid(),
             "keeper_start": state.starttime(os.getpid()),
         }
+        self.owner = wiring.keeper_owner(self.wired)
 
     # ---- messages between threads and signal handlers ----
 
@@ -108,7 +109,7 @@ class Keeper:
         with IPRoute() as ipr:
             for stale in ipr.link_lookup(ifname=veth):  # a keeper killed before its teardown
                 ipr.link("del", index=stale)
-                nft.unguard_port(self.net, veth)
+                nft.unguard_port(self.net, veth)  # whoever's it was: this keeper owns the port now
             ipr.link(
                 "add",
                 ifname=veth,
@@ -118,7 +119,7 @@ class Keeper:
             index = ipr.link_lookup(ifname=veth)[0]
             host.sysctl(f"ipv6.conf.{veth}.disable_ipv6", "1")
             bridge = ipr.link_lookup(ifname=self.net.name)[0]
-            nft.guard_port(self.net, veth, str(self.wired["mac"]))
+            self.guard(None)  # before the port joins the bridge: no frame passes unfiltered
             ipr.link("set", index=index, master=bridge, state="up")
 
         def eth0_up() -> None:
@@ -126,6 +127,9 @@ class Keeper:
                 inner.link("set", index=inner.link_lookup(ifname="eth0")[0], state="up")
 
         self.in_container(eth0_up)
+
+    def guard(self, address: str | None) -> None:
+        nft.guard_port(self.net, str(self.wired["veth"]), str(self.wired["mac"]), address, self.owner)
 
     def configure_static(self) -> None:
         assert self.mode.address
@@ -157,6 +161,7 @@ class Keeper:
         if changed and self.address:
             nft.remove_forwards(self.net, self.forwards)
         if changed:
+            self.guard(address)  # the port may now speak from this address, and from no other
             dnsmasq.publish_name(wiring.runtime_dir(self.paths), self.name, address)
             nft.add_forwards(self.net, address, self.forwards)
             self.log(
@@ -255,7 +260,7 @@ class Keeper:
     def teardown(self) -> None:
         if self.dhcp:
             self.dhcp.stop()  # sends the RELEASE
-        host.teardown(self.paths, self.name, self.forwards)
+        host.teardown(self.paths, self.name, self.forwards, self.owner)
 
 
 class DhcpThread(threading.Thread):

@@ -1,7 +1,15 @@
-"""prodng's nftables: the forwards map and the host's input filter (table ip), and the
-bridge's DHCP guard (table bridge). Every rule change for the bridge goes through here."""
+"""prodng's nftables: the forwards map, the host's input filter, the forward chain and NAT
+(table ip), and the bridge's per-port filters (table bridge). Every rule change for the
+bridge goes through here.
+
+Both tables are rewritten whole by `host_tables` on every container start (one atomic
+`nft -f`): base chains are flushed and refilled, maps, sets and port chains are kept, so
+a prodng upgrade takes effect without removing the containers that run.
+"""
 
 from __future__ import annotations
+
+import re
 
 from prodng import run
 from prodng.network.modes import Bridge, Forward
@@ -12,65 +20,118 @@ def run_nft(script: str, check: bool = True) -> bool:
     return run.run([nft, "-f", "-"], input=script, check=check).returncode == 0
 
 
+def _refill(family: str, table: str, chains: dict[str, list[str]]) -> str:
+    lines = []
+    for chain, rules in chains.items():
+        lines.append(f"flush chain {family} {table} {chain}\n")
+        lines += [f"add rule {family} {table} {chain} {rule}\n" for rule in rules]
+    return "".join(lines)
+
+
 def ip_table(net: Bridge) -> str:
-    """Port forwards as one map; from the bridge, the host answers only DHCP and DNS."""
-    return f"""table ip {net.name} {{
-  map forwards {{
-    type inet_proto . inet_service : ipv4_addr . inet_service
-  }}
-  chain prerouting {{
-    type nat hook prerouting priority dstnat; policy accept;
-    fib daddr type local dnat ip to meta l4proto . th dport map @forwards
-  }}
-  chain output {{
-    type nat hook output priority -100; policy accept;
-    fib daddr type local dnat ip to meta l4proto . th dport map @forwards
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "{net.name}" ip saddr 127.0.0.0/8 masquerade
-  }}
-  chain input {{
-    type filter hook input priority filter; policy accept;
-    iifname "{net.name}" ct state established,related accept
-    iifname "{net.name}" udp dport {{ 53, 67 }} accept
-    iifname "{net.name}" tcp dport 53 accept
-    iifname "{net.name}" drop
-  }}
+    """Port forwards as one map; from the bridge the host answers only DHCP and DNS on its
+    bridge address; routed traffic to or from the bridge only as the network mode allows."""
+    name, gateway = net.name, net.gateway
+    declare = f"""table ip {name} {{
+  map forwards {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
+  set nat {{ type ipv4_addr; }}
+  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+  chain output {{ type nat hook output priority -100; policy accept; }}
+  chain postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+  chain input {{ type filter hook input priority filter; policy accept; }}
+  chain forward {{ type filter hook forward priority filter; policy accept; }}
 }}
 """
+    dnat = "fib daddr type local dnat ip to meta l4proto . th dport map @forwards"
+    chains = {
+        "prerouting": [dnat],
+        "output": [dnat],
+        "postrouting": [
+            f'oifname "{name}" ip saddr 127.0.0.0/8 masquerade',  # forwards to 127.0.0.1 leave through the bridge
+            f'oifname != "{name}" ip saddr @nat masquerade',  # containers with NAT on, and only those
+        ],
+        "input": [
+            f'iifname "{name}" ct state established,related accept',
+            f'iifname "{name}" udp dport 67 ip daddr {{ {gateway}, 255.255.255.255 }} accept',
+            # Not the host's other addresses: a resolver there would be a way out.
+            f'iifname "{name}" ip daddr {gateway} meta l4proto {{ tcp, udp }} th dport 53 accept',
+            f'iifname "{name}" drop',
+        ],
+        "forward": [
+            f'iifname "{name}" oifname "{name}" accept',  # container to container (br_netfilter, hairpin)
+            f'oifname "{name}" ct status dnat accept',  # published ports, from anywhere
+            f'oifname "{name}" ct state established,related accept',
+            f'oifname "{name}" drop',  # nothing else reaches a container from outside
+            f'iifname "{name}" ct state established,related accept',
+            f'iifname "{name}" ip saddr @nat accept',  # out to the world only with NAT on
+            f'iifname "{name}" drop',
+        ],
+    }
+    return declare + _refill("ip", name, chains)
 
 
 def bridge_table(net: Bridge) -> str:
-    """DHCP as the bridge sees it: offers come only from the host's dnsmasq, and a container
-    speaks only for its own MAC (dnsmasq keys leases by MAC alone: --dhcp-ignore-clid), so
-    no container can answer for the server or release another's lease."""
-    return f"""table bridge {net.name} {{
-  map ports {{
-    type ifname : verdict
-  }}
-  chain forward {{
-    type filter hook forward priority filter; policy accept;
-    udp sport 67 drop
-  }}
-  chain input {{
-    type filter hook input priority filter; policy accept;
-    udp dport 67 iifname vmap @ports
-  }}
+    """Every frame from a port passes that port's chain (`guard_port`); a port prodng did
+    not guard carries nothing. DHCP requests go to the host alone (another container would
+    learn their transaction ids) and server messages come from the host alone: its own
+    frames take the output hook, which is not filtered here."""
+    declare = f"""table bridge {net.name} {{
+  map ports {{ type ifname : verdict; }}
+  chain forward {{ type filter hook forward priority filter; policy drop; }}
+  chain input {{ type filter hook input priority filter; policy drop; }}
 }}
 """
+    chains = {
+        "forward": ["udp dport 67 drop", "udp sport 67 drop", "iifname vmap @ports"],
+        "input": ["iifname vmap @ports"],
+    }
+    return declare + _refill("bridge", net.name, chains)
 
 
-def guard_port(net: Bridge, veth: str, mac: str) -> None:
-    """Requests through this port must carry the port's MAC as chaddr (DHCP bytes 28-33)."""
+def host_tables(net: Bridge) -> str:
+    return ip_table(net) + bridge_table(net)
+
+
+def port_rules(mac: str, address: str | None) -> list[str]:
+    """A port speaks only as its container: its MAC, its address (once it has one), DHCP as a
+    client for its own MAC (dnsmasq keys leases by MAC alone: --dhcp-ignore-clid), nothing
+    else (no IPv6, no VLAN tags, no other ether types)."""
+    chaddr = "0x" + mac.replace(":", "")
+    rules = [
+        f"ether saddr != {mac} drop",
+        "udp sport 67 drop",  # server messages come from the host alone
+        "udp dport 68 drop",  # and only they go to a DHCP client, whatever their source port
+        f"udp dport 67 @ih,224,48 != {chaddr} drop",  # chaddr: DHCP bytes 28-33
+    ]
+    if address:
+        arp = "arp htype 1 arp ptype 0x0800 arp hlen 6 arp plen 4"
+        rules += [f"{arp} arp saddr ether {mac} arp saddr ip {address} accept", f"ip saddr {address} accept"]
+    rules.append("ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept")  # DISCOVER, REQUEST
+    return rules
+
+
+def guard_port(net: Bridge, veth: str, mac: str, address: str | None, owner: str) -> None:
+    """Install or replace the port's chain in one transaction; `owner` names the keeper, so
+    only it (or whoever finds it dead) removes the chain."""
+    chain = f"port-{veth}"
     run_nft(
-        f"add chain bridge {net.name} port-{veth}\n"
-        f"add rule bridge {net.name} port-{veth} @ih,224,48 != 0x{mac.replace(':', '')} drop\n"
-        f'add element bridge {net.name} ports {{ "{veth}" : jump port-{veth} }}\n'
+        f"add chain bridge {net.name} {chain}\n"
+        + _refill("bridge", net.name, {chain: [*port_rules(mac, address), f'drop comment "{owner}"']})
+        + f'add element bridge {net.name} ports {{ "{veth}" : goto {chain} }}\n'
     )
 
 
-def unguard_port(net: Bridge, veth: str) -> None:
+def port_owner(net: Bridge, veth: str) -> str | None:
+    nft = run.require("nft", "nftables")
+    listed = run.run([nft, "list", "chain", "bridge", net.name, f"port-{veth}"], check=False).stdout
+    found = re.search(r'comment "([^"]*)"', listed)
+    return found[1] if found else None
+
+
+def unguard_port(net: Bridge, veth: str, owner: str | None = None) -> None:
+    """Remove the port's chain, unless `owner` is given and another keeper holds it now."""
+    if owner is not None and port_owner(net, veth) not in (owner, None):
+        return
     run_nft(f'delete element bridge {net.name} ports {{ "{veth}" }}\n', check=False)
     run_nft(f"delete chain bridge {net.name} port-{veth}\n", check=False)
 

@@ -65,6 +65,11 @@ def write(paths: Paths, name: str, data: dict[str, object]) -> None:
     state.write_atomic(net_file(paths, name), json.dumps(data), durable=False)
 
 
+def keeper_owner(wired: dict[str, object]) -> str:
+    """How a keeper signs what it installs (the bridge port's filter): pid and start time."""
+    return f"keeper {wired.get('keeper_pid', 0)} {wired.get('keeper_start', 0)}"
+
+
 def keeper_alive(paths: Paths, name: str) -> bool:
     wired = read(paths, name)
     return state.same_process(int(str(wired.get("keeper_pid", 0))), int(str(wired.get("keeper_start", 0))))

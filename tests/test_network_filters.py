@@ -1,0 +1,314 @@
+"""The bridge's filters under attack (issue 14): each attack is done for real, as root in the
+attacking container's network namespace (what a compromised container with CAP_NET_RAW could
+send), and must fail while leases, names, forwards and container-to-container traffic work.
+
+Everything runs in the namespaces test_network's `net` fixture and the `lan` fixture make.
+"""
+
+# ruff: noqa: F811  (the fixtures net and names come from test_network, and tests take them as parameters)
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from test_network import (  # noqa: F401 (fixtures)
+    DNS_QUERY,
+    GATEWAY,
+    HOSTNS,
+    fetch_from_host,
+    fetch_inside,
+    in_host,
+    names,
+    net,
+    server,
+    wired,
+)
+
+from conftest import Prodng
+
+pytestmark = [pytest.mark.root]
+
+ATTACK = str(Path(__file__).with_name("netattack.py"))
+LANNS = f"prodng-lan{__import__('os').getpid()}"
+LAN_HOST, LAN_PEER = "192.0.2.1", "192.0.2.2"  # the host's LAN address, a machine on the LAN
+FORGED = "10.89.0.250"  # an address a forger hands out
+
+
+def netns_of(net: Prodng, name: str) -> str:
+    return f"--net=/proc/{net.info(name)['pid']}/ns/net"
+
+
+def attack(net: Prodng, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """netattack.py in NAME's network namespace, as root."""
+    return subprocess.run(
+        ["nsenter", netns_of(net, name), sys.executable, ATTACK, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+
+
+def watcher(netns: str, *args: str) -> subprocess.Popen[str]:
+    """A long-running netattack.py (sniff, dhcpwatch), once it says it is ready."""
+    proc = subprocess.Popen(["nsenter", netns, sys.executable, ATTACK, *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def bridge_mac() -> str:
+    return in_host("cat", "/sys/class/net/prodng0/address").stdout.strip()
+
+
+def keeper_pid(net: Prodng, name: str) -> int:
+    return int(json.loads((net.root / "state" / name / "net.json").read_text())["keeper_pid"])
+
+
+def addresses(net: Prodng, name: str) -> str:
+    return subprocess.run(
+        ["nsenter", netns_of(net, name), "ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@contextmanager
+def server_silenced() -> Iterator[None]:
+    """dnsmasq hears no DHCP request: a forger's answer is the only one a client gets."""
+    rules = "table inet mute {\n chain input {\n type filter hook input priority -10;\n udp dport 67 drop\n }\n}\n"
+    subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "delete table inet mute"], check=False)
+
+
+def test_mac_ip_and_ipv6_spoofing_are_dropped(net: Prodng, names: list[str]) -> None:
+    names += ["mallory", "witness"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 100000")
+    mallory, witness = wired(net, "mallory"), wired(net, "witness")
+    me, ip, to, to_ip = str(mallory["mac"]), str(mallory["ip"]), str(witness["mac"]), str(witness["ip"])
+    sniffer = watcher(netns_of(net, "witness"), "sniff", "eth0", "3", "LEGIT", "MACSPOOF", "IPSPOOF", "IPV6")
+    attack(net, "mallory", "udp", "eth0", me, to, ip, to_ip, "999", "9", "LEGIT")
+    attack(net, "mallory", "udp", "eth0", "02:00:de:ad:be:ef", to, ip, to_ip, "999", "9", "MACSPOOF")
+    attack(net, "mallory", "udp", "eth0", me, to, GATEWAY, to_ip, "999", "9", "IPSPOOF")
+    attack(net, "mallory", "udp", "eth0", me, to, "10.89.0.77", to_ip, "999", "9", "IPSPOOF")
+    attack(net, "mallory", "ipv6", "eth0", me, to, "IPV6")
+    seen, _ = sniffer.communicate(timeout=10)
+    assert json.loads(seen) == {"LEGIT": 1, "MACSPOOF": 0, "IPSPOOF": 0, "IPV6": 0}
+
+
+def test_arp_claiming_another_address_is_dropped(net: Prodng, names: list[str]) -> None:
+    names += ["victim", "mallory"]
+    net("bookworm", "dhcp", "--name", "victim", "-p", "18484:80", "--exec", server("victim"))
+    net("bookworm", "dhcp", "--name", "mallory", "--exec", "sleep 100000")
+    victim, me = wired(net, "victim"), str(wired(net, "mallory")["mac"])
+    assert fetch_from_host(str(victim["ip"]), 80) == "hello from victim"  # the host knows the victim's MAC
+    time.sleep(1.2)  # past the neighbour entry's locktime: a new answer would replace it
+    reply = ("2", me, bridge_mac(), me, str(victim["ip"]), bridge_mac(), GATEWAY)
+    gratuitous = ("1", me, "ff:ff:ff:ff:ff:ff", me, str(victim["ip"]), "00:00:00:00:00:00", str(victim["ip"]))
+    attack(net, "mallory", "arp", "eth0", *reply)
+    attack(net, "mallory", "arp", "eth0", *gratuitous)
+    time.sleep(0.3)
+    neighbour = in_host("ip", "neigh", "show", str(victim["ip"]), "dev", "prodng0").stdout
+    assert str(victim["mac"]) in neighbour and me not in neighbour, neighbour
+    assert fetch_from_host("127.0.0.1", 18484) == "hello from victim"
+
+
+def _renewal_xid(net: Prodng, victim: dict[str, object]) -> tuple[subprocess.Popen[str], int]:
+    """The victim's keeper renews (unanswered); the host side sees its REQUEST's xid."""
+    watch = watcher(f"--net=/run/netns/{HOSTNS}", "dhcpwatch", "prodng0", str(victim["mac"]), "8")
+    subprocess.run(["kill", "-USR1", str(keeper_pid(net, "victim"))], check=True)
+    assert watch.stdout
+    request = json.loads(watch.stdout.readline())
+    assert request["type"] == "REQUEST", request
+    return watch, int(request["xid"])
+
+
+def test_forged_dhcp_nak_from_a_container_is_dropped(net: Prodng, names: list[str]) -> None:
+    names += ["victim", "mallory"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 100000")
+    victim, mallory = wired(net, "victim"), wired(net, "mallory")
+    me, ip = str(mallory["mac"]), str(mallory["ip"])
+    with server_silenced():
+        watch, xid = _renewal_xid(net, victim)
+        for source, sport in ((GATEWAY, "67"), (ip, "67"), (ip, "1234")):  # as the server, as itself, any port
+            attack(
+                net, "mallory", "dhcp", "eth0", "NAK", str(xid), str(victim["mac"]), FORGED, me, source, GATEWAY, sport
+            )
+        time.sleep(1)
+        watch.kill()
+        after, _ = watch.communicate()
+    assert '"DISCOVER"' not in after  # a NAK taken sends the client back to DISCOVER, its address lost
+    assert str(victim["ip"]) in addresses(net, "victim")
+
+
+def test_forged_dhcp_ack_from_a_container_is_dropped(net: Prodng, names: list[str]) -> None:
+    names += ["victim", "mallory"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 100000")
+    victim, mallory = wired(net, "victim"), wired(net, "mallory")
+    net("stop", "victim")
+    with server_silenced():
+        watch = watcher(f"--net=/run/netns/{HOSTNS}", "dhcpwatch", "prodng0", str(victim["mac"]), "6")
+        net.env["PRODNG_DHCP_TIMEOUT"] = "4"
+        try:
+            starting = net.popen("start", "victim")
+            assert watch.stdout
+            request = json.loads(watch.stdout.readline())  # asking for its old address again (INIT-REBOOT)
+            assert request["type"] == "REQUEST", request
+            for source, sport in ((GATEWAY, "67"), (str(mallory["ip"]), "1234")):
+                args = ("ACK", str(request["xid"]), str(victim["mac"]), FORGED, str(mallory["mac"]), source, GATEWAY)
+                attack(net, "mallory", "dhcp", "eth0", *args, sport)
+            _, error = starting.communicate(timeout=30)
+            watch.kill()
+        finally:
+            del net.env["PRODNG_DHCP_TIMEOUT"]
+    # Taking the ACK, the victim would have started at FORGED, its old address free for the taking.
+    assert starting.returncode != 0 and "no answer from the DHCP server" in error, error
+
+
+def test_forged_dhcp_offer_from_a_container_is_dropped(net: Prodng, names: list[str]) -> None:
+    names += ["mallory", "newcomer"]
+    net("bookworm", "dhcp", "--name", "mallory", "--exec", "sleep 100000")
+    mallory = wired(net, "mallory")
+    from prodng.config import Paths
+    from prodng.network import wiring
+
+    newcomer_mac = wiring.mac_address(Paths(net.root), "newcomer")
+    with server_silenced():
+        watch = watcher(f"--net=/run/netns/{HOSTNS}", "dhcpwatch", "prodng0", newcomer_mac, "6")
+        net.env["PRODNG_DHCP_TIMEOUT"] = "5"
+        try:
+            starting = net.popen("bookworm", "dhcp", "--name", "newcomer", "--exec", "sleep 100000")
+            assert watch.stdout
+            discover = json.loads(watch.stdout.readline())
+            assert discover["type"] == "DISCOVER", discover
+            for source, sport in ((GATEWAY, "67"), (str(mallory["ip"]), "1234")):
+                args = ("OFFER", str(discover["xid"]), newcomer_mac, FORGED, str(mallory["mac"]), source, GATEWAY)
+                attack(net, "mallory", "dhcp", "eth0", *args, sport)
+            after, _ = watch.communicate(timeout=15)
+            starting.communicate(timeout=30)
+        finally:
+            del net.env["PRODNG_DHCP_TIMEOUT"]
+    # Taking the offer, the newcomer would have asked the server for FORGED.
+    assert FORGED not in after, after
+
+
+@pytest.fixture
+def lan(net: Prodng) -> Iterator[str]:
+    """A LAN beside the host: another namespace, routed through the host with ip_forward=1
+    (set only in the test's host namespace)."""
+    subprocess.run(["ip", "netns", "add", LANNS], check=True)
+    try:
+        in_host("ip", "link", "add", "lanh", "type", "veth", "peer", "name", "lan0", "netns", LANNS)
+        in_host("ip", "addr", "add", f"{LAN_HOST}/24", "dev", "lanh")
+        in_host("ip", "link", "set", "lanh", "up")
+        for cmd in (
+            ("ip", "link", "set", "lo", "up"),
+            ("ip", "addr", "add", f"{LAN_PEER}/24", "dev", "lan0"),
+            ("ip", "link", "set", "lan0", "up"),
+            ("ip", "route", "add", "default", "via", LAN_HOST),
+        ):
+            subprocess.run(["ip", "netns", "exec", LANNS, *cmd], check=True)
+        in_host("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        yield LANNS
+    finally:
+        in_host("sysctl", "-qw", "net.ipv4.ip_forward=0", check=False)
+        in_host("ip", "link", "del", "lanh", check=False)
+        subprocess.run(["ip", "netns", "del", LANNS], check=False)
+
+
+SERVE_ONCE = r"""
+import socket, sys
+kind = socket.SOCK_DGRAM if sys.argv[3] == "udp" else socket.SOCK_STREAM
+s = socket.socket(socket.AF_INET, kind)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+if kind == socket.SOCK_DGRAM:
+    while True:
+        data, peer = s.recvfrom(512)
+        s.sendto(b"answer from the host", peer)
+s.listen()
+while True:
+    c, peer = s.accept()
+    c.sendall(f"hello from the lan, you are {peer[0]}\n".encode())
+    c.close()
+"""
+
+UDP_ASK = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"question", (sys.argv[1], int(sys.argv[2])))
+try:
+    print(s.recv(512).decode())
+except TimeoutError:
+    print("no answer")
+"""
+
+
+@contextmanager
+def listening(netns: str, address: str, port: int, kind: str) -> Iterator[None]:
+    proc = subprocess.Popen(
+        ["nsenter", netns, sys.executable, "-c", SERVE_ONCE, address, str(port), kind],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout and proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def from_lan(address: str, port: int) -> str:
+    probe = r"""
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2) as s:
+        print(s.recv(100).decode().strip())
+except OSError as err:
+    print(type(err).__name__)
+"""
+    lan_python = ["ip", "netns", "exec", LANNS, sys.executable, "-c", probe, address, str(port)]
+    return subprocess.run(lan_python, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_dns_only_on_the_bridge_address(net: Prodng, names: list[str], lan: str) -> None:
+    names += ["asker", "known"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 100000")
+    inside = ("nsenter", netns_of(net, "asker"), sys.executable, "-c")
+    with listening(f"--net=/run/netns/{HOSTNS}", LAN_HOST, 53, "udp"):  # a resolver on another host address
+        assert in_host(sys.executable, "-c", UDP_ASK, LAN_HOST, "53").stdout.strip() == "answer from the host"
+        asked = subprocess.run([*inside, UDP_ASK, LAN_HOST, "53"], capture_output=True, text=True)
+        assert asked.stdout.strip() == "no answer"
+    name = subprocess.run([*inside, DNS_QUERY, GATEWAY, "known.prodng"], capture_output=True, text=True)
+    assert name.stdout.strip() == wired(net, "known")["ip"]
+
+
+def test_lan_reaches_only_published_ports(net: Prodng, names: list[str], lan: str) -> None:
+    names += ["web"]
+    net("bookworm", "dhcp", "--name", "web", "-p", "18585:80", "--exec", server("web"))
+    address = str(wired(net, "web")["ip"])
+    assert from_lan(LAN_HOST, 18585) == "hello from web"  # published
+    assert from_lan(address, 80) == "TimeoutError"  # routed straight to it: dropped
+
+
+def test_containers_reach_the_lan_only_with_nat(net: Prodng, names: list[str], lan: str) -> None:
+    names += ["inner", "other"]
+    net("bookworm", "dhcp", "--name", "inner", "--exec", "sleep 100000")
+    net("bookworm", "dhcp", "--name", "other", "--exec", server("other"))
+    with listening(f"--net=/run/netns/{LANNS}", LAN_PEER, 8080, "tcp"):
+        assert fetch_inside(net, "inner", LAN_PEER, 8080) == ""
+    assert fetch_inside(net, "inner", str(wired(net, "other")["ip"])) == "hello from other"
