@@ -215,7 +215,7 @@ def test_killed_keeper_or_monitor_leave_nothing(net: Prodng, names: list[str]) -
     veth, mac = str(wired(net, "k2")["veth"]), str(wired(net, "k2")["mac"])
     os.kill(int(info["monitor_pid"]), signal.SIGKILL)  # type: ignore[call-overload]
     net.wait_for(lambda: veth not in links() and mac not in leases(), 10, "the keeper's teardown")
-    assert net.info("k2")["state"] == "exited"
+    assert net.info("k2")["state"] == "dead"  # a killed monitor reads as dead (issue 17)
     _nothing_left(net, "k2", veth, mac)
 
 
