@@ -22,7 +22,7 @@ struct pn_config {
     int envc;
     const char *cgroups[PN_MAX_LIST];
     int ncgroups;
-    const char *binds[PN_MAX_LIST]; /* "ro|rw" US source US target */
+    const char *binds[PN_MAX_LIST]; /* "OPTIONS" US source US target; OPTIONS: ro|rw[,dev][,suid] */
     int nbinds;
     const char *rundirs[PN_MAX_LIST]; /* systemd's RuntimeDirectory=: made in the fresh /run for uid:gid */
     int nrundirs;

@@ -1,6 +1,7 @@
 /* The container's root (see rootfs.h); runs in the init before the service starts. */
 #define _GNU_SOURCE
 #include "rootfs.h"
+#include "inroot.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,47 +125,102 @@ static int setup_proc_sys(int private_net, struct pn_error *e)
     return 0;
 }
 
-/* Create one missing component: a directory, or (the last, for a file bind) an empty file. */
-static int create_component(const char *path, int as_dir)
+/* Does the bind's option list ("ro,dev") hold word? */
+static int has_option(const char *options, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = options; p < options + len;) {
+        const char *end = memchr(p, ',', (size_t)(options + len - p));
+        size_t field = end ? (size_t)(end - p) : (size_t)(options + len - p);
+        if (field == n && !strncmp(p, word, n))
+            return 1;
+        p += field + 1;
+    }
+    return 0;
+}
+
+/* Create component name in the directory parent: a directory, or (the last, for a file bind) an empty file. */
+static int create_component(int parent, const char *name, int as_dir)
 {
     if (as_dir)
-        return mkdir(path, 0755);
-    cleanup_fd int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        return mkdirat(parent, name, 0755) < 0 && errno != EEXIST ? -1 : 0;
+    cleanup_fd int fd = openat(parent, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
     return fd < 0 ? -1 : 0;
 }
 
-int make_bind_target(const char *rootfs, const char *target, int is_dir, char *path, size_t size,
-                     struct pn_error *e)
+/* openat2 under rootfd: symlinks and `..` resolve inside the root. Other mounts may be crossed here: an
+ * earlier bind of this container can hold a later one's target, and nothing else is mounted in the root yet. */
+static int open_in_root(int rootfd, const char *path, int flags)
 {
-    snprintf(path, size, "%s%s", rootfs, target);
-    size_t offset = strlen(rootfs);
-    for (char *p = path + offset + 1;; p++) {
+    int fd = pn_openat2(rootfd, path, flags, 0, 0x10ULL /* IN_ROOT */ | 0x02ULL /* NO_MAGICLINKS */);
+    if (fd < 0)
+        errno = -fd;
+    return fd < 0 ? -1 : fd;
+}
+
+int open_bind_target(int rootfd, const char *target, int is_dir, struct pn_error *e)
+{
+    char prefix[4096];
+    if (snprintf(prefix, sizeof prefix, "%s", target) >= (int)sizeof prefix)
+        return pn_fail(e, PN_ERR_INVALID, ENAMETOOLONG, "bind target %s", target);
+    /* securejoin's MkdirAll: each prefix resolved inside the root, a missing component made in its parent. */
+    for (char *p = prefix + 1;; p++) {
         if (*p != '/' && *p != 0)
             continue;
         char saved = *p;
         *p = 0;
-        struct stat st;
         int last = saved == 0;
-        if (lstat(path, &st) == 0) {
-            if (S_ISLNK(st.st_mode)) {
-                pn_fail(e, PN_ERR_REFUSED, 0, "bind target %s: %s is a symlink", target, path + offset);
-                *p = saved;
-                return -1;
-            }
-        } else if (errno != ENOENT) {
-            return pn_fail(e, PN_ERR_INVALID, errno, "bind target %s", target);
-        } else if (create_component(path, !last || is_dir) < 0) {
-            return pn_fail(e, PN_ERR_INVALID, errno, "create bind target %s", target);
+        cleanup_fd int here = open_in_root(rootfd, prefix, O_PATH);
+        if (here < 0 && errno != ENOENT)
+            return pn_fail(e, PN_ERR_REFUSED, errno, "bind target %s: %s", target, prefix);
+        if (here < 0) {
+            char *slash = strrchr(prefix, '/');
+            *slash = 0;
+            cleanup_fd int parent = open_in_root(rootfd, slash == prefix ? "/" : prefix, O_PATH | O_DIRECTORY);
+            *slash = '/';
+            struct stat st;
+            if (parent >= 0 && fstatat(parent, slash + 1, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                return pn_fail(e, PN_ERR_REFUSED, 0, "bind target %s: %s is a dangling symlink", target, prefix);
+            if (parent < 0 || create_component(parent, slash + 1, !last || is_dir) < 0)
+                return pn_fail(e, PN_ERR_INVALID, errno, "create bind target %s", target);
         }
         *p = saved;
         if (last)
-            return 0;
+            break;
     }
+    int fd = open_in_root(rootfd, target, O_PATH);
+    return fd < 0 ? pn_fail(e, PN_ERR_REFUSED, errno, "bind target %s", target) : fd;
+}
+
+/*
+ * Clone the source's whole tree, set the flags on every mount of it (a bound / keeps /proc, /sys/fs/cgroup and
+ * /dev/shm under it read-only too) before it is attached anywhere, then attach it at the resolved target.
+ */
+static int attach_bind(const char *source, int target, const char *options, size_t len, struct pn_error *e)
+{
+    cleanup_fd int tree = open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return pn_fail(e, PN_ERR_INVALID, errno, "bind source %s", source);
+    struct mount_attr attr = {0};
+    if (has_option(options, len, "ro"))
+        attr.attr_set |= MOUNT_ATTR_RDONLY;
+    if (!has_option(options, len, "suid"))
+        attr.attr_set |= MOUNT_ATTR_NOSUID;
+    if (!has_option(options, len, "dev"))
+        attr.attr_set |= MOUNT_ATTR_NODEV;
+    if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+        return pn_sys(e, "set the flags of bind %s", source);
+    if (move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return pn_sys(e, "attach bind %s", source);
+    return 0;
 }
 
 static int setup_binds(const struct pn_config *c, struct pn_error *e)
 {
-    char source[4096], path[8192];
+    char source[4096];
+    cleanup_fd int rootfd = open(c->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return pn_sys(e, "open %s", c->rootfs);
     for (int i = 0; i < c->nbinds; i++) {
         const char *src = strchr(c->binds[i], 0x1f) + 1;
         const char *target = strchr(src, 0x1f) + 1;
@@ -172,11 +228,8 @@ static int setup_binds(const struct pn_config *c, struct pn_error *e)
         struct stat st;
         if (stat(source, &st) < 0)
             return pn_fail(e, PN_ERR_INVALID, errno, "bind source %s", source);
-        if (make_bind_target(c->rootfs, target, S_ISDIR(st.st_mode), path, sizeof path, e) < 0 ||
-            do_mount(source, path, NULL, MS_BIND | MS_REC, NULL, e) < 0)
-            return -1;
-        if (!strncmp(c->binds[i], "ro", 2) &&
-            do_mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL, e) < 0)
+        cleanup_fd int at = open_bind_target(rootfd, target, S_ISDIR(st.st_mode), e);
+        if (at < 0 || attach_bind(source, at, c->binds[i], (size_t)(src - 1 - c->binds[i]), e) < 0)
             return -1;
     }
     return 0;

@@ -12,10 +12,10 @@
  */
 int setup_rootfs(const struct pn_config *c, int private_net, struct pn_error *e);
 /*
- * Create target under rootfs (not yet pivoted) refusing a symlink in any component, so a hostile
- * root cannot aim a bind at the host; path gets rootfs + target. is_dir: the last one is a directory.
+ * An O_PATH fd of target inside the root rootfd, made if missing (directories on the way, then a directory
+ * or, !is_dir, an empty file). Symlinks on the way resolve inside the root (a Debian *-enabled link is a
+ * fine target), so a hostile root cannot aim a bind at the host; a dangling one is refused.
  */
-int make_bind_target(const char *rootfs, const char *target, int is_dir, char *path, size_t size,
-                     struct pn_error *e);
+int open_bind_target(int rootfd, const char *target, int is_dir, struct pn_error *e);
 
 #endif

@@ -438,7 +438,7 @@ RUN_PARAMS = (
     Param("env", "environment variable KEY=VALUE (repeatable)", kind=Kind.LIST, flags=("-e", "--env"), default=[]),
     Param(
         "bind",
-        "bind HOST:CONTAINER[:ro|rw] (read-only by default; repeatable)",
+        "bind HOST:CONTAINER[:ro|rw][,dev][,suid] (read-only, nosuid, nodev on every submount by default; repeatable)",
         kind=Kind.LIST,
         flags=("--bind",),
         default=[],

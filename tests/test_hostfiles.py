@@ -8,11 +8,15 @@ where prodng refuses.
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
 import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from probe_helpers import chain, make_probe_root, results
 from test_payload import _entry, built_deb, control, crafted_deb
 
 from conftest import Prodng
@@ -124,3 +128,83 @@ def test_cleanup_after_install_deletes_nothing_through_a_planted_link(
     )
     prodng(template, deb, "none", "--name", container, check=False)
     assert (host_dir / "policy-rc.d").read_text() == "the host's own\n"
+
+
+# ---- binds and the pool: mount flags on the whole tree ----
+
+
+@pytest.fixture
+def tree_with_submount(tmp_path: Path) -> Iterator[Path]:
+    """A host directory with a tmpfs mounted inside it, and a device node in that tmpfs."""
+    top = tmp_path / "tree"
+    (top / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(top / "sub")], check=True)
+    try:
+        os.mknod(top / "sub" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        yield top
+    finally:
+        subprocess.run(["umount", "-l", str(top / "sub")], check=False)
+
+
+def test_binds_are_read_only_nosuid_nodev_on_every_submount(
+    prodng: Prodng, probe_template: str, container: str, tree_with_submount: Path
+) -> None:
+    tree = tree_with_submount
+    prodng(
+        "run", probe_template, "--name", container, "--bind", f"{tree}:/tree", "--bind", f"{tree}:/rw:rw",
+        "--bind", "/:/host", "--exec", "probe sleep 100000",
+    )  # fmt: skip
+    checks = [
+        "top= write /tree/planted x",
+        "sub= write /tree/sub/planted x",
+        "procsys= open /host/proc/sys/kernel/hostname w",
+        "shm= write /host/dev/shm/prodng-planted x",
+        "cgroup= write /host/sys/fs/cgroup/prodng-planted x",
+        "rwsub= write /rw/sub/written x",
+        "node= open /rw/sub/null r",
+    ]
+    found = results(prodng("exec", container, "--", "probe", *chain(*checks), check=False).stdout)
+    assert {k: found[k][k] for k in found} == {
+        "top": "EROFS",
+        "sub": "EROFS",
+        "procsys": "EROFS",
+        "shm": "EROFS",
+        "cgroup": "EROFS",
+        "rwsub": "ok",  # :rw asked for, on the submount too
+        "node": "EACCES",  # nodev unless :dev
+    }
+    assert sorted(p.name for p in (tree / "sub").iterdir()) == ["null", "written"]
+    assert not (tree / "planted").exists() and not Path("/dev/shm/prodng-planted").exists()
+    mountinfo = prodng("exec", container, "--", "probe", "cat", "/proc/self/mountinfo").stdout
+    rw_mounts = [line.split()[5] for line in mountinfo.splitlines() if line.split()[4].startswith("/rw")]
+    assert rw_mounts and all("nosuid" in opts and "nodev" in opts for opts in rw_mounts), rw_mounts
+
+
+def test_bind_targets_resolve_symlinks_inside_the_root(
+    prodng: Prodng, probe_binary: Path, container: str, tmp_path: Path
+) -> None:
+    host_dir = tmp_path / "host-etc"
+    host_dir.mkdir()
+    root = make_probe_root(tmp_path / "linked-root", probe_binary)
+    (root / "etc/site-available").mkdir()
+    (root / "etc/site-enabled").symlink_to("/etc/site-available")  # Debian's *-enabled habit
+    (root / "etc/escape").symlink_to(host_dir)  # leads nowhere inside the root
+    source = tmp_path / "conf"
+    source.write_text("bound\n")
+    prodng("template", "import", "linked", str(root), "--force")
+    prodng("run", "linked", "--name", container, "--bind", f"{source}:/etc/site-enabled/conf",
+           "--exec", "probe sleep 100000")  # fmt: skip
+    assert "bound" in prodng("exec", container, "--", "probe", "read", "/etc/site-available/conf").stdout
+    prodng("rm", "-f", container)
+    refused = prodng("run", "linked", "--name", container, "--bind", f"{source}:/etc/escape/conf",
+                     "--exec", "probe sleep 100000", check=False)  # fmt: skip
+    _refused(refused, "dangling symlink")
+    assert list(host_dir.iterdir()) == []
+
+
+def test_pool_is_nosuid_nodev_and_hardened_again_on_open(prodng: Prodng, probe_template: str) -> None:
+    pool = prodng.root / "pool"
+    assert os.statvfs(pool).f_flag & (os.ST_NOSUID | os.ST_NODEV) == os.ST_NOSUID | os.ST_NODEV
+    subprocess.run(["mount", "-o", "remount,suid,dev", str(pool)], check=True)  # as an older prodng left it
+    prodng("template", "ls")  # any command that opens the pool
+    assert os.statvfs(pool).f_flag & (os.ST_NOSUID | os.ST_NODEV) == os.ST_NOSUID | os.ST_NODEV

@@ -18,7 +18,9 @@ from build_native import build_program  # noqa: E402
 
 
 def test_config_parsing_bind_targets_and_error_kinds(tmp_path: Path) -> None:
-    program = build_program(tmp_path / "test_config", ["tests/test_config.c", "util.c", "config.c", "rootfs.c"], [])
+    program = build_program(
+        tmp_path / "test_config", ["tests/test_config.c", "util.c", "config.c", "inroot.c", "rootfs.c"], []
+    )
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     # No tcache: the program counts leaks with mallinfo2, which counts tcache'd chunks as in use.

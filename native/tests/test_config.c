@@ -109,35 +109,69 @@ static void test_bad_configs(void)
           "missing config: errnum %d '%s'", e.errnum, e.msg);
 }
 
+/* The path an O_PATH fd stands for, to check it lies under root. */
+static int fd_path(int fd, char *out, size_t size)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(proc, out, size - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    out[n] = 0;
+    return 0;
+}
+
 static void test_bind_targets(void)
 {
-    char root[2048], outside[2048], link[4096], path[8192], probe[4096];
+    char root[2048], outside[2048], link[4096], path[8192], probe[4096], want[4096];
     struct pn_error e = {0};
     struct stat st;
     snprintf(root, sizeof root, "%s/root", scratch);
     snprintf(outside, sizeof outside, "%s/outside", scratch);
     mkdir(root, 0755);
     mkdir(outside, 0755);
+    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    CHECK(rootfd >= 0, "open %s", root);
     /* Made inside: missing directories on the way, then the directory or the file itself. */
-    CHECK(make_bind_target(root, "/srv/data/dir", 1, path, sizeof path, &e) == 0, "dir target: %s", e.msg);
+    int fd = open_bind_target(rootfd, "/srv/data/dir", 1, &e);
+    CHECK(fd >= 0 && fd_path(fd, path, sizeof path) == 0, "dir target: %s", e.msg);
     CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode), "%s is not a directory", path);
-    CHECK(make_bind_target(root, "/etc/conf/file", 0, path, sizeof path, &e) == 0, "file target: %s", e.msg);
+    fd = open_bind_target(rootfd, "/etc/conf/file", 0, &e);
+    CHECK(fd >= 0 && fd_path(fd, path, sizeof path) == 0, "file target: %s", e.msg);
     CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode), "%s is not a file", path);
-    CHECK(make_bind_target(root, "/srv/data/dir", 1, path, sizeof path, &e) == 0, "existing target: %s", e.msg);
-    /* A hostile root: a symlink on the way aims at the host. */
+    fd = open_bind_target(rootfd, "/srv/data/dir", 1, &e);
+    CHECK(fd >= 0 && fd_path(fd, path, sizeof path) == 0, "existing target: %s", e.msg);
+    /* A hostile root: an absolute symlink on the way aims at the host; it resolves inside the root. */
     snprintf(link, sizeof link, "%s/escape", root);
+    CHECK(symlink("/srv", link) == 0, "symlink %s", link);
+    fd = open_bind_target(rootfd, "/escape/x", 1, &e);
+    CHECK(fd >= 0 && fd_path(fd, path, sizeof path) == 0, "in-root symlink: %s", e.msg);
+    snprintf(want, sizeof want, "%s/srv/x", root);
+    CHECK(!strcmp(path, want), "/escape/x went to %s, not %s", path, want);
+    /* Debian's *-enabled links: relative, to a sibling directory; `..` stops at the root. */
+    snprintf(link, sizeof link, "%s/srv/enabled", root);
+    CHECK(symlink("../../../../../srv/data", link) == 0, "symlink %s", link);
+    fd = open_bind_target(rootfd, "/srv/enabled/site", 0, &e);
+    CHECK(fd >= 0 && fd_path(fd, path, sizeof path) == 0, "enabled link: %s", e.msg);
+    snprintf(want, sizeof want, "%s/srv/data/site", root);
+    CHECK(!strcmp(path, want), "/srv/enabled/site went to %s, not %s", path, want);
+    /* A dangling link to a host directory is refused, and nothing is made outside. */
+    snprintf(link, sizeof link, "%s/dangling", root);
     CHECK(symlink(outside, link) == 0, "symlink %s", link);
-    CHECK(make_bind_target(root, "/escape/x", 1, path, sizeof path, &e) == -1, "symlink component followed");
-    CHECK(e.kind == PN_ERR_REFUSED && strstr(e.msg, "/escape is a symlink"), "kind %d '%s'", e.kind, e.msg);
+    CHECK(open_bind_target(rootfd, "/dangling/x", 1, &e) == -1, "dangling symlink followed");
+    CHECK(e.kind == PN_ERR_REFUSED && strstr(e.msg, "dangling"), "kind %d '%s'", e.kind, e.msg);
     snprintf(probe, sizeof probe, "%s/x", outside);
     CHECK(lstat(probe, &st) == -1 && errno == ENOENT, "%s was created outside the root", probe);
-    /* The last component a symlink, to a file outside. */
+    /* The last component a symlink to a file outside: the host's file is never the target. */
     snprintf(link, sizeof link, "%s/etc/passwd", root);
     snprintf(probe, sizeof probe, "%s/secret", outside);
     close(open(probe, O_CREAT | O_WRONLY, 0600));
     CHECK(symlink(probe, link) == 0, "symlink %s", link);
-    CHECK(make_bind_target(root, "/etc/passwd", 0, path, sizeof path, &e) == -1, "symlink target followed");
-    CHECK(e.kind == PN_ERR_REFUSED, "last symlink: kind %d '%s'", e.kind, e.msg);
+    fd = open_bind_target(rootfd, "/etc/passwd", 0, &e);
+    CHECK(fd < 0 || (fd_path(fd, path, sizeof path) == 0 && strncmp(path, root, strlen(root)) == 0),
+          "last symlink led to %s", path);
+    close(rootfd);
 }
 
 int main(int argc, char **argv)

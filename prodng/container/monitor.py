@@ -65,7 +65,7 @@ def config_bytes(
     pairs += [("arg", a) for a in record.argv]
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
     pairs += [("cgroup", c) for c in record.cgroups]
-    pairs += [("bind", f"{'ro' if b.read_only else 'rw'}\x1f{b.source}\x1f{b.target}") for b in record.binds]
+    pairs += [("bind", f"{b.options()}\x1f{b.source}\x1f{b.target}") for b in record.binds]
     pairs += [("cap", str(c)) for c in caps]
     pairs += [("rundir", d) for d in record.run_dirs]
     if modes.parse_mode(record.network).wired and directory == paths.container_state(record.name):

@@ -58,6 +58,12 @@ class Bind:
     source: str
     target: str
     read_only: bool = True
+    dev: bool = False  # device nodes in the bound tree work (nodev otherwise)
+    suid: bool = False  # setuid bits in the bound tree count (nosuid otherwise)
+
+    def options(self) -> str:
+        """The monitor's word for the bind's flags: "ro", "rw,dev", ..."""
+        return ",".join(["ro" if self.read_only else "rw"] + ["dev"] * self.dev + ["suid"] * self.suid)
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,18 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # ---- parsing user input: every check happens before anything is created ----
 
 
+BIND_OPTIONS = ("ro", "rw", "dev", "suid")
+
+
 def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
+    """HOST:CONTAINER[:OPTIONS]: read-only, nosuid and nodev on the whole bound tree unless OPTIONS
+    (comma-separated) say rw, suid or dev."""
     binds = []
     for spec in specs:
         parts = spec.split(":")
-        mode = parts.pop() if len(parts) == 3 else "ro"
-        if len(parts) != 2 or mode not in ("ro", "rw"):
-            raise InvalidRequest(f"malformed --bind {spec!r}", hint="HOST:CONTAINER[:ro|rw]")
+        options = parts.pop().split(",") if len(parts) == 3 else ["ro"]
+        if len(parts) != 2 or not set(options) <= set(BIND_OPTIONS) or {"ro", "rw"} <= set(options):
+            raise InvalidRequest(f"malformed --bind {spec!r}", hint="HOST:CONTAINER[:ro|rw][,dev][,suid]")
         source, target = parts
         if not os.path.isabs(source) or not os.path.exists(source):
             raise InvalidRequest(f"bind source {source!r} must be an existing absolute path")
@@ -37,7 +42,7 @@ def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
             raise InvalidRequest(f"bind target {target!r} must be an absolute path inside the container")
         if any(clean == r or clean.startswith(r + "/") for r in RESERVED_TARGETS):
             raise InvalidRequest(f"bind target {target!r} is managed by prodng")
-        binds.append(Bind(source, clean, mode == "ro"))
+        binds.append(Bind(source, clean, "rw" not in options, dev="dev" in options, suid="suid" in options))
     return tuple(binds)
 
 

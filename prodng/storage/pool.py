@@ -31,9 +31,24 @@ def open_pool(paths: Paths, size: int) -> Path:
             if not paths.pool_image.exists():
                 _create_image(paths.pool_image, size)
             _mount_image(paths.pool_image, paths.pool)
+        _harden(paths.pool)
         for sub in (paths.templates, paths.containers):
             sub.mkdir(exist_ok=True)
     return paths.pool
+
+
+def _harden(pool: Path) -> None:
+    """The pool holds roots written by package code: a setuid binary or a device node a payload made
+    there must mean nothing on the host, so the pool is mounted nosuid,nodev (remounted if an older
+    prodng mounted it without; a pool on the host's own btrfs becomes a bind mount of itself)."""
+    flags = os.statvfs(pool).f_flag
+    if flags & os.ST_NOSUID and flags & os.ST_NODEV and os.path.ismount(pool):
+        return
+    if not os.path.ismount(pool):
+        run.run(["mount", "--bind", pool, pool])
+        run.run(["mount", "-o", "remount,bind,nosuid,nodev", pool])
+    else:
+        run.run(["mount", "-o", "remount,nosuid,nodev", pool])
 
 
 def close_pool(paths: Paths) -> None:
@@ -76,4 +91,4 @@ def _mount_image(image: Path, mountpoint: Path) -> None:
             "no free loop device for the pool image", hint="free one with losetup -d or load the loop module"
         )
     log.info("mounting pool image %s on %s", image, mountpoint)
-    run.run(["mount", "-o", "loop,noatime", image, mountpoint])
+    run.run(["mount", "-o", "loop,noatime,nosuid,nodev", image, mountpoint])
