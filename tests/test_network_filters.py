@@ -176,6 +176,41 @@ def test_forged_dhcp_ack_from_a_container_is_dropped(net: Prodng, names: list[st
     assert starting.returncode != 0 and "no answer from the DHCP server" in error, error
 
 
+def test_the_keeper_takes_answers_from_the_host_server_alone(net: Prodng, names: list[str]) -> None:
+    """Forged ACKs the bridge's port filters never see (sent from the host's side of the bridge):
+    the keeper's DHCP client itself refuses a wrong address, source port or server identifier."""
+    names.append("victim")
+    net("bookworm", "dhcp", "--name", "victim", "--exec", "sleep 100000")
+    victim = wired(net, "victim")
+    net("stop", "victim")
+    hostns = f"--net=/run/netns/{HOSTNS}"
+    with server_silenced():
+        watch = watcher(hostns, "dhcpwatch", "prodng0", str(victim["mac"]), "6")
+        net.env["PRODNG_DHCP_TIMEOUT"] = "4"
+        try:
+            starting = net.popen("start", "victim")
+            assert watch.stdout
+            request = json.loads(watch.stdout.readline())
+            assert request["type"] == "REQUEST", request
+            for source, server_id, sport in (
+                ("10.89.0.77", GATEWAY, "67"),
+                (GATEWAY, "10.89.0.77", "67"),
+                (GATEWAY, GATEWAY, "1234"),
+            ):
+                args = ("ACK", str(request["xid"]), str(victim["mac"]), FORGED, bridge_mac(), source, server_id, sport)
+                subprocess.run(["nsenter", hostns, sys.executable, ATTACK, "dhcp", "prodng0", *args], check=True)
+            _, error = starting.communicate(timeout=30)
+            watch.kill()
+        finally:
+            del net.env["PRODNG_DHCP_TIMEOUT"]
+    assert starting.returncode != 0 and "no answer from the DHCP server" in error, error
+    log = net("logs", "victim").stdout
+    assert log.count("ignored a DHCP answer not from the host") == 1, log  # logged once
+    assert "ACK from" in log
+    net("start", "victim")  # the real server's answers are taken
+    assert wired(net, "victim")["ip"] == victim["ip"]
+
+
 def test_forged_dhcp_offer_from_a_container_is_dropped(net: Prodng, names: list[str]) -> None:
     names += ["mallory", "newcomer"]
     net("bookworm", "dhcp", "--name", "mallory", "--exec", "sleep 100000")

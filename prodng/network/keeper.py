@@ -297,6 +297,22 @@ class DhcpThread(threading.Thread):
         async def bound(lease: Any) -> None:
             keeper.post("bound", (lease.ip, lease.prefixlen, lease.default_gateway, time.time() + lease.expiration_in))
 
+        server = str(keeper.net.gateway)
+        ignored: list[Any] = []  # the first ignored answer: one log line per keeper
+
+        class HostOnlyClient(AsyncDHCPClient):  # type: ignore[misc]
+            """Takes answers from the host's dnsmasq alone. The bridge already drops forgeries
+            from containers; this holds even where a filter is missing (a port not ours)."""
+
+            async def _process_msg(self, msg: Any) -> None:
+                if from_server(msg, server):
+                    await super()._process_msg(msg)
+                elif not ignored:  # once: a forger must not be able to fill the log
+                    ignored.append(msg)
+                    keeper.log(
+                        f"ignored a DHCP answer not from the host ({describe(msg)}); any more are ignored silently"
+                    )
+
         self.loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
         config = ClientConfig(
@@ -309,7 +325,7 @@ class DhcpThread(threading.Thread):
             # The bridge is a local wire: retry soon, not after RFC 2131's 4 s.
             retransmission=lambda: randomized_increasing_backoff(wait_first=0.5, wait_max=8.0),
         )
-        async with AsyncDHCPClient(config) as client:
+        async with HostOnlyClient(config) as client:
             self.client = client
             await client.bootstrap()
             await self.done.wait()
@@ -323,6 +339,17 @@ class DhcpThread(threading.Thread):
         if self.loop and self.done:
             self.loop.call_soon_threadsafe(self.done.set)
         self.join(timeout)
+
+
+def from_server(msg: Any, server: str) -> bool:
+    """A DHCP answer from the bridge's server: its address, port 67 and its server identifier."""
+    return bool(msg.ip_src == server and msg.sport == 67 and msg.dhcp["options"].get("server_id") == server)
+
+
+def describe(msg: Any) -> str:
+    kind = getattr(msg.dhcp["options"].get("message_type"), "name", "?")
+    server_id = msg.dhcp["options"].get("server_id")
+    return f"{kind} from {msg.eth_src} {msg.ip_src}:{msg.sport}, server id {server_id}"
 
 
 def tell(lifeline: int, line: str) -> bool:
