@@ -9,10 +9,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn
 
 from prodng.errors import ProdngError, from_os_error
 from prodng.verbs import BY_NAME, VERBS, Kind, Output, Param, Verb, call, context
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs CLI start-up time
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 EXIT_INTERNAL = 70
 
@@ -67,7 +70,9 @@ def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
         parser.add_argument(*param.flags, dest=param.name, default=param.default, **options)
 
 
-def build_parser() -> Parser:
+def build_parser(word: str | None = None) -> Parser:
+    """The whole command line, or only the verbs starting with WORD: building all of
+    them would be a good part of a short verb's run time."""
     parser = Parser(
         prog="prodng",
         description="Run services in hermetic copy-on-write chroots.",
@@ -78,6 +83,8 @@ def build_parser() -> Parser:
     groups: dict[str, argparse._SubParsersAction[Parser]] = {}
     for verb in VERBS:
         words = verb.name.split()
+        if word is not None and words[0] != word:
+            continue
         target = subparsers
         if len(words) == 2:
             if words[0] not in groups:
@@ -217,7 +224,7 @@ def agent_main(argv: list[str]) -> int:
         print(f"prodng: error: {err}", file=sys.stderr)
         return err.exit_code
     columns = ("name", "subject", "fingerprint", "expires")
-    trust_verb = Verb("agent trust", "", "GET", lambda: None, (), columns, output=Output.TABLE)
+    trust_verb = Verb("agent trust", "", "GET", "", (), columns, output=Output.TABLE)
     return render(trust_verb, result, args.json)
 
 
@@ -226,8 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     index = _first_word(raw)
     if raw[index : index + 1] == ["agent"]:
         return agent_main(raw[:index] + raw[index + 1 :])
-    parser = build_parser()
-    args, extra = parser.parse_known_args(_with_implicit_run(raw))
+    raw = _with_implicit_run(raw)
+    word = raw[index] if index < len(raw) and not {"-h", "--help"} & set(raw[:index]) else None
+    parser = build_parser(word)
+    args, extra = parser.parse_known_args(raw)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
     verb = _selected_verb(args)
     if verb is None:

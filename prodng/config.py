@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -58,6 +57,8 @@ class Paths:
         """Cgroups are host-wide: a second root (tests, benchmarks) must not collide with the first."""
         if self.root == DEFAULT_ROOT:
             return name
+        import hashlib  # OpenSSL's load is a good part of a short verb's start-up; few verbs need this
+
         return f"{name}@{hashlib.sha256(str(self.root).encode()).hexdigest()[:8]}"
 
 

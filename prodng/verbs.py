@@ -1,28 +1,25 @@
 """The verb table: every operation declared once.
 
-Each entry gives the CLI subcommand (prodng/cli.py) and the REST route
-(/prodng/<verb>, GET for reads, POST for changes), so the two cannot drift.
-Handlers take a Context and keyword arguments and return JSON-serialisable data.
+Each entry gives the CLI subcommand (prodng/cli.py), the REST route (/prodng/<verb>, GET
+for reads, POST for changes; agent/app.py) and the OpenAPI entry (agent/openapi.py), so
+they cannot drift. A handler (prodng/handlers/) takes a Context and keyword arguments and
+returns JSON-serialisable data; the table names it as "module:function" and imports it
+when the verb runs, so the CLI starts without importing what other verbs need.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import importlib
 import os
-import shlex
-import signal as signals
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from prodng import faults
-from prodng.config import Paths, parse_int, parse_number, parse_size
-from prodng.container import enter, lifecycle, logs, observe, recovery, state, upgrade, validation
-from prodng.container.state import ContainerRecord, Limits
-from prodng.errors import InvalidRequest, NotFound
-from prodng.payload import deb, install
-from prodng.storage import btrfs, pool, recipes, templates
+from prodng.config import Paths, open_root, parse_int, parse_number
+from prodng.container import state
+from prodng.errors import InvalidRequest
+from prodng.storage import recipes
 
 
 @dataclass
@@ -36,6 +33,9 @@ class Context:
     def pool(self) -> None:
         """Mount and lay out the pool on first use (idempotent, recovers after reboot)."""
         if not self._pool_open:
+            from prodng.container import recovery  # btrfsutil and debian: only verbs that need the pool
+            from prodng.storage import pool, templates
+
             pool.open_pool(self.paths, self.paths.settings.pool_size)
             templates.clean_stale_builds(self.paths)
             self._pool_open = True
@@ -153,7 +153,7 @@ class Verb:
     name: str
     help: str
     method: str
-    handler: Callable[..., object]
+    handler: str  # "module:function", imported when the verb runs (see handler_function)
     params: tuple[Param, ...] = ()
     columns: tuple[str, ...] = ()  # table columns for list results on the CLI
     stream: str = ""  # content type when the handler returns an iterator (REST streams it)
@@ -165,6 +165,16 @@ class Verb:
     def route(self) -> str:
         return "/prodng/" + self.name.replace(" ", "/")
 
+    def handler_function(self) -> Callable[..., object]:
+        return _resolve(self.handler)
+
+
+@functools.cache
+def _resolve(reference: str) -> Callable[..., object]:
+    module, _, function = reference.partition(":")
+    handler: Callable[..., object] = getattr(importlib.import_module(module), function)
+    return handler
+
 
 def parse_param(param: Param, raw: object) -> object:
     """The one parser of each kind, for the CLI's words and REST's values alike."""
@@ -172,263 +182,6 @@ def parse_param(param: Param, raw: object) -> object:
 
 
 NAME = Param("name", "container name", positional=True, required=True, pattern=state.NAME_RE.pattern)
-
-
-# ---- handlers ----
-
-
-def _template_build(ctx: Context, name: str, force: bool) -> dict[str, object]:
-    ctx.pool()
-    return templates.build(ctx.paths, name, ctx.progress, force=force).summary()
-
-
-def _template_import(ctx: Context, name: str, source: str, force: bool) -> dict[str, object]:
-    ctx.pool()
-    return templates.import_root(ctx.paths, name, Path(source).absolute(), force=force).summary()
-
-
-def _template_ls(ctx: Context) -> list[dict[str, object]]:
-    if not ctx.pool_if_present():
-        return []
-    return [templates.info(ctx.paths, n).summary() for n in templates.names(ctx.paths)]
-
-
-def _template_info(ctx: Context, name: str) -> dict[str, object]:
-    ctx.pool()
-    info = templates.info(ctx.paths, name)
-    return {**info.summary(), "packages": info.packages}
-
-
-def _template_rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
-    ctx.pool()
-    templates.remove(ctx.paths, name, force=force)
-    return {"name": name, "removed": True}
-
-
-def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
-    """TEMPLATE [PAYLOAD...] [NETMODE]: the seed's `prodng trusty my_service.deb dhcp`."""
-    if not args:
-        raise InvalidRequest("run needs a template", hint="prodng TEMPLATE [PAYLOAD] [NETMODE] --exec CMD")
-    template, rest = args[0], list(args[1:])
-    network = rest.pop() if rest and not rest[-1].endswith(".deb") else None
-    return template, rest, network
-
-
-def _record(
-    ctx: Context,
-    args: list[str],
-    name: str | None,
-    exec: str | None,
-    env: list[str],
-    bind: list[str],
-    memory: str | None,
-    pids: int | None,
-    cpus: float | None,
-    restart: str,
-    workdir: str,
-    net: str | None,
-    publish: list[str],
-) -> tuple[ContainerRecord, list[deb.Payload]]:
-    """Check every argument of run/create; nothing is touched yet."""
-    template, payload_files, positional_net = _split_run_args(args)
-    recipes.check_name(template)  # before it becomes part of a generated container name
-    payloads = [deb.inspect(f) for f in payload_files]  # all validated before anything is touched
-    if not exec and not payloads:
-        raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS' or a .deb payload")
-    try:
-        argv = tuple(shlex.split(exec)) if exec else ()
-    except ValueError as err:
-        raise InvalidRequest(f"malformed --exec: {err}") from None
-    if exec and not argv:
-        raise InvalidRequest("--exec is empty")
-    policy, restart_max = validation.parse_restart(restart)
-    if not workdir.startswith("/"):
-        raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
-    limits = validation.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
-    name = state.check_name(name) if name is not None else validation.generate_name(ctx.paths, template)
-    network, forwards = validation.check_network(ctx.paths.settings, name, net or positional_net or "none", publish)
-    record = ContainerRecord(
-        name=name,
-        template=template,
-        argv=argv,
-        env=validation.parse_env(env),
-        binds=validation.parse_binds(bind),
-        limits=limits,
-        restart=policy,
-        restart_max=restart_max,
-        network=network,
-        forwards=forwards,
-        workdir=workdir,
-        payloads=tuple(p.path for p in payloads),
-        explicit_exec=bool(exec),
-    )
-    return record, payloads
-
-
-def _with_payloads(
-    ctx: Context, record: ContainerRecord, payloads: list[deb.Payload]
-) -> tuple[ContainerRecord, Path | None]:
-    """Install the payloads (or reuse the cached install) and fill in the service they ship."""
-    if not payloads:
-        return record, None
-    root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress)
-    labels = tuple(f"{p.package}={p.version}" for p in payloads)
-    if record.explicit_exec:
-        return replace(record, payloads=labels), root
-    service = deb.find_service(root, payloads)
-    uid, gid = deb.lookup_ids(root, service.user, service.group)
-    workdir = record.workdir if record.workdir != "/" else service.workdir
-    return replace(
-        record,
-        payloads=labels,
-        argv=service.argv,
-        unit_env=service.env,
-        uid=uid,
-        gid=gid,
-        workdir=workdir,
-        forking=service.forking,
-        run_dirs=service.run_dirs,
-    ), root
-
-
-def _prepare(ctx: Context, arguments: dict[str, object], to_start: bool) -> ContainerRecord:
-    """Validate, install the payloads if any, and create the container (not started)."""
-    record, payloads = _record(ctx, **arguments)  # type: ignore[arg-type]
-    ctx.pool()
-    record, source = _with_payloads(ctx, record, payloads)
-    return lifecycle.create(ctx.paths, record, source, to_start=to_start)
-
-
-def _create(ctx: Context, **kw: object) -> dict[str, object]:
-    return observe.describe(ctx.paths, _prepare(ctx, kw, to_start=False).name)
-
-
-def _run(ctx: Context, **kw: object) -> dict[str, object]:
-    record = _prepare(ctx, kw, to_start=True)
-    faults.point("run.created")
-    try:
-        observed = lifecycle.start(ctx.paths, record.name)
-    except BaseException:
-        lifecycle.remove(ctx.paths, record.name, force=True)  # no half-made container
-        raise
-    try:
-        return observe.describe(ctx.paths, record.name)
-    except NotFound:  # a concurrent rm won after the start: the run still succeeded
-        return observe.summarize(ctx.paths, record, observed)
-
-
-def _upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
-    state.load(ctx.paths, name)
-    checked = [deb.inspect(p) for p in payloads]  # nothing is touched for a bad package
-    ctx.pool()
-
-    def stage(current: ContainerRecord, staged: Path) -> ContainerRecord:
-        # The user's --exec and -e stay; the unit's command and environment come from the new payloads.
-        base = replace(current, argv=current.argv if current.explicit_exec else (), unit_env=())
-        record, source = _with_payloads(ctx, base, checked)
-        btrfs.snapshot(source or templates.require(ctx.paths, record.template), staged)
-        return record
-
-    upgrade.upgrade(ctx.paths, name, stage)
-    return observe.describe(ctx.paths, name)
-
-
-def _rollback(ctx: Context, name: str) -> dict[str, object]:
-    ctx.pool()
-    upgrade.rollback(ctx.paths, name)
-    return observe.describe(ctx.paths, name)
-
-
-def _start(ctx: Context, name: str) -> dict[str, object]:
-    ctx.pool()
-    lifecycle.start(ctx.paths, name)
-    return observe.describe(ctx.paths, name)
-
-
-def _stop(ctx: Context, name: str, timeout: float) -> dict[str, object]:
-    lifecycle.stop(ctx.paths, name, timeout)
-    return observe.describe(ctx.paths, name)
-
-
-def parse_signal(text: str) -> int:
-    raw = text.upper().removeprefix("SIG")
-    if raw.isdigit() and 0 < int(raw) < signals.NSIG:
-        return int(raw)
-    try:
-        return int(signals.Signals[f"SIG{raw}"])
-    except KeyError:
-        raise InvalidRequest(f"unknown signal {text!r}", hint="e.g. TERM, HUP, KILL or a number") from None
-
-
-def _kill(ctx: Context, name: str, signal: str) -> dict[str, object]:
-    lifecycle.kill(ctx.paths, name, parse_signal(signal))
-    return observe.describe(ctx.paths, name)
-
-
-def _freeze(ctx: Context, name: str) -> dict[str, object]:
-    lifecycle.set_frozen(ctx.paths, name, True)
-    return observe.describe(ctx.paths, name)
-
-
-def _thaw(ctx: Context, name: str) -> dict[str, object]:
-    lifecycle.set_frozen(ctx.paths, name, False)
-    return observe.describe(ctx.paths, name)
-
-
-def _rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
-    state.load(ctx.paths, name)
-    ctx.pool()
-    lifecycle.remove(ctx.paths, name, force=force)
-    return {"name": name, "removed": True}
-
-
-def _recover(ctx: Context) -> dict[str, object]:
-    ctx.pool()  # opening the pool sweeps and restarts
-    return {"started": ctx.restarted}
-
-
-def _ls(ctx: Context) -> list[dict[str, object]]:
-    return observe.list_all(ctx.paths)
-
-
-def _info(ctx: Context, name: str) -> dict[str, object]:
-    return observe.describe(ctx.paths, name, detail=True)
-
-
-def _logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[str | None] | list[str]:
-    if tail is not None and tail < 0:
-        raise InvalidRequest("--tail must not be negative")
-    if follow:
-        state.load(ctx.paths, name)
-        return logs.follow_log(ctx.paths, name, tail)
-    return logs.log_lines(ctx.paths, name, tail)
-
-
-def _events(ctx: Context) -> Iterator[dict[str, object] | None]:
-    from prodng.container import events
-
-    return events.follow(ctx.paths)
-
-
-def _query(ctx: Context, sql: str, timeout: float) -> list[dict[str, object]]:
-    from prodng.inspect.query import run_query
-
-    return run_query(ctx.paths, sql, timeout).rows
-
-
-EXEC_OUTPUT_MAX = 1024 * 1024
-
-
-def _exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
-    if ctx.interactive:  # the CLI hands the command its own terminal
-        return {"name": name, "exit_code": enter.exec_in(ctx.paths, name, command)}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as null:
-        code = enter.exec_in(ctx.paths, name, command, (null.fileno(), out.fileno(), err.fileno()))
-        captured = {}
-        for label, f in (("stdout", out), ("stderr", err)):
-            f.seek(0)
-            captured[label] = f.read(EXEC_OUTPUT_MAX).decode(errors="replace")
-    return {"name": name, "exit_code": code, **captured}
 
 
 RUN_PARAMS = (
@@ -461,47 +214,55 @@ FORCE = Param("force", "even if in use / running", kind=Kind.BOOL, flags=("-f", 
 LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "command")
 
 VERBS: tuple[Verb, ...] = (
-    Verb("run", "create and start a container", "POST", _run, RUN_PARAMS, output=Output.NAME),
-    Verb("create", "create a container without starting it", "POST", _create, RUN_PARAMS),
-    Verb("start", "start a created or exited container", "POST", _start, (NAME,)),
+    Verb("run", "create and start a container", "POST", "prodng.handlers.create:run", RUN_PARAMS, output=Output.NAME),
+    Verb("create", "create a container without starting it", "POST", "prodng.handlers.create:create", RUN_PARAMS),
+    Verb("start", "start a created or exited container", "POST", "prodng.handlers.control:start", (NAME,)),
     Verb(
         "upgrade",
         "install new .debs beside the running root and switch the service over",
         "POST",
-        _upgrade,
+        "prodng.handlers.create:upgrade",
         (NAME, Param("payloads", "the new .deb files", kind=Kind.LIST, positional=True, required=True)),
     ),
-    Verb("rollback", "return to the root and service before the last upgrade", "POST", _rollback, (NAME,)),
+    Verb(
+        "rollback",
+        "return to the root and service before the last upgrade",
+        "POST",
+        "prodng.handlers.control:rollback",
+        (NAME,),
+    ),
     Verb(
         "stop",
         "stop: TERM, then KILL after the timeout",
         "POST",
-        _stop,
+        "prodng.handlers.control:stop",
         (NAME, Param("timeout", "seconds before KILL", kind=Kind.FLOAT, flags=("-t", "--timeout"), default=10.0)),
     ),
     Verb(
         "kill",
         "send a signal (default KILL: the container stops for good)",
         "POST",
-        _kill,
+        "prodng.handlers.control:kill",
         (NAME, Param("signal", "signal name or number", flags=("-s", "--signal"), default="KILL")),
     ),
-    Verb("freeze", "freeze every process of a container", "POST", _freeze, (NAME,)),
-    Verb("thaw", "thaw a frozen container", "POST", _thaw, (NAME,)),
-    Verb("rm", "remove a container and its root", "POST", _rm, (NAME, FORCE)),
+    Verb("freeze", "freeze every process of a container", "POST", "prodng.handlers.control:freeze", (NAME,)),
+    Verb("thaw", "thaw a frozen container", "POST", "prodng.handlers.control:thaw", (NAME,)),
+    Verb("rm", "remove a container and its root", "POST", "prodng.handlers.control:rm", (NAME, FORCE)),
     Verb(
         "recover",
         "repair what killed commands left; start restartable containers a reboot or a killed monitor took down",
         "POST",
-        _recover,
+        "prodng.handlers.control:recover",
     ),
-    Verb("ls", "list containers", "GET", _ls, (), LS_COLUMNS, output=Output.TABLE, cacheable=True),
-    Verb("info", "show one container in detail", "GET", _info, (NAME,)),
+    Verb(
+        "ls", "list containers", "GET", "prodng.handlers.read:ls", (), LS_COLUMNS, output=Output.TABLE, cacheable=True
+    ),
+    Verb("info", "show one container in detail", "GET", "prodng.handlers.read:info", (NAME,)),
     Verb(
         "logs",
         "show a container's output",
         "GET",
-        _logs,
+        "prodng.handlers.read:logs",
         (
             NAME,
             Param("follow", "keep printing new output", kind=Kind.BOOL, flags=("-f", "--follow"), default=False),
@@ -514,7 +275,7 @@ VERBS: tuple[Verb, ...] = (
         "exec",
         "run a command inside a running container",
         "POST",
-        _exec,
+        "prodng.handlers.control:exec",
         (NAME, Param("command", "CMD ARGS...", kind=Kind.ARGV, positional=True, required=True)),
         output=Output.COMMAND,
     ),
@@ -522,14 +283,14 @@ VERBS: tuple[Verb, ...] = (
         "events",
         "follow lifecycle events (created, started, died, restarted, frozen, thawed, removed)",
         "GET",
-        _events,
+        "prodng.handlers.read:events",
         stream="text/event-stream",
     ),
     Verb(
         "query",
         "read-only SQL over the prodng_* tables",
         "GET",
-        _query,
+        "prodng.handlers.read:query",
         (
             Param("sql", "a SELECT statement", positional=True, required=True),
             Param(
@@ -542,7 +303,7 @@ VERBS: tuple[Verb, ...] = (
         "template build",
         "debootstrap a template from its recipe",
         "POST",
-        _template_build,
+        "prodng.handlers.template:template_build",
         (Param("name", "template name", positional=True, required=True), FORCE),
         progress=True,
     ),
@@ -550,7 +311,7 @@ VERBS: tuple[Verb, ...] = (
         "template import",
         "make a template from a root directory or a tar archive",
         "POST",
-        _template_import,
+        "prodng.handlers.template:template_import",
         (
             Param("name", "template name", positional=True, required=True, pattern=f"^{recipes.NAME_RE.pattern}$"),
             Param(
@@ -566,7 +327,7 @@ VERBS: tuple[Verb, ...] = (
         "template ls",
         "list built templates",
         "GET",
-        _template_ls,
+        "prodng.handlers.template:template_ls",
         (),
         ("name", "suite", "variant", "package_count", "used_by"),
         output=Output.TABLE,
@@ -575,14 +336,14 @@ VERBS: tuple[Verb, ...] = (
         "template info",
         "show a template and its packages",
         "GET",
-        _template_info,
+        "prodng.handlers.template:template_info",
         (Param("name", "template name", positional=True, required=True),),
     ),
     Verb(
         "template rm",
         "remove a template (refused while containers use it)",
         "POST",
-        _template_rm,
+        "prodng.handlers.template:template_rm",
         (Param("name", "template name", positional=True, required=True), FORCE),
     ),
 )
@@ -593,10 +354,8 @@ BY_NAME = {v.name: v for v in VERBS}
 def context(
     root: str | None = None, progress: Callable[[str], None] | None = None, interactive: bool = False
 ) -> Context:
-    from prodng.config import open_root
-
     return Context(open_root(root), progress or (lambda line: None), interactive)
 
 
 def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:
-    return verb.handler(ctx, **values)
+    return verb.handler_function()(ctx, **values)

@@ -52,3 +52,31 @@ def test_help_lists_verbs() -> None:
     assert result.returncode == 0
     for verb in ("run", "freeze", "thaw", "exec", "template"):
         assert verb in result.stdout
+
+
+def test_every_handler_resolves_and_takes_its_params() -> None:
+    """Handlers are named as strings in the table: each one exists and takes exactly the verb's parameters."""
+    import inspect
+
+    from prodng.handlers import create
+
+    for verb in VERBS:
+        signature = inspect.signature(verb.handler_function())
+        if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            signature = inspect.signature(create._record)  # run and create pass their **kw on to it
+        assert list(signature.parameters) == ["ctx", *(p.name for p in verb.params)], verb.name
+
+
+def test_short_verbs_import_nothing_heavy() -> None:
+    """`prodng ls`, `info` and `freeze` start fast: pyroute2, debian and aiohttp are imported by the verbs that
+    need them (bench/cli.py measures the start-up)."""
+    code = (
+        "import sys\n"
+        "from prodng import verbs\n"
+        "import prodng.cli\n"
+        "for name in ('ls', 'info', 'freeze', 'thaw', 'stop', 'kill', 'logs'):\n"
+        "    verbs.BY_NAME[name].handler_function()\n"
+        "print(sorted(m for m in ('pyroute2', 'debian', 'aiohttp', 'cryptography', 'typing') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

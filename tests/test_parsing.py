@@ -10,8 +10,8 @@ from prodng.config import parse_size
 from prodng.container import state, validation
 from prodng.container.state import Limits
 from prodng.errors import InvalidRequest, NotFound
+from prodng.handlers.control import parse_signal
 from prodng.storage import recipes
-from prodng.verbs import parse_signal
 
 
 @pytest.mark.parametrize("name", ["web", "web-1", "a.b_c", "x" * 64])

@@ -24,8 +24,8 @@ from prodng.container.monitor import SHIM, config_bytes
 from prodng.container.observe import ACTIVE, ContainerState, Observation, observe
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
-from prodng.network import claims, host, modes, wiring
-from prodng.storage import btrfs, templates
+from prodng.network import claims, modes, wiring
+from prodng.storage import btrfs
 
 # ---- lifecycle ----
 
@@ -38,6 +38,8 @@ def create(
     The record is written last: it is the commit. A state directory without one is what a
     killed create (or rm) left, and the next holder of the name's lock discards it. With
     to_start (run), the record says so until start; a run killed before it is discarded."""
+    from prodng.storage import templates  # debian, for templates only: stop and freeze start faster without
+
     state.check_name(record.name)
     template_root = source or templates.require(paths, record.template)
     with state.locked(paths, record.name):
@@ -138,6 +140,8 @@ def release_network(paths: Paths, record: ContainerRecord) -> None:
     cgroups.remove(tuple(dict.fromkeys(record.cgroups + cgroups.expected(paths.cgroup_leaf(record.name)))))
     wired = wiring.read(paths, record.name)
     if wired and not wiring.keeper_alive(paths, record.name):
+        from prodng.network import host  # pyroute2 (~0.1 s to import): only for a killed keeper's leftovers
+
         host.teardown(paths, record.name, modes.parse_forwards(record.forwards))
 
 

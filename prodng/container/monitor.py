@@ -13,7 +13,7 @@ from prodng.container import events
 from prodng.container.state import ContainerRecord
 from prodng.container.validation import DEFAULT_PATH
 from prodng.errors import InvalidRequest
-from prodng.network import host, modes, wiring
+from prodng.network import modes, wiring
 
 SHIM = Path(__file__).resolve().parents[1] / "libexec" / "prodng-shim"
 LOG_MAX = 4 * 1024**2
@@ -70,7 +70,7 @@ def config_bytes(
     pairs += [("rundir", d) for d in record.run_dirs]
     if modes.parse_mode(record.network).wired and directory == paths.container_state(record.name):
         pairs += [("bind", f"ro\x1f{wiring.resolv_conf_path(paths, record.name)}\x1f/etc/resolv.conf")]
-        pairs += [("keeper", a) for a in host.keeper_argv(paths, record.name)]
+        pairs += [("keeper", a) for a in wiring.keeper_argv(paths, record.name)]
         pairs += [("keeper_server", str(wiring.keeper_server(paths)))]
     for key, value in pairs:
         if "\0" in value:

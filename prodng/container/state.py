@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from prodng import locks
 from prodng.config import Paths
 from prodng.errors import InvalidRequest, NotFound
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs CLI start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

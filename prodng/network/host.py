@@ -39,14 +39,6 @@ from prodng.network.wiring import (
 )
 
 
-def keeper_argv(paths: Paths, name: str) -> list[str]:
-    """The keeper's command line; the monitor hands it to the warm keeper server if one answers."""
-    # The keeper may be forked from a server started with another environment: the CLI's
-    # settings travel in its arguments.
-    settings = paths.settings.as_argv()
-    return [sys.executable, "-I", "-m", "prodng.network.keeper_server", str(paths.root), name, *settings]
-
-
 def _keeper_server_pid(paths: Paths) -> int | None:
     try:
         pid = int(keeper_server(paths).with_suffix(".pid").read_text())

@@ -80,7 +80,7 @@ def _reap() -> None:
 
 
 def _run_keeper(arguments: list[str], container_ns: int, lifeline: int) -> int:
-    """ROOT NAME [KEY=VALUE...]: the settings are the starting CLI's (see host.keeper_argv)."""
+    """ROOT NAME [KEY=VALUE...]: the settings are the starting CLI's (see wiring.keeper_argv)."""
     try:
         root, name, *settings = arguments
         return Keeper(Paths(Path(root), from_argv(settings)), name, container_ns, lifeline).run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,14 @@ from prodng.container import state
 from prodng.network.modes import DOMAIN, Bridge
 
 # ---- names for one container's parts: stable across restarts ----
+
+
+def keeper_argv(paths: Paths, name: str) -> list[str]:
+    """The keeper's command line; the monitor hands it to the warm keeper server if one answers."""
+    # The keeper may be forked from a server started with another environment: the CLI's
+    # settings travel in its arguments.
+    settings = paths.settings.as_argv()
+    return [sys.executable, "-I", "-m", "prodng.network.keeper_server", str(paths.root), name, *settings]
 
 
 def _digest(paths: Paths, name: str) -> str:

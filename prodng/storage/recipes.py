@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from debian.deb822 import Deb822
-
 from prodng.errors import InvalidRequest, NotFound
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}")  # matched in full: no trailing newline
@@ -67,6 +65,8 @@ def parse(path: Path) -> Recipe:
     def bad(why: str) -> InvalidRequest:
         return InvalidRequest(f"recipe {path}: {why}")
 
+    from debian.deb822 import Deb822  # here: the verb table imports this module for NAME_RE at CLI start-up
+
     try:
         fields = Deb822(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -98,6 +98,8 @@ def parse(path: Path) -> Recipe:
 
 def host_mirror() -> str:
     """The first Debian archive in the host's apt sources (deb822 or one-line format)."""
+    from debian.deb822 import Deb822  # as in parse()
+
     uris: list[str] = []
     for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
         for para in Deb822.iter_paragraphs(sources.read_text()):

@@ -1,0 +1,80 @@
+"""Verbs on an existing container: start, stop, kill, freeze, thaw, rm, rollback, exec."""
+
+from __future__ import annotations
+
+import os
+import signal as signals
+import tempfile
+
+from prodng.container import enter, lifecycle, observe, state, upgrade
+from prodng.errors import InvalidRequest
+from prodng.verbs import Context
+
+
+def rollback(ctx: Context, name: str) -> dict[str, object]:
+    ctx.pool()
+    upgrade.rollback(ctx.paths, name)
+    return observe.describe(ctx.paths, name)
+
+
+def start(ctx: Context, name: str) -> dict[str, object]:
+    ctx.pool()
+    lifecycle.start(ctx.paths, name)
+    return observe.describe(ctx.paths, name)
+
+
+def stop(ctx: Context, name: str, timeout: float) -> dict[str, object]:
+    lifecycle.stop(ctx.paths, name, timeout)
+    return observe.describe(ctx.paths, name)
+
+
+def parse_signal(text: str) -> int:
+    raw = text.upper().removeprefix("SIG")
+    if raw.isdigit() and 0 < int(raw) < signals.NSIG:
+        return int(raw)
+    try:
+        return int(signals.Signals[f"SIG{raw}"])
+    except KeyError:
+        raise InvalidRequest(f"unknown signal {text!r}", hint="e.g. TERM, HUP, KILL or a number") from None
+
+
+def kill(ctx: Context, name: str, signal: str) -> dict[str, object]:
+    lifecycle.kill(ctx.paths, name, parse_signal(signal))
+    return observe.describe(ctx.paths, name)
+
+
+def freeze(ctx: Context, name: str) -> dict[str, object]:
+    lifecycle.set_frozen(ctx.paths, name, True)
+    return observe.describe(ctx.paths, name)
+
+
+def thaw(ctx: Context, name: str) -> dict[str, object]:
+    lifecycle.set_frozen(ctx.paths, name, False)
+    return observe.describe(ctx.paths, name)
+
+
+def rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
+    state.load(ctx.paths, name)
+    ctx.pool()
+    lifecycle.remove(ctx.paths, name, force=force)
+    return {"name": name, "removed": True}
+
+
+def recover(ctx: Context) -> dict[str, object]:
+    ctx.pool()  # opening the pool sweeps and restarts
+    return {"started": ctx.restarted}
+
+
+EXEC_OUTPUT_MAX = 1024 * 1024
+
+
+def exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
+    if ctx.interactive:  # the CLI hands the command its own terminal
+        return {"name": name, "exit_code": enter.exec_in(ctx.paths, name, command)}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as null:
+        code = enter.exec_in(ctx.paths, name, command, (null.fileno(), out.fileno(), err.fileno()))
+        captured = {}
+        for label, f in (("stdout", out), ("stderr", err)):
+            f.seek(0)
+            captured[label] = f.read(EXEC_OUTPUT_MAX).decode(errors="replace")
+    return {"name": name, "exit_code": code, **captured}
