@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -144,10 +143,12 @@ def load(root: Path, environ: Mapping[str, str] | None = None) -> Settings:
     file = root / "settings.toml"
     try:
         with open(file, "rb") as f:
+            import tomllib  # here: it costs every CLI start a few ms, and most roots have no settings file
+
             data = tomllib.load(f)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file, or a root not made yet (the pool says why)
         data = {}
-    except tomllib.TOMLDecodeError as err:
+    except ValueError as err:  # tomllib.TOMLDecodeError
         raise InvalidRequest(f"{file}: {err}") from None
     for key, value in data.items():
         if key not in _BY_KEY:

@@ -237,7 +237,7 @@ def _remove(paths: Paths, name: str) -> None:
 
 
 def require(paths: Paths, name: str) -> Path:
-    root = paths.template_root(name)
+    root = paths.template_root(recipes.check_name(name))  # before it becomes a path (a NUL, a ../)
     if not inroot.is_file(root, METADATA):
         recipes.find(name, paths.settings.recipes)
         raise NotFound(f"template {name} is not built", hint=f"prodng template build {name}")
