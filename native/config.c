@@ -32,11 +32,14 @@ static int set(struct pn_config *c, const char *key, char *val, struct pn_error 
     else if (!strcmp(key, "workdir")) c->workdir = val;
     else if (!strcmp(key, "log")) c->log = val;
     else if (!strcmp(key, "log_max")) c->log_max = atol(val);
+    else if (!strcmp(key, "tmpfs_size")) c->tmpfs_size = atol(val);
     else if (!strcmp(key, "status")) c->status = val;
     else if (!strcmp(key, "restart")) c->restart = val;
     else if (!strcmp(key, "restart_max")) c->restart_max = atoi(val);
     else if (!strcmp(key, "net")) c->net = val;
     else if (!strcmp(key, "events")) c->events = val;
+    else if (!strcmp(key, "oom_watch")) c->oom_watch = val;
+    else if (!strcmp(key, "quota_watch")) c->quota_watch = val;
     else if (!strcmp(key, "keeper_server")) c->keeper_server = val;
     else if (!strcmp(key, "uid")) c->uid = atoi(val);
     else if (!strcmp(key, "gid")) c->gid = atoi(val);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -29,7 +30,9 @@ struct monitor {
     long logsize;
     pid_t init_pid, keeper_pid;
     unsigned long long init_start;
-    double started_at, finished_at;
+    double started_at, finished_at, checked_at;
+    long long oom_kills; /* as last seen in oom_watch */
+    int disk_full;       /* said once until usage falls well below the quota */
     const char *state;
     struct pn_error error;
 };
@@ -75,17 +78,24 @@ static void write_status(struct monitor *m)
     rename(tmp, m->c->status);
 }
 
-/* One JSON line appended to the events journal (O_APPEND keeps lines whole). */
-static void emit_event(const struct monitor *m, const char *kind)
+/* One JSON line appended to the events journal (O_APPEND keeps lines whole); extra: more "key": value. */
+static void emit_event_with(const struct monitor *m, const char *kind, const char *extra)
 {
     if (!m->c->events)
         return;
-    char line[512];
-    int len = snprintf(line, sizeof line, "{\"event\": \"%s\", \"name\": \"%s\", \"time\": %.6f, \"exit_code\": %d}\n",
-                       kind, m->c->name, now(), m->exit_code);
+    char line[640];
+    int len = snprintf(line, sizeof line, "{\"event\": \"%s\", \"name\": \"%s\", \"time\": %.6f, %s}\n", kind,
+                       m->c->name, now(), extra);
     cleanup_fd int fd = open(m->c->events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0)
+    if (fd >= 0 && len < (int)sizeof line)
         (void)!write(fd, line, len);
+}
+
+static void emit_event(const struct monitor *m, const char *kind)
+{
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"exit_code\": %d", m->exit_code);
+    emit_event_with(m, kind, extra);
 }
 
 /* Bounded log: past log_max the file becomes log.1 (replacing the older one). */
@@ -116,6 +126,58 @@ static void __attribute__((format(printf, 2, 3))) log_line(struct monitor *m, co
         len = sizeof line - 2;
     line[len++] = '\n';
     write_log(m, line, len);
+}
+
+/* The number after "key " in a small file of "key value" lines (a file of one number if key is NULL). */
+static long long read_counter(const char *dir, const char *file, const char *key)
+{
+    char path[4200], buf[4096];
+    snprintf(path, sizeof path, "%s%s%s", dir, file ? "/" : "", file ? file : "");
+    cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (got <= 0)
+        return -1;
+    buf[got] = 0;
+    if (!key)
+        return strtoll(buf, NULL, 10);
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, key, klen) && line[klen] == ' ')
+            return strtoll(line + klen + 1, NULL, 10);
+    return -1;
+}
+
+/*
+ * Limits hit: an OOM kill in the container's cgroup, its root at its disk quota. Polled about
+ * once a second while the service runs (two small reads); each becomes an event and a log line.
+ */
+static void check_limits(struct monitor *m)
+{
+    if (now() - m->checked_at < 1.0)
+        return;
+    m->checked_at = now();
+    long long kills = m->c->oom_watch ? read_counter(m->c->oom_watch, NULL, "oom_kill") : -1;
+    if (kills > m->oom_kills) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "\"oom_kills\": %lld", kills);
+        emit_event_with(m, "oom", extra);
+        log_line(m, "prodng: out of memory: the kernel killed a process (%lld so far)", kills);
+        m->oom_kills = kills;
+    }
+    if (!m->c->quota_watch)
+        return;
+    long long used = read_counter(m->c->quota_watch, "referenced", NULL);
+    long long limit = read_counter(m->c->quota_watch, "max_referenced", NULL);
+    long long slack = limit / 100 > (1 << 20) ? limit / 100 : (1 << 20); /* writes stop a little short */
+    if (limit > 0 && used >= limit - slack && !m->disk_full) {
+        char extra[96];
+        snprintf(extra, sizeof extra, "\"disk_used\": %lld, \"disk_limit\": %lld", used, limit);
+        emit_event_with(m, "disk_full", extra);
+        log_line(m, "prodng: disk quota reached: %lld of %lld bytes", used, limit);
+        m->disk_full = 1;
+    } else if (limit > 0 && used < limit - 10 * slack) {
+        m->disk_full = 0;
+    }
 }
 
 /* Start once: returns the init's pid with *outfd its output pipe, or -1 with m->error set. */
@@ -155,10 +217,15 @@ static pid_t start_container(struct monitor *m, int *outfd)
 static int supervise(struct monitor *m, int sfd, int outfd, int *stopping)
 {
     int status = 0, reaped = 0, eof = 0;
+    int watching = m->c->oom_watch || m->c->quota_watch;
     char buf[65536];
+    m->oom_kills = m->c->oom_watch ? read_counter(m->c->oom_watch, NULL, "oom_kill") : -1;
     while (!(reaped && eof)) {
         struct pollfd fds[2] = {{sfd, POLLIN, 0}, {outfd, POLLIN, 0}};
-        if (poll(fds, eof ? 1 : 2, -1) < 0)
+        int ready = poll(fds, eof ? 1 : 2, watching ? 1000 : -1);
+        if (watching)
+            check_limits(m);
+        if (ready <= 0)
             continue;
         if (!eof && fds[1].revents) {
             ssize_t got = TEMP_FAILURE_RETRY(read(outfd, buf, sizeof buf));
@@ -225,6 +292,9 @@ static int restart_delay(const struct monitor *m, int *failures)
 static int prepare(struct monitor *m, int ready_fd, int *sfd)
 {
     prctl(PR_SET_NAME, "prodng-shim", 0, 0, 0);
+    /* The OOM killer must pick the service, never its monitor or init (which inherits this);
+     * exec_service gives the service back a normal score. */
+    write_file("/proc/self/oom_score_adj", "-1000");
     close_fds_except(ready_fd); /* the config fd is read; nothing else of our parent's stays open */
     if (chdir("/") < 0)
         return -1;

@@ -66,8 +66,21 @@ static int pivot_into(const char *rootfs, struct pn_error *e)
     return 0;
 }
 
-static int setup_dev(struct pn_error *e)
+/*
+ * Every tmpfs gets a size= (the kernel's default is half the host's RAM): the pages are charged
+ * to the writer's memory cgroup, and the size keeps one tmpfs from taking all of the container's.
+ */
+#define PN_DEFAULT_TMPFS (64L << 20)
+
+static const char *tmpfs_options(const struct pn_config *c, const char *mode, char *buf, size_t size)
 {
+    snprintf(buf, size, "mode=%s,size=%ld", mode, c->tmpfs_size > 0 ? c->tmpfs_size : PN_DEFAULT_TMPFS);
+    return buf;
+}
+
+static int setup_dev(const struct pn_config *c, struct pn_error *e)
+{
+    char options[64];
     static const struct { const char *path; int major, minor; } nodes[] = {
         {"/dev/null", 1, 3}, {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
         {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
@@ -76,7 +89,7 @@ static int setup_dev(struct pn_error *e)
         {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"},
         {"/proc/self/fd/2", "/dev/stderr"}, {"pts/ptmx", "/dev/ptmx"},
     };
-    if (do_mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k", e) < 0)
+    if (do_mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, tmpfs_options(c, "755", options, sizeof options), e) < 0)
         return -1;
     mode_t old = umask(0);
     for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
@@ -94,7 +107,8 @@ static int setup_dev(struct pn_error *e)
     if (do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5",
                  e) < 0)
         return -1;
-    return do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k", e);
+    return do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(c, "1777", options, sizeof options),
+                    e);
 }
 
 static int setup_proc_sys(int private_net, struct pn_error *e)
@@ -238,9 +252,10 @@ static int setup_binds(const struct pn_config *c, struct pn_error *e)
 /* The fresh /run, /tmp and the service's runtime directories in it (systemd's RuntimeDirectory=). */
 static int setup_run_tmp(const struct pn_config *c, struct pn_error *e)
 {
+    char run[64], tmp[64];
     if (ensure_dir("/run", e) < 0 || ensure_dir("/tmp", e) < 0 ||
-        do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=10%", e) < 0 ||
-        do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", e) < 0)
+        do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(c, "755", run, sizeof run), e) < 0 ||
+        do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(c, "1777", tmp, sizeof tmp), e) < 0)
         return -1;
     for (int i = 0; i < c->nrundirs; i++) {
         char path[4096];
@@ -255,7 +270,7 @@ int setup_rootfs(const struct pn_config *c, int private_net, struct pn_error *e)
 {
     if (do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, e) < 0 || setup_binds(c, e) < 0)
         return -1;
-    if (pivot_into(c->rootfs, e) < 0 || setup_dev(e) < 0 || setup_proc_sys(private_net, e) < 0)
+    if (pivot_into(c->rootfs, e) < 0 || setup_dev(c, e) < 0 || setup_proc_sys(private_net, e) < 0)
         return -1;
     return setup_run_tmp(c, e);
 }

@@ -2,7 +2,9 @@
 #define _GNU_SOURCE
 #include "sandbox.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <linux/btrfs.h>
 #include <linux/capability.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -33,6 +35,23 @@ static int in_caps(const struct pn_config *c, int cap)
     return 0;
 }
 
+/*
+ * A subvolume or snapshot made inside the root is a new btrfs qgroup, outside the container's
+ * disk quota: deny those ioctls. The kernel reads the request as 32 bits, so compare only
+ * those (a caller could set the upper half to slip past a 64-bit compare).
+ */
+static int deny_btrfs_subvolumes(scmp_filter_ctx ctx)
+{
+    static const unsigned long requests[] = {
+        BTRFS_IOC_SUBVOL_CREATE, BTRFS_IOC_SUBVOL_CREATE_V2, BTRFS_IOC_SNAP_CREATE, BTRFS_IOC_SNAP_CREATE_V2,
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0] && rc == 0; i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, requests[i]));
+    return rc;
+}
+
 static int load_seccomp(struct pn_error *e)
 {
     static const char *denied[] = {
@@ -42,7 +61,9 @@ static int load_seccomp(struct pn_error *e)
         "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "personality", "pivot_root",
         "process_vm_readv", "process_vm_writev", "ptrace", "quotactl", "reboot", "request_key", "setns",
         "settimeofday", "swapoff", "swapon", "sysfs", "umount", "umount2", "uselib", "userfaultfd", "ustat",
-        "vhangup", "adjtimex", "syslog", "_sysctl", NULL,
+        "vhangup", "adjtimex", "syslog", "_sysctl",
+        /* io_uring does file and socket work outside these rules (Docker denies it too). */
+        "io_uring_setup", "io_uring_enter", "io_uring_register", NULL,
     };
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx)
@@ -63,6 +84,8 @@ static int load_seccomp(struct pn_error *e)
     /* clone3 passes flags in memory seccomp cannot read: make libc fall back to clone. */
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (rc == 0)
+        rc = deny_btrfs_subvolumes(ctx);
     if (rc == 0)
         rc = seccomp_load(ctx);
     seccomp_release(ctx);
@@ -98,6 +121,20 @@ int drop_privileges(const struct pn_config *c, int keep_caps, struct pn_error *e
     return load_seccomp(e);
 }
 
+/*
+ * The init and monitor are exempt from the OOM killer (-1000, inherited): the service gets a
+ * normal score back. Where the kernel refused the exemption (some sandboxes refuse any lowering),
+ * the service is made the first choice instead, which raising always may.
+ */
+static void service_oom_score(void)
+{
+    char current[16] = "";
+    cleanup_fd int fd = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && read(fd, current, sizeof current - 1) < 0)
+        current[0] = 0;
+    write_file("/proc/self/oom_score_adj", atoi(current) == -1000 ? "0" : "500");
+}
+
 /* The command or workdir comes from the container's config: when it cannot be used, the request was wrong. */
 void exec_service(const struct pn_config *c, const char *const *argv, int syncfd)
 {
@@ -111,6 +148,7 @@ void exec_service(const struct pn_config *c, const char *const *argv, int syncfd
         pn_fail(&e, PN_ERR_INVALID, errno, "chdir %s", c->workdir);
         pn_child_fail(syncfd, &e);
     }
+    service_oom_score();
     if (drop_privileges(c, 1, &e) < 0)
         pn_child_fail(syncfd, &e);
     close_fds_except(syncfd);

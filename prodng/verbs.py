@@ -199,6 +199,8 @@ RUN_PARAMS = (
     Param("memory", "memory limit, e.g. 256M", flags=("--memory",)),
     Param("pids", "maximum number of processes", kind=Kind.INT, flags=("--pids",)),
     Param("cpus", "CPU limit in cores, e.g. 0.5", kind=Kind.FLOAT, flags=("--cpus",)),
+    Param("disk", "disk quota of the container's root, e.g. 2G (btrfs qgroup)", flags=("--disk",)),
+    Param("tmpfs_size", "size of /run, /tmp, /dev/shm inside, e.g. 64M", flags=("--tmpfs-size",)),
     Param("restart", "no, on-failure[:N] or always", flags=("--restart",), default="no"),
     Param("workdir", "working directory inside the container", flags=("--workdir",), default="/"),
     Param("net", "network mode: none, host, dhcp or static:ADDR/LEN[,gw=ADDR]", flags=("--net",)),
@@ -211,7 +213,7 @@ RUN_PARAMS = (
     ),
 )
 FORCE = Param("force", "even if in use / running", kind=Kind.BOOL, flags=("-f", "--force"), default=False)
-LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "command")
+LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "limits", "command")
 
 VERBS: tuple[Verb, ...] = (
     Verb("run", "create and start a container", "POST", "prodng.handlers.create:run", RUN_PARAMS, output=Output.NAME),

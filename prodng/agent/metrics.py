@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from prodng.config import Paths
 from prodng.container import cgroups, observe, state
+from prodng.storage import quota
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 REQUESTS = web.AppKey("metrics_requests", Counter)
@@ -47,6 +48,9 @@ class ContainerCollector(Collector):
             "cpu": GaugeMetricFamily("prodng_container_cpu_seconds", "CPU time used", labels=["name"]),
             "memory": GaugeMetricFamily("prodng_container_memory_bytes", "memory in use", labels=["name"]),
             "pids": GaugeMetricFamily("prodng_container_pids", "processes", labels=["name"]),
+            "oom": GaugeMetricFamily("prodng_container_oom_kills", "processes the OOM killer ended", labels=["name"]),
+            "disk": GaugeMetricFamily("prodng_container_disk_bytes", "bytes written to the root", labels=["name"]),
+            "disk_limit": GaugeMetricFamily("prodng_container_disk_limit_bytes", "the root's quota", labels=["name"]),
             "restarts": GaugeMetricFamily("prodng_container_restarts", "restarts by the monitor", labels=["name"]),
             "rx": GaugeMetricFamily("prodng_container_network_receive_bytes", "bytes received", labels=["name"]),
             "tx": GaugeMetricFamily("prodng_container_network_transmit_bytes", "bytes sent", labels=["name"]),
@@ -60,11 +64,16 @@ class ContainerCollector(Collector):
             for s in STATES:
                 families["state"].add_metric([name, s], 1.0 if s == seen.state else 0.0)
             families["restarts"].add_metric([name], seen.restarts)
+            if disk := quota.usage(self.paths.pool, self.paths.container_root(name)):
+                families["disk"].add_metric([name], disk.used)
+                if disk.limit:
+                    families["disk_limit"].add_metric([name], disk.limit)
             if seen.pid:
                 stats = cgroups.stats(record.cgroups)
                 families["cpu"].add_metric([name], (stats["cpu_ns"] or 0) / 1e9)
                 families["memory"].add_metric([name], stats["memory_bytes"] or 0)
                 families["pids"].add_metric([name], stats["pids"] or 0)
+                families["oom"].add_metric([name], stats["oom_kills"] or 0)
                 rx, tx = network_bytes(seen.pid)
                 families["rx"].add_metric([name], rx)
                 families["tx"].add_metric([name], tx)

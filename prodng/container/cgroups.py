@@ -130,13 +130,25 @@ def _apply_limits(paths: list[Path], limits: Limits) -> None:
         else:
             wanted.append((("cpu.cfs_period_us",), str(CPU_PERIOD_US), "--cpus"))
             wanted.append((("cpu.cfs_quota_us",), str(quota), "--cpus"))
+    if limits.memory_high is not None:
+        # v1 has no memory.high; its soft limit is the nearest thing (reclaimed first under pressure).
+        wanted.append((("memory.high", "memory.soft_limit_in_bytes"), str(limits.memory_high), "memory_high"))
     for files, value, flag in wanted:
         target = next((t for f in files if (t := _find(paths, f))), None)
         if target is None:
             raise InvalidRequest(f"{flag} is not supported here: no cgroup controller offers {files[0]}")
         target.write_text(value)
-    if limits.memory is not None and (swap := _find(paths, "memory.swap.max")):
+    if limits.memory is not None:
+        _no_swap_beyond(paths, limits.memory)
+
+
+def _no_swap_beyond(paths: list[Path], memory: int) -> None:
+    """Swap would let the container hold more than its memory limit: v2 gets none, v1 the same
+    limit for memory plus swap (the file exists only when the kernel accounts swap)."""
+    if swap := _find(paths, "memory.swap.max"):
         swap.write_text("0")
+    elif memsw := _find(paths, "memory.memsw.limit_in_bytes"):
+        memsw.write_text(str(memory))
 
 
 def _read(paths: tuple[str, ...], filename: str) -> str | None:
@@ -211,7 +223,25 @@ def stats(paths: tuple[str, ...]) -> dict[str, int | None]:
         "cpu_ns": cpu_ns,
         "memory_bytes": int(memory) if memory else None,
         "pids": int(pids) if pids else len(procs(paths)),
+        "oom_kills": oom_kills(paths),
     }
+
+
+def oom_file(paths: tuple[str, ...]) -> str:
+    """The file that counts OOM kills (for the monitor, which watches it)."""
+    found = _find(paths, "memory.events") or _find(paths, "memory.oom_control")
+    return str(found) if found else ""
+
+
+def oom_kills(paths: tuple[str, ...]) -> int | None:
+    """Processes the OOM killer took in this cgroup: v2 memory.events, v1 memory.oom_control
+    (both count `oom_kill`; on v1 the line exists from Linux 4.13)."""
+    for filename in ("memory.events", "memory.oom_control"):
+        if text := _read(paths, filename):
+            counts = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+            if "oom_kill" in counts:
+                return int(counts["oom_kill"])
+    return None
 
 
 def remove(paths: tuple[str, ...], timeout: float = 5.0) -> None:

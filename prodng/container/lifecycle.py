@@ -10,6 +10,7 @@ the truth from the kernel and the status file (container.observe).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -25,7 +26,9 @@ from prodng.container.observe import ACTIVE, ContainerState, Observation, observ
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
 from prodng.network import claims, modes, wiring
-from prodng.storage import btrfs
+from prodng.storage import btrfs, quota
+
+log = logging.getLogger(__name__)
 
 # ---- lifecycle ----
 
@@ -50,6 +53,7 @@ def create(
             directory.mkdir(parents=True, mode=0o700)
             faults.point("create.dir")
             btrfs.snapshot(template_root, paths.container_root(record.name))
+            record = _limit_disk(paths, record)
             faults.point("create.root")
             pending = f"{os.getpid()} {state.starttime(os.getpid())}" if to_start else ""
             record = replace(record, created=time.time(), boot_id=state.boot_id(), pending_start=pending)
@@ -58,6 +62,15 @@ def create(
             discard(paths, record.name)
             raise
     events.emit(paths, "created", record.name)
+    return record
+
+
+def _limit_disk(paths: Paths, record: ContainerRecord) -> ContainerRecord:
+    """The root's quota; the record then says what is in force."""
+    root = paths.container_root(record.name)
+    if record.limits.disk and not quota.apply(paths.pool, root, record.limits.disk):
+        log.warning("prodng: no btrfs quotas on %s: %s gets no disk limit", paths.pool, record.name)
+        return replace(record, limits=replace(record.limits, disk=None))
     return record
 
 
@@ -88,6 +101,8 @@ def start_locked(paths: Paths, name: str) -> Observation:
         wiring.write_resolv_conf(paths, name, modes.bridge(paths.settings))
     directory = paths.container_state(name)
     (directory / "status").unlink(missing_ok=True)
+    if record.limits.disk:  # again at every start: an upgrade or rollback swaps the root subvolume
+        quota.apply(paths.pool, paths.container_root(name), record.limits.disk)
     created = cgroups.create(paths.cgroup_leaf(name), record.limits)
     record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True, pending_start="")
     # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
@@ -240,4 +255,5 @@ def remove(paths: Paths, name: str, force: bool = False) -> None:
             halt(paths, record, signal.SIGKILL, 0)
         release_network(paths, record)
         discard(paths, name)
+        btrfs.start_commit(paths.pool)  # the space goes back to the host sooner (see storage.pool)
         events.emit(paths, "removed", name)

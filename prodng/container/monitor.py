@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from prodng.config import Paths
-from prodng.container import events
+from prodng.container import cgroups, events
 from prodng.container.state import ContainerRecord
 from prodng.container.validation import DEFAULT_PATH
 from prodng.errors import InvalidRequest
 from prodng.network import modes, wiring
+from prodng.storage import quota
 
 SHIM = Path(__file__).resolve().parents[1] / "libexec" / "prodng-shim"
 LOG_MAX = 4 * 1024**2
@@ -36,6 +37,15 @@ DEFAULT_CAPS = {
 CAP_MKNOD = 27
 
 
+def _limit_watches(paths: Paths, record: ContainerRecord) -> list[tuple[str, str]]:
+    """What the monitor polls to say when a limit is hit: the cgroup's OOM kill counter and the
+    root's qgroup in sysfs (events `oom` and `disk_full`)."""
+    watches = [("oom_watch", cgroups.oom_file(record.cgroups))]
+    if record.limits.disk:
+        watches.append(("quota_watch", quota.sysfs_dir(paths.pool, paths.container_root(record.name))))
+    return [(key, value) for key, value in watches if value]
+
+
 def config_bytes(
     paths: Paths,
     record: ContainerRecord,
@@ -55,6 +65,7 @@ def config_bytes(
         ("workdir", record.workdir),
         ("log", str(directory / "log")),
         ("log_max", str(LOG_MAX)),
+        ("tmpfs_size", str(record.limits.tmpfs_size or 0)),  # 0: the init's own default
         ("status", str(directory / "status")),
         ("restart", record.restart),
         ("restart_max", str(record.restart_max)),
@@ -62,6 +73,7 @@ def config_bytes(
     ]
     if directory == paths.container_state(record.name):  # one-shot jobs (installs) are not containers
         pairs.append(("events", events.journal(paths)))
+        pairs += _limit_watches(paths, record)
     pairs += [("arg", a) for a in record.argv]
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
     pairs += [("cgroup", c) for c in record.cgroups]

@@ -7,13 +7,14 @@ monitor's status file, never from a cached field: the record holds only what was
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from prodng.config import Paths
 from prodng.container import cgroups, state
-from prodng.container.state import ContainerRecord
+from prodng.container.state import ContainerRecord, Limits
 from prodng.errors import NotFound
 from prodng.network import wiring
+from prodng.storage import quota
 
 
 class ContainerState(enum.StrEnum):
@@ -100,6 +101,7 @@ def summarize(
         "started_at": observed.started_at,
         "restarts": observed.restarts,
         "exit_code": observed.exit_code,
+        "limits": limits_text(record.limits),
     }
     if detail:
         summary.update(
@@ -113,7 +115,8 @@ def summarize(
             unit_env=list(record.unit_env),
             payloads=list(record.payloads),
             binds=[f"{b.source}:{b.target}:{'ro' if b.read_only else 'rw'}" for b in record.binds],
-            limits={"memory": record.limits.memory, "pids": record.limits.pids, "cpus": record.limits.cpus},
+            limits=asdict(record.limits),
+            disk=_disk(paths, name),
             hermetic=record.network != "host",
             cgroups=list(record.cgroups),
             forwards=list(record.forwards),
@@ -121,6 +124,29 @@ def summarize(
             stats=cgroups.stats(record.cgroups) if observed.state in ACTIVE else None,
         )
     return summary
+
+
+def _disk(paths: Paths, name: str) -> dict[str, int | None] | None:
+    used = quota.usage(paths.pool, paths.container_root(name))
+    return {"used": used.used, "limit": used.limit} if used else None
+
+
+def limits_text(limits: Limits) -> str:
+    """The limits in force, short, for `ls`."""
+    words = [
+        f"mem={_size(limits.memory)}" if limits.memory else "",
+        f"pids={limits.pids}" if limits.pids else "",
+        f"cpus={limits.cpus:g}" if limits.cpus else "",
+        f"disk={_size(limits.disk)}" if limits.disk else "",
+    ]
+    return " ".join(w for w in words if w) or "-"
+
+
+def _size(value: int) -> str:
+    for unit, scale in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return str(value)
 
 
 def list_all(paths: Paths) -> list[dict[str, object]]:

@@ -51,9 +51,14 @@ def boot_id() -> str:
 
 @dataclass(frozen=True)
 class Limits:
+    """The limits in force, host defaults filled in at create (validation.with_defaults)."""
+
     memory: int | None = None  # bytes
     pids: int | None = None
     cpus: float | None = None
+    memory_high: int | None = None  # bytes, cgroup v2: throttled and reclaimed above it
+    tmpfs_size: int | None = None  # bytes, size= of /run, /tmp, /dev/shm and /dev inside
+    disk: int | None = None  # bytes, the btrfs qgroup limit of the container's root
 
 
 @dataclass(frozen=True)

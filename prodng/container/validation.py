@@ -7,6 +7,7 @@ import os
 import posixpath
 import re
 import secrets
+from dataclasses import replace
 
 from prodng.config import Paths
 from prodng.container import state
@@ -64,9 +65,29 @@ def check_limits(limits: Limits) -> Limits:
     for label, value in (("--memory", limits.memory), ("--pids", limits.pids), ("--cpus", limits.cpus)):
         if value is not None and not 0 < value < 2**63:  # nan and inf fail this too
             raise InvalidRequest(f"{label} must be positive, not {value}")
-    if limits.memory is not None and limits.memory < 4 * 1024**2:
-        raise InvalidRequest("--memory must be at least 4M")
+    for label, value, least in (
+        ("--memory", limits.memory, 4 * 1024**2),
+        ("--tmpfs-size", limits.tmpfs_size, 1024**2),
+        ("--disk", limits.disk, 16 * 1024**2),  # btrfs needs some metadata room for the root itself
+    ):
+        if value is not None and value < least:
+            raise InvalidRequest(f"{label} must be at least {least // 1024**2}M")
     return limits
+
+
+def with_defaults(limits: Limits, settings: Settings) -> Limits:
+    """Every container is limited: what the flags leave out comes from the host's settings
+    (a setting of 0 means no limit of that kind)."""
+    memory = limits.memory or settings.default_memory()
+    high = settings.memory_high if settings.memory_high and settings.memory_high < memory else None
+    return replace(
+        limits,
+        memory=memory,
+        pids=limits.pids or settings.pids or None,
+        memory_high=limits.memory_high or high,
+        tmpfs_size=limits.tmpfs_size or settings.tmpfs_size or None,
+        disk=limits.disk or settings.disk or None,
+    )
 
 
 def check_network(settings: Settings, name: str, mode: str, forwards: list[str]) -> tuple[str, tuple[str, ...]]:

@@ -36,6 +36,8 @@ def _record(
     memory: str | None,
     pids: int | None,
     cpus: float | None,
+    disk: str | None,
+    tmpfs_size: str | None,
     restart: str,
     workdir: str,
     net: str | None,
@@ -56,7 +58,14 @@ def _record(
     policy, restart_max = validation.parse_restart(restart)
     if not workdir.startswith("/"):
         raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
-    limits = validation.check_limits(Limits(parse_size(memory) if memory else None, pids, cpus))
+    asked = Limits(
+        memory=parse_size(memory) if memory else None,
+        pids=pids,
+        cpus=cpus,
+        disk=parse_size(disk) if disk else None,
+        tmpfs_size=parse_size(tmpfs_size) if tmpfs_size else None,
+    )
+    limits = validation.with_defaults(validation.check_limits(asked), ctx.paths.settings)
     name = state.check_name(name) if name is not None else validation.generate_name(ctx.paths, template)
     network, forwards = validation.check_network(ctx.paths.settings, name, net or positional_net or "none", publish)
     record = ContainerRecord(

@@ -17,7 +17,7 @@ from pathlib import Path
 from prodng.config import Paths
 from prodng.container import cgroups, observe, state
 from prodng.network import wiring
-from prodng.storage import rootdb, templates
+from prodng.storage import quota, rootdb, templates
 
 Row = dict[str, object]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -73,6 +73,11 @@ def containers(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
             "memory_limit": record.limits.memory,
             "pids_limit": record.limits.pids,
             "cpus_limit": record.limits.cpus,
+            "memory_high": record.limits.memory_high,
+            "tmpfs_size": record.limits.tmpfs_size,
+            "disk_limit": record.limits.disk,
+            "disk_used": disk.used if (disk := quota.usage(paths.pool, paths.container_root(record.name))) else None,
+            "oom_kills": cgroups.oom_kills(record.cgroups) if seen.pid else None,
         }
 
 
@@ -254,6 +259,11 @@ TABLES: tuple[Table, ...] = (
             ("memory_limit", "BIGINT"),
             ("pids_limit", "INTEGER"),
             ("cpus_limit", "DOUBLE"),
+            ("memory_high", "BIGINT"),
+            ("tmpfs_size", "BIGINT"),
+            ("disk_limit", "BIGINT"),
+            ("disk_used", "BIGINT"),
+            ("oom_kills", "INTEGER"),
         ),
         containers,
         "one row per container",

@@ -63,6 +63,22 @@ def delete_subvolume(path: Path) -> None:
         raise _fail("delete subvolume", path, err) from None
 
 
+def start_commit(path: Path) -> None:
+    """Start a transaction commit now (not in up to 30 s): deleted subvolumes are then freed,
+    and discarded from the image, in about 10 s instead of 40."""
+    try:
+        btrfsutil.start_sync(str(path))
+    except (btrfsutil.BtrfsUtilError, OSError) as err:
+        raise _fail("commit", path, err) from None
+
+
+def subvolume_id(path: Path) -> int:
+    try:
+        return int(btrfsutil.subvolume_id(str(path)))
+    except (btrfsutil.BtrfsUtilError, OSError) as err:
+        raise _fail("read the subvolume id of", path, err) from None
+
+
 def set_read_only(path: Path, read_only: bool = True) -> None:
     try:
         btrfsutil.set_subvolume_read_only(str(path), read_only)

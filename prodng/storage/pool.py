@@ -14,7 +14,7 @@ from pathlib import Path
 from prodng import locks, run
 from prodng.config import Paths
 from prodng.errors import SystemFailure
-from prodng.storage import btrfs
+from prodng.storage import btrfs, quota
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ def open_pool(paths: Paths, size: int) -> Path:
                 _create_image(paths.pool_image, size)
             _mount_image(paths.pool_image, paths.pool)
         _harden(paths.pool)
+        if paths.pool_image.exists():  # our own image; a btrfs root of the host's keeps its own settings
+            quota.enable(paths.pool)
         for sub in (paths.templates, paths.containers):
             sub.mkdir(exist_ok=True)
     return paths.pool
@@ -67,10 +69,20 @@ def _make_root(root: Path) -> None:
 
 def _create_image(image: Path, size: int) -> None:
     free = os.statvfs(image.parent)
-    if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+    available = free.f_bavail * free.f_frsize
+    if available < MIN_FREE_BYTES:
         raise SystemFailure(
             f"disk too full for the pool image {image}: "
-            f"{free.f_bavail * free.f_frsize // 1024**2} MiB free, need {MIN_FREE_BYTES // 1024**2} MiB"
+            f"{available // 1024**2} MiB free, need {MIN_FREE_BYTES // 1024**2} MiB"
+        )
+    if size > available:  # sparse, so it can be made; but writes past the free space fail with ENOSPC
+        log.warning(
+            "prodng: warning: the pool image (%d GiB) is larger than the %d GiB free on %s; "
+            "it fills before it is full (set pool_size in %s)",
+            size // 1024**3,
+            available // 1024**3,
+            image.parent,
+            image.parent / "settings.toml",
         )
     partial = image.with_suffix(".img.partial")
     try:
@@ -91,4 +103,6 @@ def _mount_image(image: Path, mountpoint: Path) -> None:
             "no free loop device for the pool image", hint="free one with losetup -d or load the loop module"
         )
     log.info("mounting pool image %s on %s", image, mountpoint)
-    run.run(["mount", "-o", "loop,noatime,nosuid,nodev", image, mountpoint])
+    # discard=async: space freed in the pool (rm) is punched out of the sparse image in the
+    # background, so it returns to the host's disk within seconds without an fstrim.
+    run.run(["mount", "-o", "loop,noatime,nosuid,nodev,discard=async", image, mountpoint])

@@ -1,0 +1,116 @@
+"""Disk quotas: one btrfs qgroup limit per container root.
+
+The pool runs simple quotas (squota, Linux 6.7+) where the kernel has them, else classic
+qgroups. Under squota an extent counts against the subvolume that wrote it, so a container's
+usage is what it wrote, not the template it shares: a snapshot costs nothing against its
+quota, and the accounting has no backref walks at commit (classic qgroups have them, and
+their cost grows with snapshots). Usage and limits are read from sysfs
+(/sys/fs/btrfs/FSID/qgroups/0_ID), so nothing here starts a process.
+
+A subvolume made inside a root would be a qgroup of its own, outside the limit: the
+container's seccomp filter refuses those ioctls (native/sandbox.c).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from prodng.errors import SystemFailure
+from prodng.storage import btrfs
+
+log = logging.getLogger(__name__)
+
+# linux/btrfs.h: _IOWR(0x94, 40, quota_ctl_args{u64 cmd, status}), _IOR(0x94, 43, qgroup_limit_args
+# {u64 qgroupid; limit{u64 flags, max_rfer, max_excl, rsv_rfer, rsv_excl}}), _IOR(0x94, 31, fs_info_args[1024]).
+IOC_QUOTA_CTL = 0xC0109428
+IOC_QGROUP_LIMIT = 0x8030942B
+IOC_FS_INFO = 0x8400941F
+QUOTA_CTL_ENABLE, QUOTA_CTL_ENABLE_SIMPLE = 1, 4
+LIMIT_MAX_RFER = 1 << 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: int  # bytes the subvolume's qgroup counts (referenced)
+    limit: int | None  # its max_referenced, None when unlimited
+
+
+def _ioctl(path: Path, request: int, arg: bytearray) -> bytearray:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, request, arg, True)
+        return arg
+    finally:
+        os.close(fd)
+
+
+def _sysfs(pool: Path) -> Path:
+    info = _ioctl(pool, IOC_FS_INFO, bytearray(1024))
+    return Path("/sys/fs/btrfs") / str(uuid.UUID(bytes=bytes(info[16:32]))) / "qgroups"
+
+
+def mode(pool: Path) -> str:
+    """'squota', 'qgroup' or '' (quotas off)."""
+    try:
+        return (_sysfs(pool) / "mode").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def enable(pool: Path) -> str:
+    """Turn quotas on (once; idempotent): simple quotas if the kernel knows them."""
+    if current := mode(pool):
+        return current
+    for command in (QUOTA_CTL_ENABLE_SIMPLE, QUOTA_CTL_ENABLE):
+        try:
+            _ioctl(pool, IOC_QUOTA_CTL, bytearray(struct.pack("=QQ", command, 0)))
+            break
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP) or command == QUOTA_CTL_ENABLE:
+                raise SystemFailure(f"cannot enable btrfs quotas on {pool}: {err.strerror}") from None
+    chosen = mode(pool)
+    log.info("btrfs quotas on %s: %s", pool, chosen)
+    return chosen
+
+
+def set_limit(subvolume: Path, limit: int | None) -> None:
+    """The subvolume's referenced bytes may not pass limit (None: no limit); writers get EDQUOT."""
+    args = struct.pack("=6Q", 0, LIMIT_MAX_RFER, limit if limit else 2**64 - 1, 0, 0, 0)
+    try:
+        _ioctl(subvolume, IOC_QGROUP_LIMIT, bytearray(args))
+    except OSError as err:
+        raise SystemFailure(f"cannot set the disk quota of {subvolume}: {err.strerror}") from None
+
+
+def apply(pool: Path, subvolume: Path, limit: int | None) -> bool:
+    """Set the subvolume's limit; False (and nothing done) when the pool has no quotas."""
+    if not mode(pool):
+        return False
+    set_limit(subvolume, limit)
+    return True
+
+
+def usage(pool: Path, subvolume: Path) -> Usage | None:
+    """None when quotas are off or the subvolume is gone."""
+    try:
+        directory = _sysfs(pool) / f"0_{btrfs.subvolume_id(subvolume)}"
+        used = int((directory / "referenced").read_text())
+        limit = int((directory / "max_referenced").read_text())
+    except (OSError, SystemFailure, ValueError):
+        return None
+    return Usage(used, limit if 0 < limit < 2**63 else None)
+
+
+def sysfs_dir(pool: Path, subvolume: Path) -> str:
+    """For the monitor, which watches the usage (and says when the quota is hit)."""
+    try:
+        return str(_sysfs(pool) / f"0_{btrfs.subvolume_id(subvolume)}")
+    except (OSError, SystemFailure):
+        return ""

@@ -1,0 +1,158 @@
+"""Limits by default (issue 15): a container that forks, allocates, fills its tmpfs or its root without
+end hurts only itself. The host's defaults come from ROOT/settings.toml; the attacks are the probe's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from probe_helpers import chain, facts, make_probe_root, results
+
+from conftest import Prodng, _teardown
+
+pytestmark = pytest.mark.root
+
+MiB = 1024**2
+SETTINGS = 'pids = 40\nmemory = "64M"\ntmpfs_size = "8M"\ndisk = "96M"\n'
+SLEEPER = "probe sleep 100000"
+
+
+@pytest.fixture(scope="module")
+def limited(probe_binary: Path) -> Iterator[Prodng]:
+    """A root whose settings file makes small defaults, with the probe template imported."""
+    root = Path(tempfile.mkdtemp(prefix="prodng-test-limits-", dir="/var/tmp"))
+    (root / "settings.toml").write_text(SETTINGS)
+    prodng = Prodng(root)
+    source = make_probe_root(root / "probe-root", probe_binary)
+    prodng("template", "import", "probe", str(source))
+    shutil.rmtree(source)
+    yield prodng
+    _teardown(root)
+
+
+def _run(prodng: Prodng, name: str, *flags: str) -> dict[str, object]:
+    prodng("run", "probe", "--name", name, "--exec", SLEEPER, *flags)
+    return prodng.info(name)
+
+
+def _events(prodng: Prodng, name: str) -> list[dict[str, object]]:
+    lines = (prodng.root / "events.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e.get("name") == name]
+
+
+def _oom_score(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+def _can_lower_oom_score() -> bool:
+    lowered = subprocess.run(["sh", "-c", "echo -1 > /proc/self/oom_score_adj"], capture_output=True)
+    return lowered.returncode == 0
+
+
+def test_rm_returns_the_space_to_the_host(limited: Prodng) -> None:
+    """The pool is mounted with discard=async: what rm frees is punched out of the sparse image."""
+    image = limited.root / "pool.img"
+    _run(limited, "spender", "--disk", "300M")
+    limited("exec", "spender", "--", "probe", "fill", "/blob", "256", timeout=120)
+    subprocess.run(["sync"], check=True)
+    grown = os.stat(image).st_blocks * 512
+    began = time.monotonic()
+    limited("rm", "-f", "spender")
+    limited.wait_for(lambda: grown - os.stat(image).st_blocks * 512 >= 200 * MiB, 90, "the image to shrink")
+    print(f"rm returned {(grown - os.stat(image).st_blocks * 512) // MiB} MiB in {time.monotonic() - began:.1f} s")
+
+
+def test_defaults_hold_and_hurt_only_the_container(limited: Prodng) -> None:
+    info = _run(limited, "hog")
+    neighbour = _run(limited, "neighbour")
+    assert info["limits"] == {
+        "memory": 64 * MiB,
+        "pids": 40,
+        "cpus": None,
+        "memory_high": None,
+        "tmpfs_size": 8 * MiB,
+        "disk": 96 * MiB,
+    }
+    assert "mem=64M pids=40 disk=96M" in limited("ls").stdout
+    # The OOM killer may take the service, never its init or monitor.
+    init = int(info["pid"])  # type: ignore[call-overload]
+    service = int(Path(f"/proc/{init}/task/{init}/children").read_text().split()[0])
+    scores = (_oom_score(int(info["monitor_pid"])), _oom_score(init), _oom_score(service))  # type: ignore[call-overload]
+    # Where the kernel refuses any lowering (this kind of sandboxed VM), the service goes first instead.
+    assert scores == ((-1000, -1000, 0) if _can_lower_oom_score() else (0, 0, 500)), scores
+
+    bomb = facts(limited("exec", "hog", "--", "probe", "forkbomb", "500", check=False, timeout=60).stdout)
+    assert bomb["forkbomb"] == "EAGAIN" and int(bomb["forked"]) < 40, bomb
+
+    hog = limited("exec", "hog", "--", "probe", "memhog", "1024", check=False, timeout=60)
+    reached = [int(m) for m in re.findall(r"mb=(\d+)", hog.stdout)]
+    assert hog.returncode != 0 and "memhog=ok" not in hog.stdout and max(reached, default=0) <= 64, hog.stdout
+    limited.wait_for(lambda: any(e["event"] == "oom" for e in _events(limited, "hog")), 10, "an oom event")
+    assert limited.info("hog")["stats"]["oom_kills"] >= 1  # type: ignore[index]
+
+    tmp = facts(limited("exec", "hog", "--", "probe", "tmpfill", "64", check=False, timeout=60).stdout)
+    assert tmp["tmpfill"] == "ENOSPC" and int(tmp["bytes"]) <= 8 * MiB, tmp
+    shm = facts(limited("exec", "hog", "--", "probe", "tmpfill", "64", "/dev/shm", check=False).stdout)
+    assert shm["tmpfill"] == "ENOSPC" and int(shm["bytes"]) <= 8 * MiB, shm
+
+    disk = facts(limited("exec", "hog", "--", "probe", "fill", "/big", "1024", check=False, timeout=120).stdout)
+    assert disk["fill"] in ("EDQUOT", "ENOSPC") and 80 * MiB <= int(disk["bytes"]) <= 96 * MiB, disk
+    limited.wait_for(lambda: any(e["event"] == "disk_full" for e in _events(limited, "hog")), 10, "disk_full")
+    used = limited.info("hog")["disk"]
+    assert used["limit"] == 96 * MiB and used["used"] >= 80 * MiB, used  # type: ignore[index]
+    row = limited.json("query", "SELECT disk_used, disk_limit, oom_kills FROM prodng_containers WHERE name='hog'")
+    assert row[0]["disk_limit"] == 96 * MiB and row[0]["disk_used"] >= 80 * MiB and row[0]["oom_kills"] >= 1  # type: ignore[index]
+
+    # The container, its neighbour, the host and the CLI all carry on.
+    assert limited.info("hog")["state"] == "running" and neighbour["state"] == "running"
+    again = facts(limited("exec", "neighbour", "--", "probe", "fill", "/small", "4").stdout)
+    assert again["fill"] == "ok"
+    began = time.monotonic()
+    limited("ls")
+    assert time.monotonic() - began < 5
+    assert subprocess.run(["true"], timeout=5).returncode == 0
+
+
+def test_flags_override_the_defaults_and_disk_stops_a_writer(limited: Prodng) -> None:
+    info = _run(limited, "writer", "--disk", "200M", "--pids", "100", "--tmpfs-size", "2M", "--memory", "128M")
+    assert info["limits"]["disk"] == 200 * MiB and info["limits"]["pids"] == 100  # type: ignore[index]
+    written = limited("exec", "writer", "--", "probe", "fill", "/data", "400", check=False, timeout=120)
+    report = facts(written.stdout)
+    assert written.returncode == 1 and report["fill"] in ("EDQUOT", "ENOSPC"), written.stdout
+    assert 190 * MiB <= int(report["bytes"]) <= 200 * MiB, report
+    assert written.stderr.count("\n") == 1 and "/data after" in written.stderr
+    # Deleting gives the space back to the quota (the probe has no rm: from the host side).
+    (limited.root / "pool" / "containers" / "writer" / "data").unlink()
+    subprocess.run(["sync"], check=True)
+    after = limited("exec", "writer", "--", "probe", "fill", "/more", "20", check=False)
+    assert facts(after.stdout)["fill"] == "ok", after.stdout
+
+
+def test_no_escape_from_the_quota(limited: Prodng) -> None:
+    _run(limited, "escaper", "--disk", "64M")
+    checks = results(
+        limited(
+            "exec",
+            "escaper",
+            "--",
+            "probe",
+            *chain("btrfs-subvol / esc", "btrfs-snap / / snap", "io_uring", "ls /"),
+            check=False,
+        ).stdout
+    )
+    assert checks["btrfs-subvol"] == {"btrfs-subvol": "EPERM", "v2": "EPERM"}
+    assert checks["btrfs-snap"] == {"btrfs-snap": "EPERM", "v2": "EPERM"}
+    assert checks["io_uring"]["io_uring"] == "EPERM"
+    assert "esc" not in checks["ls"].get("entries", "") and "snap" not in checks["ls"].get("entries", "")
+    root = limited.root / "pool" / "containers" / "escaper"
+    assert not (root / "esc").exists() and not (root / "snap").exists()
+    filled = facts(limited("exec", "escaper", "--", "probe", "fill", "/x", "256", check=False, timeout=60).stdout)
+    assert filled["fill"] in ("EDQUOT", "ENOSPC") and int(filled["bytes"]) <= 64 * MiB
