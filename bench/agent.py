@@ -20,6 +20,7 @@ COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 PAIRS = int(os.environ.get("BENCH_PAIRS", "200"))
 CONCURRENCY = 8
+SLOW_SECONDS = int(os.environ.get("BENCH_SLOW_SECONDS", "20"))
 PORT = 14337
 
 
@@ -80,6 +81,27 @@ async def measure(paths) -> None:  # type: ignore[no-untyped-def]
             print(summary(f"GET /prodng/ls ({COUNT} ctrs), {label}", lat, elapsed))
             lat, elapsed = await freeze_thaw(session, base, "bench-agent-0")
             print(summary(f"freeze+thaw pair, {label}", lat, elapsed))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls, limit=64)) as session:
+        await under_slow_verbs(session, f"https://localhost:{PORT}")
+
+
+async def under_slow_verbs(session: aiohttp.ClientSession, base: str) -> None:
+    """Issue 17's starvation: six `exec sleep` on the agent's old shared 6-thread pool made GET info
+    take 19 s; with a pool per class of verbs reads do not wait for them."""
+
+    async def slow(index: int) -> None:
+        body = {"name": f"bench-agent-{index}", "command": ["sleep", str(SLOW_SECONDS)]}
+        async with session.post(f"{base}/prodng/exec", json=body) as response:
+            await response.read()
+
+    execs = [asyncio.create_task(slow(i)) for i in range(6)]
+    await asyncio.sleep(1.0)
+    for path in ("/prodng/ls", "/prodng/info?bench-agent-50"):
+        lat, elapsed = await hammer(session, base, "GET", path, 200, CONCURRENCY)
+        print(summary(f"GET {path.split('?')[0]} with 6 slow execs", lat, elapsed))
+    if all(task.done() for task in execs):
+        print(f"  (the execs ended before the reads did: raise BENCH_SLOW_SECONDS above {SLOW_SECONDS})")
+    await asyncio.gather(*execs)
 
 
 def main() -> None:

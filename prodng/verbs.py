@@ -160,6 +160,7 @@ class Verb:
     output: Output = Output.FIELDS
     cacheable: bool = False  # REST may answer a repeated plain read from its cache (agent/app.py)
     progress: bool = False  # reports progress while it works: the CLI draws it on one terminal line
+    slow: bool = False  # may take seconds to minutes (installs, a command's run): REST runs it apart from the rest
 
     @property
     def route(self) -> str:
@@ -216,8 +217,23 @@ FORCE = Param("force", "even if in use / running", kind=Kind.BOOL, flags=("-f", 
 LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "limits", "command")
 
 VERBS: tuple[Verb, ...] = (
-    Verb("run", "create and start a container", "POST", "prodng.handlers.create:run", RUN_PARAMS, output=Output.NAME),
-    Verb("create", "create a container without starting it", "POST", "prodng.handlers.create:create", RUN_PARAMS),
+    Verb(
+        "run",
+        "create and start a container",
+        "POST",
+        "prodng.handlers.create:run",
+        RUN_PARAMS,
+        output=Output.NAME,
+        slow=True,
+    ),
+    Verb(
+        "create",
+        "create a container without starting it",
+        "POST",
+        "prodng.handlers.create:create",
+        RUN_PARAMS,
+        slow=True,
+    ),
     Verb("start", "start a created or exited container", "POST", "prodng.handlers.control:start", (NAME,)),
     Verb(
         "upgrade",
@@ -225,6 +241,7 @@ VERBS: tuple[Verb, ...] = (
         "POST",
         "prodng.handlers.create:upgrade",
         (NAME, Param("payloads", "the new .deb files", kind=Kind.LIST, positional=True, required=True)),
+        slow=True,
     ),
     Verb(
         "rollback",
@@ -232,6 +249,7 @@ VERBS: tuple[Verb, ...] = (
         "POST",
         "prodng.handlers.control:rollback",
         (NAME,),
+        slow=True,
     ),
     Verb(
         "stop",
@@ -255,6 +273,7 @@ VERBS: tuple[Verb, ...] = (
         "repair what killed commands left; start restartable containers a reboot or a killed monitor took down",
         "POST",
         "prodng.handlers.control:recover",
+        slow=True,
     ),
     Verb(
         "ls", "list containers", "GET", "prodng.handlers.read:ls", (), LS_COLUMNS, output=Output.TABLE, cacheable=True
@@ -280,6 +299,7 @@ VERBS: tuple[Verb, ...] = (
         "prodng.handlers.control:exec",
         (NAME, Param("command", "CMD ARGS...", kind=Kind.ARGV, positional=True, required=True)),
         output=Output.COMMAND,
+        slow=True,
     ),
     Verb(
         "events",
@@ -300,6 +320,7 @@ VERBS: tuple[Verb, ...] = (
             ),
         ),
         output=Output.TABLE,
+        slow=True,
     ),
     Verb(
         "template build",
@@ -308,6 +329,7 @@ VERBS: tuple[Verb, ...] = (
         "prodng.handlers.template:template_build",
         (Param("name", "template name", positional=True, required=True), FORCE),
         progress=True,
+        slow=True,
     ),
     Verb(
         "template import",
@@ -324,6 +346,7 @@ VERBS: tuple[Verb, ...] = (
             ),
             Param("force", "replace a template of that name", kind=Kind.BOOL, flags=("-f", "--force"), default=False),
         ),
+        slow=True,
     ),
     Verb(
         "template ls",

@@ -19,7 +19,7 @@ from prodng import verbs
 from prodng.agent import metrics, openapi
 from prodng.config import Paths
 from prodng.container import events
-from prodng.errors import InvalidRequest, ProdngError, from_os_error
+from prodng.errors import InvalidRequest, ProdngError, SystemFailure, from_os_error
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,33 @@ class ListingCache:
 LISTING = web.AppKey("listing", ListingCache)
 
 
+class Lane:
+    """A bounded pool of threads for one class of verbs. Reads (ls, info) never wait behind
+    slow verbs (exec, run, upgrade): each class has its own threads, and a class whose
+    threads and queue are full answers 503 at once instead of queueing without end."""
+
+    def __init__(self, name: str, workers: int, queue: int) -> None:
+        self.name, self.limit, self.pending = name, workers + queue, 0
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"prodng-{name}")
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        if self.pending >= self.limit:  # only the event loop's thread counts: no lock needed
+            raise SystemFailure(f"the agent is busy: {self.pending} {self.name} requests in progress", hint="retry")
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, function, *args)
+        finally:
+            self.pending -= 1
+
+
+LANES = web.AppKey("lanes", dict)
+LANE_SIZES = {"read": (8, 64), "change": (8, 64), "slow": (16, 64)}  # threads, queued requests beyond them
+
+
+def lane_of(verb: verbs.Verb) -> str:
+    return "slow" if verb.slow else "read" if verb.method == "GET" else "change"
+
+
 def _json(data: object) -> str:
     return json.dumps(data, default=str)
 
@@ -181,7 +208,7 @@ def _view(verb: verbs.Verb) -> Handler:
         # Long verbs (template build) report progress on the events stream; the answer is the result.
         ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
         key = request.app[LISTING].journal_key() if verb.cacheable else None
-        result = await asyncio.to_thread(verbs.call, verb, ctx, values)
+        result = await request.app[LANES][lane_of(verb)].run(verbs.call, verb, ctx, values)
         if isinstance(result, Iterator):
             return await _stream(request, verb, result)
         if key is not None:
@@ -198,10 +225,13 @@ async def _openapi(request: web.Request) -> web.Response:
 async def _streams(app: web.Application) -> Any:
     # Followers (logs -f, events) block a thread each; keep them off the default pool.
     app[STREAMS] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="prodng-stream")
+    app[LANES] = {name: Lane(name, *sizes) for name, sizes in LANE_SIZES.items()}
     app[CLOSING] = asyncio.Event()
     yield
     app[CLOSING].set()
     app[STREAMS].shutdown(wait=False, cancel_futures=True)
+    for lane in app[LANES].values():
+        lane.pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _stop_streams(app: web.Application) -> None:
