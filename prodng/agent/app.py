@@ -139,8 +139,10 @@ async def _stream(request: web.Request, verb: verbs.Verb, items: Iterator[Any]) 
 
 class ListingCache:
     """`ls` for many containers costs a few file reads each; answer repeated polls from a
-    copy that is dropped whenever the events journal moves (every verb and every monitor
-    writes there) and at most MAX_AGE seconds old, for changes made behind prodng's back."""
+    copy. The copy is dropped whenever the events journal moves (every verb and every
+    monitor writes there); then one computation serves every waiting poll. A copy older
+    than MAX_AGE (changes made behind prodng's back) is still answered while one refresh
+    runs, so a busy host never makes every poll wait for a listing of its own."""
 
     MAX_AGE = 1.0
 
@@ -149,6 +151,7 @@ class ListingCache:
         self.key: tuple[int, int, int] | None = None
         self.made = 0.0
         self.body = b""
+        self.pending: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
 
     def journal_key(self) -> tuple[int, int, int]:
         try:
@@ -157,12 +160,32 @@ class ListingCache:
         except FileNotFoundError:
             return 0, 0, 0
 
-    def get(self) -> bytes | None:
-        fresh = time.monotonic() - self.made < self.MAX_AGE
-        return self.body if fresh and self.key == self.journal_key() else None
+    async def get(self, compute: Callable[[], Awaitable[bytes]]) -> bytes:
+        key = self.journal_key()
+        if self.key == key and self.body:
+            if time.monotonic() - self.made >= self.MAX_AGE:
+                self._refresh(key, compute)  # answered from the copy; the next polls get the new one
+            return self.body
+        return await asyncio.shield(self._refresh(key, compute))
 
-    def put(self, key: tuple[int, int, int], body: bytes) -> None:
-        self.key, self.made, self.body = key, time.monotonic(), body
+    def _refresh(self, key: tuple[int, int, int], compute: Callable[[], Awaitable[bytes]]) -> asyncio.Future[bytes]:
+        """One computation per journal state, started after that state was seen."""
+        if key not in self.pending:
+            future = asyncio.ensure_future(self._compute(key, compute))
+            future.add_done_callback(
+                lambda f: f.cancelled() or f.exception()
+            )  # a background refresh's error is logged by the next poll
+            self.pending[key] = future
+        return self.pending[key]
+
+    async def _compute(self, key: tuple[int, int, int], compute: Callable[[], Awaitable[bytes]]) -> bytes:
+        try:
+            body = await compute()
+            if self.key != key or not self.body or time.monotonic() - self.made >= self.MAX_AGE:
+                self.key, self.made, self.body = key, time.monotonic(), body
+            return body
+        finally:
+            del self.pending[key]
 
 
 LISTING = web.AppKey("listing", ListingCache)
@@ -201,18 +224,24 @@ def _json(data: object) -> str:
 
 def _view(verb: verbs.Verb) -> Handler:
     async def view(request: web.Request) -> web.StreamResponse:
-        if verb.cacheable and not request.query and (body := request.app[LISTING].get()) is not None:
-            return web.Response(body=body, content_type="application/json")
         values = await request_values(verb, request)
         paths = request.app[PATHS]
         # Long verbs (template build) report progress on the events stream; the answer is the result.
         ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
-        key = request.app[LISTING].journal_key() if verb.cacheable else None
-        result = await request.app[LANES][lane_of(verb)].run(verbs.call, verb, ctx, values)
+
+        async def call() -> Any:
+            return await request.app[LANES][lane_of(verb)].run(verbs.call, verb, ctx, values)
+
+        if verb.cacheable and not request.query:
+
+            async def listing() -> bytes:
+                return _json(await call()).encode()
+
+            body = await request.app[LISTING].get(listing)
+            return web.Response(body=body, content_type="application/json")
+        result = await call()
         if isinstance(result, Iterator):
             return await _stream(request, verb, result)
-        if key is not None:
-            request.app[LISTING].put(key, _json(result).encode())
         return web.json_response(result, dumps=_json)
 
     return view
