@@ -9,7 +9,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
+from prodng.config import open_root
 from prodng.errors import ProdngError, from_os_error
 from prodng.verbs import BY_NAME, VERBS, Kind, Output, Param, Verb, call, context
 
@@ -201,17 +203,14 @@ def _agent_parser() -> Parser:
 
 def agent_main(argv: list[str]) -> int:
     """The agent and its trust store: host administration, deliberately not a REST verb."""
-    from pathlib import Path
-
-    from prodng.agent import credentials
-    from prodng.config import open_root
+    from prodng.agent import credentials  # cryptography: imported by agent commands only
 
     args = _agent_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     try:
         paths = open_root(args.root)
         if args.action is None:
-            from prodng.agent.server import serve
+            from prodng.agent.server import serve  # aiohttp
 
             return serve(paths, args.listen, args.port, Path(args.socket) if args.socket else None)
         credentials.ensure(paths)
@@ -255,8 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             values[p.name] = values[p.name][1:]  # `exec NAME -- CMD`: the -- only ends prodng's options
     try:
         if args.remote:
-            from prodng.agent import remote
-            from prodng.config import open_root
+            from prodng.agent import remote  # http.client and ssl: for --remote only
 
             connection = remote.connect(args.remote, open_root(args.root), args.cert, args.key, args.cacert)
             result = remote.call(connection, verb, values)

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prodng.errors import InvalidRequest
 from prodng.settings import Settings, load
 
 DEFAULT_ROOT = Path("/var/lib/prodng")
@@ -81,8 +82,6 @@ _DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9
 def parse_number(text: str, what: str) -> float:
     """A finite decimal number in ASCII digits: float() alone takes 'nan', 'inf', '1e400'
     (= inf) and Arabic-Indic digits, each of which later loops or fails far from here."""
-    from prodng.errors import InvalidRequest
-
     cleaned = text.strip()
     value = float(cleaned) if _DECIMAL_RE.fullmatch(cleaned) else math.nan
     if not math.isfinite(value):
@@ -91,8 +90,6 @@ def parse_number(text: str, what: str) -> float:
 
 
 def parse_int(text: str, what: str) -> int:
-    from prodng.errors import InvalidRequest
-
     if not re.fullmatch(r"[+-]?[0-9]{1,18}", text.strip()):
         raise InvalidRequest(f"{what} must be a whole number, not {text[:40]!r}")
     return int(text)
@@ -100,8 +97,6 @@ def parse_int(text: str, what: str) -> int:
 
 def parse_size(text: str) -> int:
     """'512M' -> 536870912; plain numbers are bytes."""
-    from prodng.errors import InvalidRequest
-
     cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = cleaned[-1:] if cleaned[-1:] in _UNITS and cleaned[-1:] else ""
     number = cleaned[: -len(unit)] if unit else cleaned

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from prodng.config import Paths
-from prodng.container.state import write_atomic
+from prodng.container.state import check_name, write_atomic
 from prodng.errors import InvalidRequest, NotFound
 
 VALID_DAYS = 825
@@ -141,8 +141,6 @@ def trust_list(paths: Paths) -> list[dict[str, object]]:
 
 
 def trust_add(paths: Paths, name: str, pem_path: str) -> dict[str, object]:
-    from prodng.container.state import check_name
-
     check_name(name)
     try:
         pem = Path(pem_path).read_bytes()
@@ -156,8 +154,6 @@ def trust_add(paths: Paths, name: str, pem_path: str) -> dict[str, object]:
 
 
 def trust_rm(paths: Paths, name: str) -> dict[str, object]:
-    from prodng.container.state import check_name
-
     target = files(paths).trusted / f"{check_name(name)}.pem"
     if not target.exists():
         raise NotFound(f"no trusted client certificate named {name}")

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from prodng import locks
 from prodng.config import Paths
 
-KINDS = ("created", "started", "died", "restarted", "frozen", "thawed", "removed")
 ROTATE_BYTES = 4 * 1024**2
 
 

@@ -151,7 +151,6 @@ class Service:
     env: tuple[str, ...] = ()
     forking: bool = False
     run_dirs: tuple[str, ...] = ()
-    source: str = ""
 
 
 def _unit_section(text: str, section: str) -> list[tuple[str, str]]:
@@ -231,14 +230,13 @@ def service_from_unit(root: Path, unit: str) -> Service:
         env=tuple(env),
         forking=kind == "forking",
         run_dirs=run_dirs,
-        source=unit,
     )
 
 
 def find_service(root: Path, payloads: list[Payload]) -> Service:
     for payload in payloads:
         if payload.exec_field:
-            return Service(argv=tuple(shlex.split(payload.exec_field)), source="X-Prodng-Exec")
+            return Service(argv=tuple(shlex.split(payload.exec_field)))
     for payload in payloads:
         for unit in payload.units:
             return service_from_unit(root, unit)

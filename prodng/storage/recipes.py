@@ -25,8 +25,6 @@ class Recipe:
     components: tuple[str, ...] = ("main",)
     packages: tuple[str, ...] = ()
     mirror: str = field(default="")
-    description: str = ""
-    path: str = ""
 
     def resolved_mirror(self) -> str:
         return self.mirror or host_mirror()
@@ -93,7 +91,7 @@ def parse(path: Path) -> Recipe:
     mirror = fields.get("Mirror", "").strip()
     if mirror and not re.match(r"^(https?|file)://\S+$", mirror):
         raise bad(f"malformed Mirror {mirror!r}")
-    return Recipe(name, suite, variant, components, packages, mirror, fields.get("Description", "").strip(), str(path))
+    return Recipe(name, suite, variant, components, packages, mirror)
 
 
 def host_mirror() -> str:
