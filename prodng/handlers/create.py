@@ -46,8 +46,7 @@ def _record(
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
     recipes.check_name(template)  # before it becomes part of a generated container name
-    payloads = [deb.inspect(f) for f in payload_files]  # all validated before anything is touched
-    if not exec and not payloads:
+    if not exec and not payload_files:
         raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS' or a .deb payload")
     try:
         argv = tuple(shlex.split(exec)) if exec else ()
@@ -66,6 +65,8 @@ def _record(
         tmpfs_size=parse_size(tmpfs_size) if tmpfs_size else None,
     )
     limits = validation.with_defaults(validation.check_limits(asked), ctx.paths.settings)
+    payloads = [deb.inspect(f, limits.disk) for f in payload_files]  # all validated before anything is touched
+    deb.check_unpacked_size(payloads, limits.disk)
     name = state.check_name(name) if name is not None else validation.generate_name(ctx.paths, template)
     network, forwards = validation.check_network(ctx.paths.settings, name, net or positional_net or "none", publish)
     record = ContainerRecord(
@@ -92,7 +93,7 @@ def _with_payloads(
     """Install the payloads (or reuse the cached install) and fill in the service they ship."""
     if not payloads:
         return record, None
-    root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress)
+    root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress, record.limits.disk)
     labels = tuple(f"{p.package}={p.version}" for p in payloads)
     if record.explicit_exec:
         return replace(record, payloads=labels), root
@@ -139,8 +140,9 @@ def run(ctx: Context, **kw: object) -> dict[str, object]:
 
 
 def upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
-    state.load(ctx.paths, name)
-    checked = [deb.inspect(p) for p in payloads]  # nothing is touched for a bad package
+    disk = state.load(ctx.paths, name).limits.disk
+    checked = [deb.inspect(p, disk) for p in payloads]  # nothing is touched for a bad package
+    deb.check_unpacked_size(checked, disk)
     ctx.pool()
 
     def stage(current: ContainerRecord, staged: Path) -> ContainerRecord:

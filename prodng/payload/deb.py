@@ -45,6 +45,7 @@ class Payload:
     sha256: str
     exec_field: str = ""
     units: tuple[str, ...] = field(default=())  # paths of shipped *.service units, inside the root
+    unpacked_size: int = 0  # the sum of data.tar's member sizes: what unpacking writes, at least
 
 
 def host_architecture() -> str:
@@ -74,7 +75,34 @@ def _check_member(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def inspect(path: str) -> Payload:
+def _members(data: tarfile.TarFile, label: str, disk_limit: int | None) -> tuple[list[tarfile.TarInfo], int]:
+    """data.tar's headers, summing the sizes as they come: a member that would take the sum past
+    the disk limit is refused at its header, before its (perhaps 8 GiB of) data is decompressed."""
+    members, total = [], 0
+    while (member := data.next()) is not None:
+        total += member.size
+        if disk_limit and total > disk_limit:
+            raise InvalidRequest(
+                f"{label}: unpacks to more than the container's disk limit of {disk_limit // 1024**2} MiB "
+                f"({total // 1024**2} MiB by /{member.name.removeprefix('./')})",
+                hint="a larger --disk, or a smaller payload",
+            )
+        members.append(member)
+    return members, total
+
+
+def check_unpacked_size(payloads: list[Payload], disk_limit: int | None) -> None:
+    """Together, too: the payloads' data must fit the disk limit (dependencies come on top)."""
+    total = sum(p.unpacked_size for p in payloads)
+    if disk_limit and total > disk_limit:
+        names = ", ".join(p.package for p in payloads)
+        raise InvalidRequest(
+            f"{names}: unpack to {total // 1024**2} MiB, more than the disk limit of {disk_limit // 1024**2} MiB",
+            hint="a larger --disk",
+        )
+
+
+def inspect(path: str, disk_limit: int | None = None) -> Payload:
     """Validate a .deb without unpacking it anywhere; every refusal names the file and the cause."""
     label = os.path.basename(path)
     if not os.path.isfile(path):
@@ -83,7 +111,9 @@ def inspect(path: str) -> Payload:
         deb = debfile.DebFile(path)
         control = deb.debcontrol()
         data = deb.data.tgz()
-        members = data.getmembers()
+        members, unpacked = _members(data, label, disk_limit)
+    except InvalidRequest:
+        raise
     except Exception as err:  # a hostile archive can break the parser in any way: all mean "not a .deb"
         raise InvalidRequest(f"{label}: not a valid Debian binary package ({err or type(err).__name__})") from None
     package, version = control.get("Package", ""), control.get("Version", "")
@@ -115,6 +145,7 @@ def inspect(path: str) -> Payload:
         sha256=_checksum(path),
         exec_field=control.get("X-Prodng-Exec", "").strip(),
         units=tuple(sorted(units)),
+        unpacked_size=unpacked,
     )
 
 

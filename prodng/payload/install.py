@@ -19,11 +19,11 @@ from pathlib import Path
 
 from prodng import locks
 from prodng.config import Paths
-from prodng.container import enter
-from prodng.container.state import Bind, ContainerRecord
+from prodng.container import enter, validation
+from prodng.container.state import Bind, ContainerRecord, Limits
 from prodng.errors import InvalidRequest
 from prodng.payload.deb import Payload
-from prodng.storage import btrfs, inroot, templates
+from prodng.storage import btrfs, inroot, quota, templates
 
 PAYLOAD_DIR = "/var/lib/prodng-payloads"
 MARKER = ".prodng-install.json"
@@ -74,8 +74,13 @@ def _clean_up_after_install(work: Path, names: str) -> None:
         raise InvalidRequest(f"{names}: the install left {PAYLOAD_DIR} changed ({err.strerror})") from None
 
 
-def installed_root(paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None]) -> Path:
-    """A read-only root with the payloads installed: from the cache, or built now."""
+def installed_root(
+    paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None], disk: int | None = None
+) -> Path:
+    """A read-only root with the payloads installed: from the cache, or built now.
+
+    The install job runs under the host's default limits (pids, memory, tmpfs), and its snapshot
+    under the container's disk quota (disk), so apt and maintainer scripts cannot take the host either."""
     template_root = templates.require(paths, template)
     key = cache_key(paths, template, payloads)
     cached = cache_dir(paths) / key
@@ -91,7 +96,9 @@ def installed_root(paths: Paths, template: str, payloads: list[Payload], progres
         jobs = paths.state / ".jobs" / key
         staging = Path(tempfile.mkdtemp(prefix="prodng-payloads-"))
         btrfs.snapshot(template_root, work)
+        limits = validation.with_defaults(Limits(disk=disk), paths.settings)
         try:
+            quota.apply(paths.pool, work, limits.disk)
             for p in payloads:
                 shutil.copyfile(p.path, staging / f"{p.package}_{p.version.replace(':', '%3a')}_{p.architecture}.deb")
             inroot.write_text(
@@ -107,6 +114,7 @@ def installed_root(paths: Paths, template: str, payloads: list[Payload], progres
                 template=template,
                 argv=("/bin/sh", "-c", script),
                 network="host",
+                limits=limits,
                 env=("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none"),
                 binds=(
                     Bind(str(staging), PAYLOAD_DIR),
