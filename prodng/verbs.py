@@ -280,6 +280,14 @@ VERBS: tuple[Verb, ...] = (
     ),
     Verb("info", "show one container in detail", "GET", "prodng.handlers.read:info", (NAME,)),
     Verb(
+        "pool",
+        "the pool's size, use and free space, and each template's, install's and container's use",
+        "GET",
+        "prodng.handlers.read:pool",
+        columns=("kind", "name", "used", "limit", "free"),
+        output=Output.TABLE,
+    ),
+    Verb(
         "logs",
         "show a container's output",
         "GET",

@@ -236,3 +236,26 @@ def test_a_payload_that_expands_past_the_disk_limit_is_refused_before_install(li
     assert took < 10, f"refused at the header, not after decompressing 8 GiB ({took:.1f} s)"
     assert "bombed" not in limited("ls").stdout
     assert not list((limited.root / "pool").glob("cache/.build-*"))
+
+
+def test_pool_shows_size_use_and_free_space(limited: Prodng) -> None:
+    _run(limited, "counted", "--disk", "128M")
+    limited("exec", "counted", "--", "probe", "fill", "/ten", "10")
+    rows = {(r["kind"], r["name"]): r for r in limited.json("pool")}  # type: ignore[union-attr]
+    pool = rows[("pool", str(limited.root / "pool"))]
+    assert pool["limit_bytes"] == 16 * 1024**3 and 0 < pool["used_bytes"] < pool["limit_bytes"]  # type: ignore[operator]
+    image = rows[("image", str(limited.root / "pool.img"))]
+    assert image["limit_bytes"] == 16 * 1024**3 and image["free_bytes"] > 0  # type: ignore[operator]
+    counted = rows[("container", "counted")]
+    assert counted["limit_bytes"] == 128 * MiB and 10 * MiB <= counted["used_bytes"] < 12 * MiB, counted  # type: ignore[operator]
+    assert ("template", "probe") in rows
+    table = limited("pool").stdout.splitlines()
+    assert table[0].split() == ["KIND", "NAME", "USED", "LIMIT", "FREE"] and any("counted" in r for r in table)
+
+
+def test_a_pool_larger_than_the_free_space_is_said(fresh_root: Prodng, tmp_path: Path) -> None:
+    free = os.statvfs("/var/tmp").f_bavail * os.statvfs("/var/tmp").f_frsize
+    fresh_root.env["PRODNG_POOL_SIZE"] = str(free + 1024**3)
+    (tmp_path / "etc").mkdir()
+    made = fresh_root("template", "import", "tiny", str(tmp_path))  # the first use makes the pool
+    assert "warning: the pool image" in made.stderr and "larger than the" in made.stderr, made.stderr

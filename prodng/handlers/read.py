@@ -15,6 +15,12 @@ def ls(ctx: Context) -> list[dict[str, object]]:
     return observe.list_all(ctx.paths)
 
 
+def pool(ctx: Context) -> list[dict[str, object]]:
+    from prodng.storage.df import pool_usage  # btrfsutil: for this verb only
+
+    return pool_usage(ctx.paths) if ctx.pool_if_present() else []
+
+
 def info(ctx: Context, name: str) -> dict[str, object]:
     return observe.describe(ctx.paths, name, detail=True)
 
