@@ -17,6 +17,7 @@ from aiohttp import web
 
 from prodng import verbs
 from prodng.agent import metrics, openapi
+from prodng.agent.credentials import LOOPBACK
 from prodng.config import Paths
 from prodng.container import events
 from prodng.errors import InvalidRequest, ProdngError, SystemFailure, from_os_error
@@ -267,13 +268,12 @@ async def _stop_streams(app: web.Application) -> None:
     app[CLOSING].set()  # before the drain: followers end instead of holding it up
 
 
-def create_app(
-    paths: Paths, allowed_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1", "[::1]"})
-) -> web.Application:
+def create_app(paths: Paths, names: tuple[str, ...] = LOOPBACK) -> web.Application:
+    """The app answering to these host names (the server's certificate carries the same)."""
     app = web.Application(middlewares=[metrics.middleware, errors, same_origin], client_max_size=MAX_BODY)
     app[PATHS] = paths
     app[LISTING] = ListingCache(paths)
-    app[ALLOWED_HOSTS] = allowed_hosts
+    app[ALLOWED_HOSTS] = frozenset(f"[{n}]" if ":" in n else n for n in names)  # as in a Host header
     app.cleanup_ctx.append(_streams)
     app.on_shutdown.append(_stop_streams)
     for verb in verbs.VERBS:

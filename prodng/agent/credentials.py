@@ -98,7 +98,10 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def ensure(paths: Paths, server_names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")) -> Files:
+LOOPBACK = ("localhost", "127.0.0.1", "::1")  # names every agent answers to (agent/server.py adds its address)
+
+
+def ensure(paths: Paths, server_names: tuple[str, ...] = LOOPBACK) -> Files:
     """Create the CA, server and client credentials once; later calls change nothing."""
     f = files(paths)
     f.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

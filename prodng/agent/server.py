@@ -30,19 +30,21 @@ def socket_path(paths: Paths) -> Path:
     return paths.root / "agent.sock"
 
 
-def allowed_hosts(listen: str) -> frozenset[str]:
-    hosts = {"localhost", "127.0.0.1", "[::1]"}
-    if listen not in ("0.0.0.0", "::", ""):
-        hosts.add(f"[{listen}]" if ":" in listen else listen)
-    return frozenset(hosts)
+def served_names(listen: str) -> tuple[str, ...]:
+    """The names clients may reach the agent by: loopback's, and the address it listens on
+    unless that is a wildcard. Its certificate carries them; a Host header must be one."""
+    return (
+        credentials.LOOPBACK
+        if listen in ("0.0.0.0", "::", "", *credentials.LOOPBACK)
+        else (*credentials.LOOPBACK, listen)
+    )
 
 
 async def _serve(paths: Paths, listen: str, port: int, unix: Path) -> None:
-    app = create_app(paths, allowed_hosts(listen))
+    app = create_app(paths, served_names(listen))
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
-    names = ("localhost", "127.0.0.1", "::1") + ((listen,) if listen not in ("127.0.0.1", "localhost") else ())
-    credentials.ensure(paths, names)
+    credentials.ensure(paths, served_names(listen))
     await web.TCPSite(runner, listen, port, ssl_context=credentials.server_context(paths)).start()
     unix.unlink(missing_ok=True)
     old_umask = os.umask(0o177)  # the socket is 0600 from its first moment

@@ -13,10 +13,10 @@ import functools
 import logging
 import os
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prodng import polling
 from prodng.container.state import Limits
 from prodng.errors import InvalidRequest, SystemFailure
 
@@ -184,13 +184,8 @@ def set_frozen(paths: tuple[str, ...], frozen: bool, timeout: float = 10.0) -> N
         v1.write_text("FROZEN" if frozen else "THAWED")
     else:
         raise SystemFailure("no freezer: neither cgroup v2 cgroup.freeze nor the v1 freezer is available")
-    deadline = time.monotonic() + timeout
-    delay = 0.0002
-    while is_frozen(paths) != frozen:
-        if time.monotonic() > deadline:
-            raise SystemFailure(f"the kernel did not {'freeze' if frozen else 'thaw'} the container in {timeout} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    if not polling.until(lambda: is_frozen(paths) == frozen, timeout, first=0.0002):
+        raise SystemFailure(f"the kernel did not {'freeze' if frozen else 'thaw'} the container in {timeout} s")
 
 
 def kill_all(paths: tuple[str, ...]) -> None:
@@ -247,15 +242,21 @@ def oom_kills(paths: tuple[str, ...]) -> int | None:
 def remove(paths: tuple[str, ...], timeout: float = 5.0) -> None:
     """rmdir each cgroup; it may take the kernel a moment to let go of dead tasks."""
     for p in paths:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                os.rmdir(p)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as err:
-                if err.errno != errno.EBUSY or time.monotonic() > deadline:
-                    log.warning("cannot remove cgroup %s: %s", p, err.strerror)
-                    break
-                time.sleep(0.02)
+        try:
+            if not polling.until(functools.partial(_rmdir_unless_busy, p), timeout, first=0.02, most=0.02):
+                log.warning("cannot remove cgroup %s: still busy after %g s", p, timeout)
+        except OSError as err:
+            log.warning("cannot remove cgroup %s: %s", p, err.strerror)
+
+
+def _rmdir_unless_busy(path: str) -> bool:
+    """True once the cgroup is gone; False while the kernel still holds dead tasks in it."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            raise
+        return False
+    return True

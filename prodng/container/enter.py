@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
+from prodng import polling
 from prodng.config import Paths
 from prodng.container import cgroups, state
 from prodng.container.lifecycle import running_container, spawn_monitor
@@ -54,13 +54,10 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
         state.write_atomic(config, config_bytes(paths, job, rootfs, directory, install_caps), durable=False)
         spawn_monitor(config)
         status_file = directory / "status"
-        deadline = time.monotonic() + timeout
-        while "state=exited" not in (status_file.read_text() if status_file.exists() else ""):
-            if time.monotonic() > deadline:
-                cgroups.kill_all(groups)
-                raise SystemFailure(f"{record.name}: gave up after {timeout:g} s")
-            time.sleep(0.1)
-        status = dict(line.split("=", 1) for line in status_file.read_text().splitlines() if "=" in line)
+        if not polling.until(lambda: state.read_status_file(status_file).get("state") == "exited", timeout, most=0.1):
+            cgroups.kill_all(groups)
+            raise SystemFailure(f"{record.name}: gave up after {timeout:g} s")
+        status = state.read_status_file(status_file)
         log = (directory / "log").read_text(errors="replace") if (directory / "log").exists() else ""
         return int(status.get("exit_code", 1)), log
     finally:

@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from prodng import faults, run
+from prodng import faults, pidfd, polling, run
 from prodng.config import Paths
 from prodng.container import cgroups, events, state
 from prodng.container.monitor import SHIM, config_bytes
@@ -168,29 +168,13 @@ def running_container(paths: Paths, name: str) -> tuple[ContainerRecord, Observa
     return record, observed
 
 
-def _signal(pid: int, sig: int) -> None:
-    """Signal through a pidfd, so a pid reused after our check is never hit."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        signal.pidfd_send_signal(fd, sig)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(fd)
+def _signal(pid: int, start: int, sig: int) -> None:
+    """Signal pid only while it is the process that started at start (pidfd: no reused pid is hit)."""
+    pidfd.send_signal(pid, sig, still_it=lambda: state.same_process(pid, start))
 
 
 def _wait_gone(pid: int, start: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while state.same_process(pid, start):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return True
+    return polling.until(lambda: not state.same_process(pid, start), timeout)
 
 
 def stop(paths: Paths, name: str, timeout: float = 10.0) -> Observation:
@@ -210,16 +194,17 @@ def halt(paths: Paths, record: ContainerRecord, sig: int, timeout: float) -> Non
     status = state.read_status(paths, record.name)
     if observed.state == ContainerState.FROZEN:
         cgroups.set_frozen(record.cgroups, False)
-    if observed.monitor_pid:
-        _signal(observed.monitor_pid, signal.SIGTERM)  # no restart; it forwards TERM to the init
-    if observed.pid and sig != signal.SIGTERM:
-        _signal(observed.pid, sig)
     init_pid, init_start = int(status.get("init_pid", 0)), int(status.get("init_start", 0))
+    monitor_start = int(status.get("monitor_start", 0))
+    if observed.monitor_pid:
+        _signal(observed.monitor_pid, monitor_start, signal.SIGTERM)  # no restart; it forwards TERM to the init
+    if init_pid and sig != signal.SIGTERM:
+        _signal(init_pid, init_start, sig)
     if not (init_pid and _wait_gone(init_pid, init_start, timeout)):
         cgroups.kill_all(record.cgroups)
         _wait_gone(init_pid, init_start, 5.0)
     if observed.monitor_pid:
-        _wait_gone(observed.monitor_pid, int(status.get("monitor_start", 0)), 5.0)
+        _wait_gone(observed.monitor_pid, monitor_start, 5.0)
     wired = wiring.read(paths, record.name)
     if wired:  # the monitor's end closed the keeper's lifeline: it is undoing the network
         _wait_gone(int(str(wired.get("keeper_pid", 0))), int(str(wired.get("keeper_start", 0))), 5.0)
@@ -232,8 +217,8 @@ def kill(paths: Paths, name: str, sig: int = signal.SIGKILL) -> Observation:
         if sig == signal.SIGKILL:
             halt(paths, record, sig, 0)
         else:
-            assert observed.pid
-            _signal(observed.pid, sig)  # the init forwards it to the service
+            status = state.read_status(paths, name)
+            _signal(int(status.get("init_pid", 0)), int(status.get("init_start", 0)), sig)  # the init forwards it
         return observe(paths, record)
 
 

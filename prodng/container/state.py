@@ -166,9 +166,13 @@ def locked(paths: Paths, name: str, *, wait: bool = True) -> Iterator[None]:
 
 
 def read_status(paths: Paths, name: str) -> dict[str, str]:
-    """The monitor's status file: key=value lines, replaced atomically by prodng-shim."""
+    return read_status_file(paths.container_state(name) / "status")
+
+
+def read_status_file(path: Path) -> dict[str, str]:
+    """A monitor's status file: key=value lines, replaced atomically by prodng-shim; {} before the first."""
     try:
-        text = (paths.container_state(name) / "status").read_text()
+        text = path.read_text()
     except FileNotFoundError:
         return {}
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

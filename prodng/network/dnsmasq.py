@@ -9,13 +9,11 @@ root and network namespace; leases survive its restarts through the lease file.
 from __future__ import annotations
 
 import os
-import select
 import signal
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prodng import run
+from prodng import pidfd, polling, run
 from prodng.errors import SystemFailure
 
 if TYPE_CHECKING:
@@ -86,15 +84,7 @@ def ensure(directory: Path, net: Bridge) -> int:
 def stop(pid: int, timeout: float = 5.0) -> None:
     """TERM dnsmasq and wait until it has exited, its sockets released (its /proc entries
     vanish earlier than that, so a pidfd tells, not /proc)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        signal.pidfd_send_signal(fd, signal.SIGTERM)
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
+    pidfd.send_signal(pid, signal.SIGTERM, wait=timeout)
 
 
 def publish_name(directory: Path, name: str, address: str) -> None:
@@ -116,12 +106,8 @@ def leases(directory: Path) -> list[list[str]]:
 def forget(directory: Path, name: str, mac: str, wait: float = 1.0) -> bool:
     """Drop the container's name; True once its lease is gone too (its keeper releases it)."""
     (directory / "hosts" / name).unlink(missing_ok=True)
-    deadline = time.monotonic() + wait
-    while any(len(f) > 2 and f[1] == mac for f in leases(directory)):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)  # a RELEASE just sent is still on its way
-    return True
+    # A RELEASE just sent may still be on its way.
+    return polling.until(lambda: not any(len(f) > 2 and f[1] == mac for f in leases(directory)), wait, first=0.05)
 
 
 def drop_lease(directory: Path, mac: str, net: Bridge) -> None:

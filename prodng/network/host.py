@@ -12,7 +12,6 @@ step is idempotent, so a crash at any point is finished by whoever comes next.
 from __future__ import annotations
 
 import errno
-import os
 import signal
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from prodng import run
+from prodng import pidfd, run
 from prodng.config import Paths
 from prodng.errors import Conflict
 from prodng.network import dnsmasq
@@ -39,17 +38,24 @@ from prodng.network.wiring import (
 )
 
 
-def _keeper_server_pid(paths: Paths) -> int | None:
+def _recorded_server_pid(paths: Paths) -> int:
     try:
-        pid = int(keeper_server(paths).with_suffix(".pid").read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        return pid if b"prodng.network.keeper_server" in cmdline and b"--serve" in cmdline else None
+        return int(keeper_server(paths).with_suffix(".pid").read_text())
     except (FileNotFoundError, ValueError):
-        return None
+        return 0
+
+
+def _is_keeper_server(pid: int) -> bool:
+    """The pid file may be stale and its pid another process's by now."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return b"prodng.network.keeper_server" in cmdline and b"--serve" in cmdline
 
 
 def _ensure_keeper_server(paths: Paths) -> None:
-    if not _keeper_server_pid(paths):
+    if not _is_keeper_server(_recorded_server_pid(paths)):
         run.spawn_daemon([sys.executable, "-I", "-m", "prodng.network.keeper_server", "--serve", keeper_server(paths)])
 
 
@@ -113,9 +119,8 @@ def shut_down(paths: Paths, net: Bridge) -> None:
     """Stop dnsmasq and the keeper server, remove the bridge and its table (tests, benchmarks:
     in normal use they stay for the next container)."""
     directory = runtime_dir(paths)
-    server = _keeper_server_pid(paths)
-    if server:
-        os.kill(server, signal.SIGTERM)
+    server = _recorded_server_pid(paths)
+    pidfd.send_signal(server, signal.SIGTERM, still_it=lambda: _is_keeper_server(server))
     pid = dnsmasq.running_pid(directory)
     if pid:
         dnsmasq.stop(pid)
