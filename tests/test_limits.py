@@ -37,10 +37,40 @@ def limited(probe_binary: Path) -> Iterator[Prodng]:
     (root / "settings.toml").write_text(SETTINGS)
     prodng = Prodng(root)
     source = make_probe_root(root / "probe-root", probe_binary)
+    _build_high_ioctl(source / "bin" / "high-ioctl")
     prodng("template", "import", "probe", str(source))
     shutil.rmtree(source)
     yield prodng
     _teardown(root)
+
+
+# The kernel reads an ioctl's request as 32 bits: a filter comparing all 64 would let this through.
+HIGH_IOCTL = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/btrfs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void)
+{
+    struct btrfs_ioctl_vol_args args = {0};
+    strcpy(args.name, "high");
+    int dir = open("/", O_RDONLY | O_DIRECTORY);
+    long rc = syscall(SYS_ioctl, dir, (1UL << 32) | BTRFS_IOC_SUBVOL_CREATE, &args);
+    printf("high-ioctl=%s\n", rc == 0 ? "ok" : strerrorname_np(errno));
+    return rc == 0;
+}
+"""
+
+
+def _build_high_ioctl(target: Path) -> None:
+    source = target.with_suffix(".c")
+    source.write_text(HIGH_IOCTL)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(target), str(source)], check=True)
+    source.unlink()
 
 
 def _run(prodng: Prodng, name: str, *flags: str) -> dict[str, object]:
@@ -156,6 +186,8 @@ def test_no_escape_from_the_quota(limited: Prodng) -> None:
     assert checks["btrfs-subvol"] == {"btrfs-subvol": "EPERM", "v2": "EPERM"}
     assert checks["btrfs-snap"] == {"btrfs-snap": "EPERM", "v2": "EPERM"}
     assert checks["io_uring"]["io_uring"] == "EPERM"
+    high = limited("exec", "escaper", "--", "high-ioctl", check=False)
+    assert high.stdout == "high-ioctl=EPERM\n", high.stdout + high.stderr
     assert "esc" not in checks["ls"].get("entries", "") and "snap" not in checks["ls"].get("entries", "")
     root = limited.root / "pool" / "containers" / "escaper"
     assert not (root / "esc").exists() and not (root / "snap").exists()
