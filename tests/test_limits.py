@@ -146,6 +146,8 @@ def test_defaults_hold_and_hurt_only_the_container(limited: Prodng) -> None:
     row = limited.json("query", "SELECT disk_used, disk_limit, oom_kills FROM prodng_containers WHERE name='hog'")
     assert row[0]["disk_limit"] == 96 * MiB and row[0]["disk_used"] >= 80 * MiB and row[0]["oom_kills"] >= 1  # type: ignore[index]
 
+    _assert_metrics(limited, "hog")
+
     # The container, its neighbour, the host and the CLI all carry on.
     assert limited.info("hog")["state"] == "running" and neighbour["state"] == "running"
     again = facts(limited("exec", "neighbour", "--", "probe", "fill", "/small", "4").stdout)
@@ -154,6 +156,28 @@ def test_defaults_hold_and_hurt_only_the_container(limited: Prodng) -> None:
     limited("ls")
     assert time.monotonic() - began < 5
     assert subprocess.run(["true"], timeout=5).returncode == 0
+
+
+def _assert_metrics(prodng: Prodng, name: str) -> None:
+    """/metrics of the agent says the same: OOM kills, disk use and quota."""
+    from agent_helpers import Client, start_agent
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from prodng.config import Paths
+
+    agent = start_agent(prodng)
+    try:
+        status, text = Client(Paths(prodng.root), unix=prodng.root / "agent.sock").request("GET", "/metrics")
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    assert status == 200
+    values = {
+        f.name: {s.labels.get("name"): s.value for s in f.samples} for f in text_string_to_metric_families(str(text))
+    }
+    assert values["prodng_container_oom_kills"][name] >= 1
+    assert values["prodng_container_disk_limit_bytes"][name] == 96 * MiB
+    assert values["prodng_container_disk_bytes"][name] >= 80 * MiB
 
 
 def test_flags_override_the_defaults_and_disk_stops_a_writer(limited: Prodng) -> None:
