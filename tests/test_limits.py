@@ -315,3 +315,15 @@ def test_a_pool_larger_than_the_free_space_is_said(fresh_root: Prodng, tmp_path:
     (tmp_path / "etc").mkdir()
     made = fresh_root("template", "import", "tiny", str(tmp_path))  # the first use makes the pool
     assert "warning: the pool image" in made.stderr and "larger than the" in made.stderr, made.stderr
+
+
+def test_tmpfs_pages_are_charged_to_the_container(limited: Prodng) -> None:
+    """A tmpfs larger than the memory limit still holds no more than the limit: its pages are the writer's
+    cgroup's (the issue's case: 1 GiB written to /tmp pinned 1 GiB of host RAM, and the OOM killer took init)."""
+    info = _run(limited, "shm", "--memory", "32M", "--tmpfs-size", "256M")
+    filler = limited("exec", "shm", "--", "probe", "tmpfill", "200", check=False, timeout=60)
+    assert filler.returncode != 0 and "tmpfill=ok" not in filler.stdout, filler.stdout
+    stats = limited.info("shm")["stats"]
+    assert stats["memory_bytes"] <= 32 * MiB and stats["oom_kills"] >= 1, stats  # type: ignore[index]
+    again = limited.info("shm")
+    assert again["state"] == "running" and again["pid"] == info["pid"], "the init lives on"
