@@ -56,3 +56,31 @@ def test_keeper_argv_round_trip(tmp_path: Path) -> None:
 def test_open_root_carries_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRODNG_TMPFS_SIZE", "16M")
     assert open_root(tmp_path).settings.tmpfs_size == 16 * 1024**2
+
+
+def test_defaults_fill_what_the_flags_leave_out() -> None:
+    from prodng.container.state import Limits
+    from prodng.container.validation import check_limits, with_defaults
+
+    host = settings.Settings(pids=300, memory=2 * 1024**3, memory_high=1024**3, tmpfs_size=16 * 1024**2, disk=0)
+    filled = with_defaults(Limits(pids=10, disk=512 * 1024**2), host)
+    assert filled == Limits(
+        memory=2 * 1024**3, pids=10, memory_high=1024**3, tmpfs_size=16 * 1024**2, disk=512 * 1024**2
+    )
+    assert with_defaults(Limits(), host).disk is None, "a setting of 0 is no limit"
+    assert with_defaults(Limits(memory=512 * 1024**2), host).memory_high is None, "high only below the limit"
+    for bad, message in ((Limits(disk=1024), "--disk must be at least 16M"), (Limits(tmpfs_size=1), "--tmpfs-size")):
+        with pytest.raises(InvalidRequest, match=message):
+            check_limits(bad)
+
+
+def test_limits_text_and_sizes() -> None:
+    from prodng.container.observe import limits_text
+    from prodng.container.state import Limits
+    from prodng.storage.df import human
+
+    assert limits_text(Limits(memory=64 * 1024**2, pids=40, cpus=0.5, disk=10 * 1024**3)) == (
+        "mem=64M pids=40 cpus=0.5 disk=10G"
+    )
+    assert limits_text(Limits()) == "-"
+    assert (human(None), human(512), human(1536), human(3 * 1024**4)) == ("-", "512", "1.5K", "3T")
