@@ -14,7 +14,6 @@ from prodng.container import cgroups, state
 from prodng.container.state import ContainerRecord, Limits
 from prodng.errors import NotFound
 from prodng.network import wiring
-from prodng.storage import quota
 
 
 class ContainerState(enum.StrEnum):
@@ -127,6 +126,8 @@ def summarize(
 
 
 def _disk(paths: Paths, name: str) -> dict[str, int | None] | None:
+    from prodng.storage import quota  # info only: ls starts without it
+
     used = quota.usage(paths.pool, paths.container_root(name))
     return {"used": used.used, "limit": used.limit} if used else None
 

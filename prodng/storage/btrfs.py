@@ -63,6 +63,14 @@ def delete_subvolume(path: Path) -> None:
         raise _fail("delete subvolume", path, err) from None
 
 
+def commit(path: Path) -> None:
+    """Commit the running transaction and wait for it: qgroup counts are then up to date."""
+    try:
+        btrfsutil.sync(str(path))
+    except (btrfsutil.BtrfsUtilError, OSError) as err:
+        raise _fail("commit", path, err) from None
+
+
 def start_commit(path: Path) -> None:
     """Start a transaction commit now (not in up to 30 s): deleted subvolumes are then freed,
     and discarded from the image, in about 10 s instead of 40."""

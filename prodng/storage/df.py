@@ -63,7 +63,9 @@ def _subvolume_rows(paths: Paths, kind: str, folder: Path) -> list[dict[str, obj
 
 def pool_usage(paths: Paths) -> list[dict[str, object]]:
     """Used is the qgroup's count: under simple quotas what the subvolume wrote itself (a
-    container's share of its template is the template's)."""
+    container's share of its template is the template's). The kernel counts at commit, so this
+    commits first (info and metrics do not: theirs may be up to 30 s old)."""
+    btrfs.commit(paths.pool)
     return [
         *_filesystem_rows(paths),
         *_subvolume_rows(paths, "template", paths.templates),

@@ -18,7 +18,6 @@ import fcntl
 import logging
 import os
 import struct
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +51,9 @@ def _ioctl(path: Path, request: int, arg: bytearray) -> bytearray:
 
 
 def _sysfs(pool: Path) -> Path:
-    info = _ioctl(pool, IOC_FS_INFO, bytearray(1024))
-    return Path("/sys/fs/btrfs") / str(uuid.UUID(bytes=bytes(info[16:32]))) / "qgroups"
+    fsid = _ioctl(pool, IOC_FS_INFO, bytearray(1024))[16:32].hex()  # sysfs names it as a UUID
+    name = f"{fsid[:8]}-{fsid[8:12]}-{fsid[12:16]}-{fsid[16:20]}-{fsid[20:]}"
+    return Path("/sys/fs/btrfs") / name / "qgroups"
 
 
 def mode(pool: Path) -> str:
