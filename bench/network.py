@@ -34,7 +34,7 @@ def run_one(ctx, name: str) -> float:  # type: ignore[no-untyped-def]
         lifecycle.remove(ctx.paths, name, force=True)
     began = time.perf_counter()
     lifecycle.create(
-        ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "100000"), network="dhcp")
+        ctx.paths, ContainerRecord(name=name, template="bookworm", argv=("sleep", "100000"), network=modes.Mode("dhcp"))
     )
     lifecycle.start(ctx.paths, name)
     took = time.perf_counter() - began

@@ -143,3 +143,31 @@ def test_bad_recipes(name: str, tmp_path: Path) -> None:
 def test_host_mirror_is_a_debian_archive() -> None:
     mirror = recipes.host_mirror()
     assert mirror.startswith(("http://", "https://", "file:/")) and "security" not in mirror
+
+
+def test_records_keep_parsed_values_and_old_records_load() -> None:
+    """The record holds the network mode, forwards and restart policy parsed; its JSON keeps their text forms."""
+    import json
+
+    from prodng.container.state import ContainerRecord, Restart
+    from prodng.network.modes import Forward, Mode
+
+    old = {
+        "name": "web",
+        "template": "bookworm",
+        "argv": ["x"],
+        "restart": "on-failure",
+        "restart_max": 3,
+        "network": "static:10.88.0.200/24,gw=10.88.0.1",
+        "forwards": ["8080:80/tcp", "53:53/udp"],
+        "a_key_from_a_later_version": 1,
+    }
+    record = ContainerRecord.from_json(old)
+    assert record.network.wired and str(record.network.address) == "10.88.0.200/24"
+    assert record.forwards == (Forward("tcp", 8080, 80), Forward("udp", 53, 53))
+    assert record.restart is Restart.ON_FAILURE and record.restart_max == 3
+    data = record.to_json()
+    assert (data["network"], data["forwards"], data["restart"]) == (old["network"], old["forwards"], old["restart"])
+    assert ContainerRecord.from_json(json.loads(json.dumps(data))) == record
+    minimal = ContainerRecord.from_json({"name": "a", "template": "t", "argv": []})
+    assert (minimal.network, minimal.forwards, minimal.restart) == (Mode("none"), (), Restart.NO)

@@ -45,7 +45,7 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
     """Run argv once in rootfs with full isolation (an install phase); returns exit code and output."""
     leaf = paths.cgroup_leaf(f"job-{directory.name}")
     groups = cgroups.create(leaf, record.limits)
-    job = replace(record, cgroups=groups, restart="no")
+    job = replace(record, cgroups=groups, restart=state.Restart.NO)
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config"
     try:

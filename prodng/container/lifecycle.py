@@ -95,9 +95,9 @@ def start_locked(paths: Paths, name: str) -> Observation:
     if observe(paths, record).state in ACTIVE:
         raise Conflict(f"container {name} is already running")
     release_network(paths, record)
-    mode = modes.parse_mode(record.network)
+    mode = record.network
     if mode.wired:  # the address and host ports are checked and taken before anything starts
-        claims.claim(paths, name, mode, modes.parse_forwards(record.forwards), modes.bridge(paths.settings))
+        claims.claim(paths, name, mode, record.forwards, modes.bridge(paths.settings))
         wiring.write_resolv_conf(paths, name, modes.bridge(paths.settings))
     directory = paths.container_state(name)
     (directory / "status").unlink(missing_ok=True)
@@ -157,7 +157,7 @@ def release_network(paths: Paths, record: ContainerRecord) -> None:
     if wired and not wiring.keeper_alive(paths, record.name):
         from prodng.network import host  # pyroute2 (~0.1 s to import): only for a killed keeper's leftovers
 
-        host.teardown(paths, record.name, modes.parse_forwards(record.forwards))
+        host.teardown(paths, record.name, record.forwards)
 
 
 def running_container(paths: Paths, name: str) -> tuple[ContainerRecord, Observation]:

@@ -13,7 +13,7 @@ from prodng.container import cgroups, events
 from prodng.container.state import ContainerRecord
 from prodng.container.validation import DEFAULT_PATH
 from prodng.errors import InvalidRequest
-from prodng.network import modes, wiring
+from prodng.network import wiring
 from prodng.storage import quota
 
 SHIM = Path(__file__).resolve().parents[1] / "libexec" / "prodng-shim"
@@ -67,9 +67,9 @@ def config_bytes(
         ("log_max", str(LOG_MAX)),
         ("tmpfs_size", str(record.limits.tmpfs_size or 0)),  # 0: the init's own default
         ("status", str(directory / "status")),
-        ("restart", record.restart),
+        ("restart", str(record.restart)),
         ("restart_max", str(record.restart_max)),
-        ("net", record.network),
+        ("net", str(record.network)),
     ]
     if directory == paths.container_state(record.name):  # one-shot jobs (installs) are not containers
         pairs.append(("events", events.journal(paths)))
@@ -80,7 +80,7 @@ def config_bytes(
     pairs += [("bind", f"{b.options()}\x1f{b.source}\x1f{b.target}") for b in record.binds]
     pairs += [("cap", str(c)) for c in caps]
     pairs += [("rundir", d) for d in record.run_dirs]
-    if modes.parse_mode(record.network).wired and directory == paths.container_state(record.name):
+    if record.network.wired and directory == paths.container_state(record.name):
         pairs += [("bind", f"ro\x1f{wiring.resolv_conf_path(paths, record.name)}\x1f/etc/resolv.conf")]
         pairs += [("keeper", a) for a in wiring.keeper_argv(paths, record.name)]
         pairs += [("keeper_server", str(wiring.keeper_server(paths)))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 from prodng import locks
 from prodng.config import Paths
 from prodng.errors import InvalidRequest, NotFound
+from prodng.network.modes import Forward, Mode, parse_forwards, parse_mode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs CLI start-up time
 if TYPE_CHECKING:
@@ -74,9 +76,20 @@ class Bind:
         return ",".join(["ro" if self.read_only else "rw"] + ["dev"] * self.dev + ["suid"] * self.suid)
 
 
+class Restart(enum.StrEnum):
+    """What the monitor does when the service ends (with ContainerRecord.restart_max for on-failure)."""
+
+    NO = "no"
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+
+
 @dataclass(frozen=True)
 class ContainerRecord:
-    """What was asked for; what is happening now is read from the kernel and the monitor."""
+    """What was asked for; what is happening now is read from the kernel and the monitor.
+
+    Parsed values (the network mode, forwards, restart policy) are kept parsed; the JSON
+    holds their text forms, as it always has, so records of older versions load."""
 
     name: str
     template: str
@@ -84,9 +97,9 @@ class ContainerRecord:
     env: tuple[str, ...] = ()
     binds: tuple[Bind, ...] = ()
     limits: Limits = field(default_factory=Limits)
-    restart: str = "no"
+    restart: Restart = Restart.NO
     restart_max: int = 0
-    network: str = "none"
+    network: Mode = Mode("none")
     workdir: str = "/"
     payloads: tuple[str, ...] = ()
     created: float = 0.0
@@ -98,12 +111,14 @@ class ContainerRecord:
     forking: bool = False  # Type=forking: the service daemonizes
     run_dirs: tuple[str, ...] = ()  # RuntimeDirectory=, made in /run for uid:gid before the service starts
     explicit_exec: bool = False  # --exec given: an upgrade keeps it instead of reading the new unit
-    forwards: tuple[str, ...] = ()  # -p HOSTPORT:CONTAINERPORT/PROTO, for dhcp and static networks
+    forwards: tuple[Forward, ...] = ()  # -p HOSTPORT:CONTAINERPORT/PROTO, for dhcp and static networks
     unit_env: tuple[str, ...] = ()  # Environment= of the payload's unit; `env` (the user's -e) overrides it
     pending_start: str = ""  # "PID STARTTIME" of a `run` between create and start (a dead one is swept)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.update(restart=str(self.restart), network=str(self.network), forwards=[str(f) for f in self.forwards])
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerRecord:
@@ -111,8 +126,11 @@ class ContainerRecord:
         data = {k: v for k, v in data.items() if k in known}
         data["binds"] = tuple(Bind(**b) for b in data.get("binds", ()))
         data["limits"] = Limits(**data.get("limits", {}))
-        for key in ("argv", "env", "payloads", "cgroups", "run_dirs", "forwards", "unit_env"):
+        for key in ("argv", "env", "payloads", "cgroups", "run_dirs", "unit_env"):
             data[key] = tuple(data.get(key, ()))
+        data["restart"] = Restart(data.get("restart", "no"))
+        data["network"] = parse_mode(data.get("network", "none"))
+        data["forwards"] = parse_forwards(data.get("forwards", ()))
         return cls(**data)
 
 

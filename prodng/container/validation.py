@@ -54,11 +54,11 @@ def parse_env(specs: list[str]) -> tuple[str, ...]:
     return tuple(specs)
 
 
-def parse_restart(policy: str) -> tuple[str, int]:
+def parse_restart(policy: str) -> tuple[state.Restart, int]:
     name, _, count = policy.partition(":")
-    if name not in ("no", "always", "on-failure") or (count and (name != "on-failure" or not count.isdigit())):
+    if name not in set(state.Restart) or (count and (name != "on-failure" or not count.isdigit())):
         raise InvalidRequest(f"unknown restart policy {policy!r}", hint="no, always, on-failure[:N]")
-    return name, int(count or 0)
+    return state.Restart(name), int(count or 0)
 
 
 def check_limits(limits: Limits) -> Limits:
@@ -90,8 +90,10 @@ def with_defaults(limits: Limits, settings: Settings) -> Limits:
     )
 
 
-def check_network(settings: Settings, name: str, mode: str, forwards: list[str]) -> tuple[str, tuple[str, ...]]:
-    """The network mode and port forwards, checked; returned as the record keeps them."""
+def check_network(
+    settings: Settings, name: str, mode: str, forwards: list[str]
+) -> tuple[modes.Mode, tuple[modes.Forward, ...]]:
+    """The network mode and port forwards, parsed and checked."""
     parsed = modes.parse_mode(mode)
     published = modes.parse_forwards(forwards)
     if published and not parsed.wired:
@@ -99,7 +101,7 @@ def check_network(settings: Settings, name: str, mode: str, forwards: list[str])
     modes.check_name(name, parsed)
     if parsed.address:
         modes.check_static(parsed, modes.bridge(settings))
-    return mode, tuple(str(f) for f in published)
+    return parsed, published
 
 
 def generate_name(paths: Paths, template: str) -> str:

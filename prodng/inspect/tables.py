@@ -63,13 +63,13 @@ def containers(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
             "payloads": ",".join(record.payloads),
             "pid": seen.pid,
             "ip": str(wiring.read(paths, record.name).get("ip", "")) if seen.pid else "",
-            "network": record.network,
+            "network": str(record.network),
             "command": " ".join(record.argv),
             "created": int(record.created),
             "started": int(seen.started_at) if seen.started_at else None,
             "restarts": seen.restarts,
             "exit_code": seen.exit_code,
-            "restart_policy": record.restart,
+            "restart_policy": str(record.restart),
             "memory_limit": record.limits.memory,
             "pids_limit": record.limits.pids,
             "cpus_limit": record.limits.cpus,
@@ -149,7 +149,7 @@ def interfaces(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     from pyroute2 import IPRoute
 
     for record, pid in _live(paths, wanted):
-        if record.network == "host":
+        if record.network.kind == "host":
             continue  # the host's interfaces are not the container's to report
         with IPRoute(netns=f"/proc/{pid}/ns/net") as ipr:
             names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}

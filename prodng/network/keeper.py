@@ -45,8 +45,7 @@ class Keeper:
         self.paths, self.name = paths, name
         self.container_ns, self.lifeline = container_ns, lifeline
         record = state.load(paths, name)
-        self.mode = modes.parse_mode(record.network)
-        self.forwards = modes.parse_forwards(record.forwards)
+        self.mode, self.forwards = record.network, record.forwards
         self.net = modes.bridge(paths.settings)
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -54,7 +53,7 @@ class Keeper:
         self.address = ""
         self.stopping = False
         self.wired = {
-            "mode": record.network,
+            "mode": str(record.network),
             "veth": wiring.veth_name(paths, name),
             "mac": wiring.mac_address(paths, name),
             "keeper_pid": os.getpid(),

@@ -30,6 +30,12 @@ class Mode:
         """On the bridge, through a veth, with a keeper."""
         return self.kind in ("dhcp", "static")
 
+    def __str__(self) -> str:
+        """The form parse_mode reads (and records keep)."""
+        if self.kind != "static":
+            return self.kind
+        return f"static:{self.address}" + (f",gw={self.gateway}" if self.gateway else "")
+
 
 def parse_mode(text: str) -> Mode:
     if text in ("none", "host", "dhcp"):

@@ -22,6 +22,7 @@ from prodng.config import Paths
 from prodng.container import enter, validation
 from prodng.container.state import Bind, ContainerRecord, Limits
 from prodng.errors import InvalidRequest
+from prodng.network.modes import Mode
 from prodng.payload.deb import Payload
 from prodng.storage import btrfs, inroot, quota, templates
 
@@ -113,7 +114,7 @@ def installed_root(
                 name=f"install-{key[:8]}",
                 template=template,
                 argv=("/bin/sh", "-c", script),
-                network="host",
+                network=Mode("host"),
                 limits=limits,
                 env=("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none"),
                 binds=(
