@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 
 static int do_mount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data,
                     struct pn_error *e)
@@ -46,7 +45,7 @@ static int pivot_into(const char *rootfs, struct pn_error *e)
 {
     if (do_mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL, e) < 0)
         return -1;
-    /* Device nodes a payload ships stay inert: the root is nodev (our own /dev is a fresh tmpfs). */
+    /* Device nodes in the root stay inert: the root is nodev (our /dev is a nodev tmpfs with the host's nodes bound). */
     struct statvfs sv;
     unsigned long keep = statvfs(rootfs, &sv) == 0 ? ((sv.f_flag & ST_NOATIME ? MS_NOATIME : 0) |
                                                       (sv.f_flag & ST_NOSUID ? MS_NOSUID : 0)) : 0;
@@ -78,27 +77,44 @@ static const char *tmpfs_options(const struct pn_config *c, const char *mode, ch
     return buf;
 }
 
-static int setup_dev(const struct pn_config *c, struct pn_error *e)
+/* The only device nodes in a container's /dev: the host's own, bound in (bubblewrap's habit). */
+static const char *const host_nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+#define N_HOST_NODES (sizeof host_nodes / sizeof host_nodes[0])
+
+/* Before pivot_root, while the host's /dev is in reach: a detached bind of each node, nosuid and noexec. */
+static int clone_host_nodes(int *nodes, struct pn_error *e)
+{
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC};
+    for (size_t i = 0; i < N_HOST_NODES; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/dev/%s", host_nodes[i]);
+        nodes[i] = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (nodes[i] < 0)
+            return pn_sys(e, "clone the host's %s", path);
+        if (mount_setattr(nodes[i], "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+            return pn_sys(e, "set the flags of %s", path);
+    }
+    return 0;
+}
+
+/* A tmpfs /dev that is nodev itself (no node a process makes there opens), the host's nodes bound on it. */
+static int setup_dev(const struct pn_config *c, const int *nodes, struct pn_error *e)
 {
     char options[64];
-    static const struct { const char *path; int major, minor; } nodes[] = {
-        {"/dev/null", 1, 3}, {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
-        {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
-    };
     static const char *links[][2] = {
         {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"},
         {"/proc/self/fd/2", "/dev/stderr"}, {"pts/ptmx", "/dev/ptmx"},
     };
-    if (do_mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, tmpfs_options(c, "755", options, sizeof options), e) < 0)
+    if (do_mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, tmpfs_options(c, "755", options, sizeof options),
+                 e) < 0)
         return -1;
-    mode_t old = umask(0);
-    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
-        if (mknod(nodes[i].path, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) < 0) {
-            pn_sys(e, "mknod %s", nodes[i].path);
-            umask(old);
-            return -1;
-        }
-    umask(old);
+    for (size_t i = 0; i < N_HOST_NODES; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/dev/%s", host_nodes[i]);
+        cleanup_fd int placeholder = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+        if (placeholder < 0 || move_mount(nodes[i], "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return pn_sys(e, "bind the host's %s", path);
+    }
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
         if (symlink(links[i][0], links[i][1]) < 0)
             return pn_sys(e, "symlink %s", links[i][1]);
@@ -266,11 +282,19 @@ static int setup_run_tmp(const struct pn_config *c, struct pn_error *e)
     return 0;
 }
 
+static void close_nodes(int (*nodes)[N_HOST_NODES])
+{
+    for (size_t i = 0; i < N_HOST_NODES; i++)
+        pn_close_fdp(&(*nodes)[i]);
+}
+
 int setup_rootfs(const struct pn_config *c, int private_net, struct pn_error *e)
 {
-    if (do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, e) < 0 || setup_binds(c, e) < 0)
+    __attribute__((cleanup(close_nodes))) int nodes[N_HOST_NODES] = {-1, -1, -1, -1, -1, -1};
+    if (do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, e) < 0 || setup_binds(c, e) < 0 ||
+        clone_host_nodes(nodes, e) < 0)
         return -1;
-    if (pivot_into(c->rootfs, e) < 0 || setup_dev(c, e) < 0 || setup_proc_sys(private_net, e) < 0)
+    if (pivot_into(c->rootfs, e) < 0 || setup_dev(c, nodes, e) < 0 || setup_proc_sys(private_net, e) < 0)
         return -1;
     return setup_run_tmp(c, e);
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -208,3 +209,103 @@ def test_pool_is_nosuid_nodev_and_hardened_again_on_open(prodng: Prodng, probe_t
     subprocess.run(["mount", "-o", "remount,suid,dev", str(pool)], check=True)  # as an older prodng left it
     prodng("template", "ls")  # any command that opens the pool
     assert os.statvfs(pool).f_flag & (os.ST_NOSUID | os.ST_NODEV) == os.ST_NOSUID | os.ST_NODEV
+
+
+# ---- the install sandbox and the device allow-list ----
+
+LISTENER = r"""
+import socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen(8)
+print("listening", flush=True)
+while True:
+    conn, _ = server.accept()
+    print("connected", flush=True)
+    conn.sendall(b"host-answer\n")
+    conn.close()
+"""
+
+
+@pytest.fixture
+def netns_prodng(prodng: Prodng) -> Iterator[Prodng]:
+    """prodng driven from a network namespace of the test's own: its 127.0.0.1 stands for the host's."""
+    name = f"prodng-hf{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["nsenter", f"--net=/run/netns/{name}", "ip", "link", "set", "lo", "up"], check=True)
+        yield Prodng(prodng.root, prefix=("nsenter", f"--net=/run/netns/{name}"))
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_maintainer_scripts_reach_no_network_and_make_no_devices(
+    netns_prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    port = 20000 + os.getpid() % 20000
+    listener = subprocess.Popen(
+        [*netns_prodng.prefix, sys.executable, "-c", LISTENER, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "listening"
+        report = "/var/lib/prodng-sandbox-report"
+        postinst = (
+            "#!/bin/sh\n"
+            f"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; head -c 100 <&3' >{report} 2>&1"
+            f" || echo net=unreachable >>{report}\n"
+            f"mknod /tmp/prodng-disk b 7 0 2>>{report} || echo mknod=refused >>{report}\n"
+            f"grep ' /dev ' /proc/self/mountinfo >>{report}\n"
+            "exit 0\n"
+        )
+        deb = built_deb(
+            tmp_path, "prodng-sandboxed", "X-Prodng-Exec: /bin/sleep 100000\n", {"usr/share/doc/x/README": "x\n"},
+            {"postinst": postinst},
+        )  # fmt: skip
+        netns_prodng(template, deb, "none", "--name", container)
+        said = netns_prodng("exec", container, "--", "cat", report).stdout
+    finally:
+        listener.kill()
+        heard = listener.communicate()[0]
+    assert "host-answer" not in said and "net=unreachable" in said, said
+    assert "connected" not in heard, "a maintainer script reached the host's 127.0.0.1"
+    assert "mknod=refused" in said and "Operation not permitted" in said, said
+    dev_mount = next(line for line in said.splitlines() if " /dev " in line)
+    assert "nodev" in dev_mount.split()[5], dev_mount
+
+
+def _pool_device(prodng: Prodng) -> str:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(prodng.root / "pool"):
+            return fields[fields.index("-") + 2]
+    raise AssertionError("the pool is not mounted")
+
+
+def test_device_allow_list_refuses_nodes_in_reach(prodng: Prodng, probe_template: str, container: str) -> None:
+    disk = _pool_device(prodng)  # prodng's own pool, a loop device
+    prodng(
+        "run", probe_template, "--name", container, "--bind", "/dev/kmsg:/kmsg:rw,dev", "--bind", f"{disk}:/disk:dev",
+        "--bind", "/dev/null:/null:rw,dev", "--exec", "probe sleep 100000",
+    )  # fmt: skip
+    checks = ["kmsg= open /kmsg w", "disk= open /disk r", "null= open /null w", "devnull= open /dev/null w"]
+    found = results(prodng("exec", container, "--", "probe", *chain(*checks), check=False).stdout)
+    assert {k: found[k][k] for k in found} == {"kmsg": "EPERM", "disk": "EPERM", "null": "ok", "devnull": "ok"}
+
+
+def test_a_postinst_that_makes_a_system_user_and_a_directory_still_works(
+    prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    postinst = (
+        "#!/bin/sh\nset -e\n"
+        "useradd --system --user-group --home-dir /var/lib/prodngsvc --shell /usr/sbin/nologin prodngsvc\n"
+        "install -d -o prodngsvc -g prodngsvc -m 750 /var/lib/prodngsvc\n"
+    )
+    unit = "[Service]\nUser=prodngsvc\nWorkingDirectory=/var/lib/prodngsvc\nExecStart=/bin/sh -c 'id -un; exec sleep 100000'\n"
+    deb = built_deb(
+        tmp_path, "prodng-svcuser", "", {"lib/systemd/system/prodng-svcuser.service": unit}, {"postinst": postinst}
+    )
+    prodng(template, deb, "none", "--name", container)
+    assert prodng.wait_for(lambda: prodng("logs", container).stdout.strip(), what="the service") == "prodngsvc"
+    owner = prodng("exec", container, "--", "stat", "-c", "%U %a", "/var/lib/prodngsvc").stdout.strip()
+    assert owner == "prodngsvc 750"

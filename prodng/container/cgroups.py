@@ -22,7 +22,20 @@ from prodng.errors import InvalidRequest, SystemFailure
 
 log = logging.getLogger(__name__)
 
-V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct")
+V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct", "devices")
+# The devices a container (and an install job) may open or make, as docker and runc allow them: the
+# nodes prodng puts in its /dev and the pty pairs of its devpts. Anything else (a disk, /dev/kmsg,
+# /dev/mem) is refused by the kernel even with a node in reach, e.g. through a `:dev` bind.
+DEVICE_ALLOW = (
+    "c 1:3 rwm",  # null
+    "c 1:5 rwm",  # zero
+    "c 1:7 rwm",  # full
+    "c 1:8 rwm",  # random
+    "c 1:9 rwm",  # urandom
+    "c 5:0 rwm",  # tty
+    "c 5:2 rwm",  # ptmx
+    "c 136:* rwm",  # pts/*
+)
 CPU_PERIOD_US = 100_000
 
 
@@ -88,6 +101,7 @@ def create(name: str, limits: Limits) -> tuple[str, ...]:
             path.mkdir(exist_ok=True)
             created.append(path)
         _apply_limits(created, limits)
+        _allow_devices(created)
     except OSError as err:
         remove(tuple(map(str, created)))
         raise SystemFailure(f"cannot create cgroups for {name}: {err.strerror} ({err.filename})") from None
@@ -114,6 +128,16 @@ def _find(paths: tuple[str, ...] | list[Path], filename: str) -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+def _allow_devices(paths: list[Path]) -> None:
+    """v1: deny all, then the allow-list, in the devices cgroup. (v2 has no such files: its BPF device
+    program is attached by the monitor, native/devices.c.)"""
+    for path in paths:
+        if (path / "devices.deny").exists():
+            (path / "devices.deny").write_text("a")
+            for rule in DEVICE_ALLOW:
+                (path / "devices.allow").write_text(rule)
 
 
 def _apply_limits(paths: list[Path], limits: Limits) -> None:

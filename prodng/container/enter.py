@@ -10,7 +10,7 @@ from prodng import polling
 from prodng.config import Paths
 from prodng.container import cgroups, state
 from prodng.container.lifecycle import running_container, spawn_monitor
-from prodng.container.monitor import CAP_MKNOD, DEFAULT_CAPS, config_bytes
+from prodng.container.monitor import config_bytes
 from prodng.container.observe import ContainerState
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
@@ -49,9 +49,9 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config"
     try:
-        # dpkg may unpack device nodes: allowed, and inert, since every root is mounted nodev.
-        install_caps = (*DEFAULT_CAPS.values(), CAP_MKNOD)
-        state.write_atomic(config, config_bytes(paths, job, rootfs, directory, install_caps), durable=False)
+        # The container's capabilities (no CAP_MKNOD: a payload's device nodes are refused before install,
+        # and a maintainer script cannot make one) and the container's device allow-list (cgroups.create).
+        state.write_atomic(config, config_bytes(paths, job, rootfs, directory), durable=False)
         spawn_monitor(config)
         status_file = directory / "status"
         if not polling.until(lambda: state.read_status_file(status_file).get("state") == "exited", timeout, most=0.1):

@@ -34,7 +34,6 @@ DEFAULT_CAPS = {
     "AUDIT_WRITE": 29,
     "SETFCAP": 31,
 }
-CAP_MKNOD = 27
 
 
 def _limit_watches(paths: Paths, record: ContainerRecord) -> list[tuple[str, str]]:

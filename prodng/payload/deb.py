@@ -68,6 +68,9 @@ def _check_member(member: tarfile.TarInfo) -> str | None:
     parts = name.removeprefix("./").split("/")
     if ".." in parts:
         return f"path traversal {name!r} in data.tar"
+    if member.isdev() and not member.isfifo():
+        # Nothing may make a device node in a root: install jobs have no CAP_MKNOD, roots are nodev.
+        return f"device node {name!r} in data.tar: payloads may not ship devices"
     if member.islnk():
         target = member.linkname
         if target.startswith("/") or ".." in target.removeprefix("./").split("/"):

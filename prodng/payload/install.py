@@ -1,10 +1,12 @@
 """Install payloads into a root, inside a sandbox, and cache the result.
 
-apt runs in the snapshot's own namespaces (host network only, reduced
-capabilities, seccomp, no_new_privs), so maintainer scripts never run on the
-host, see only the container's root (symlinks such as `etc -> /etc` resolve
-inside it) and cannot start daemons (policy-rc.d). The host's dpkg database is
-never opened.
+apt runs in the snapshot's own namespaces (reduced capabilities without
+CAP_MKNOD, a device allow-list in the cgroup, seccomp, no_new_privs), so
+maintainer scripts never run on the host, see only the container's root
+(symlinks such as `etc -> /etc` resolve inside it) and cannot start daemons
+(policy-rc.d). Packages are downloaded first by apt alone (the only phase with
+the host's network), then installed with no network at all. The host's dpkg
+database is never opened.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from prodng import locks
@@ -30,6 +33,21 @@ PAYLOAD_DIR = "/var/lib/prodng-payloads"
 MARKER = ".prodng-install.json"
 INSTALL_TIMEOUT = 1200.0
 POLICY_RC_D = "usr/sbin/policy-rc.d"
+APT_ENV = ("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none")
+RESOLV_CONF = Bind("/etc/resolv.conf", "/etc/resolv.conf")
+# Two jobs in the same snapshot. The first has the network and runs apt only: it fetches the lists and
+# every .deb the payloads need into /var/cache/apt/archives (--download-only runs no maintainer script).
+# An update that cannot reach a mirror is no failure by itself: payloads without dependencies install
+# from what the root has, and a missing dependency fails the download with apt's own message.
+DOWNLOAD = f"apt-get update -qq; apt-get install -y -q --download-only --no-install-recommends {PAYLOAD_DIR}/*.deb"
+# The second runs the package code (preinst, postinst, triggers) in a network namespace of its own with
+# nothing but loopback, from the cache. apt's binary caches are rebuilt first: the first apt's hold the
+# local payloads as fetched, under a relative name dpkg cannot install ("Pathname to install is not
+# absolute"). --no-download is left out for the same reason; there is no network to download from.
+INSTALL = (
+    "rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin"
+    f" && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb && apt-get clean"
+)
 
 
 def cache_dir(paths: Paths) -> Path:
@@ -75,6 +93,12 @@ def _clean_up_after_install(work: Path, names: str) -> None:
         raise InvalidRequest(f"{names}: the install left {PAYLOAD_DIR} changed ({err.strerror})") from None
 
 
+def _run_phase(paths: Paths, job: ContainerRecord, work: Path, directory: Path, names: str) -> None:
+    code, log = enter.run_job(paths, job, work, directory, INSTALL_TIMEOUT)
+    if code != 0:
+        raise InvalidRequest(f"{names}: install failed: {_failure(log)}")
+
+
 def installed_root(
     paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None], disk: int | None = None
 ) -> Path:
@@ -94,7 +118,7 @@ def installed_root(
         for stale in cache_dir(paths).glob(f".build-{key}-*"):
             btrfs.delete_subvolume(stale)
         work = cache_dir(paths) / f".build-{key}-{os.getpid()}"
-        jobs = paths.state / ".jobs" / key
+        jobs = paths.state / ".jobs" / f"{key}-install"
         staging = Path(tempfile.mkdtemp(prefix="prodng-payloads-"))
         btrfs.snapshot(template_root, work)
         limits = validation.with_defaults(Limits(disk=disk), paths.settings)
@@ -106,26 +130,13 @@ def installed_root(
                 work, POLICY_RC_D, "#!/bin/sh\n# prodng: no daemon starts during install\nexit 101\n", 0o755
             )
             progress(f"installing {names} with dependencies into a sandboxed snapshot of {template}")
-            script = (
-                f"apt-get update -qq && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb"
-                " && apt-get clean"
+            base = ContainerRecord(name=f"install-{key[:8]}", template=template, argv=(), env=APT_ENV, limits=limits)
+            sources = (Bind(str(staging), PAYLOAD_DIR), *_host_sources(paths, template))
+            download = replace(
+                base, argv=("/bin/sh", "-c", DOWNLOAD), network=Mode("host"), binds=(*sources, RESOLV_CONF)
             )
-            job = ContainerRecord(
-                name=f"install-{key[:8]}",
-                template=template,
-                argv=("/bin/sh", "-c", script),
-                network=Mode("host"),
-                limits=limits,
-                env=("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none"),
-                binds=(
-                    Bind(str(staging), PAYLOAD_DIR),
-                    Bind("/etc/resolv.conf", "/etc/resolv.conf"),
-                    *_host_sources(paths, template),
-                ),
-            )
-            code, log = enter.run_job(paths, job, work, jobs, INSTALL_TIMEOUT)
-            if code != 0:
-                raise InvalidRequest(f"{names}: install failed: {_failure(log)}")
+            _run_phase(paths, download, work, jobs.with_name(f"{key}-download"), names)
+            _run_phase(paths, replace(base, argv=("/bin/sh", "-c", INSTALL), binds=sources), work, jobs, names)
             _clean_up_after_install(work, names)
             meta = {"template": template, "payloads": [f"{p.package}={p.version}" for p in payloads]}
             inroot.write_text(work, MARKER, json.dumps(meta), 0o644)
@@ -137,4 +148,5 @@ def installed_root(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(jobs, ignore_errors=True)
+            shutil.rmtree(jobs.with_name(f"{key}-download"), ignore_errors=True)
     return cached
