@@ -193,13 +193,17 @@ def test_bind_targets_resolve_symlinks_inside_the_root(
     source = tmp_path / "conf"
     source.write_text("bound\n")
     prodng("template", "import", "linked", str(root), "--force")
-    prodng("run", "linked", "--name", container, "--bind", f"{source}:/etc/site-enabled/conf",
-           "--exec", "probe sleep 100000")  # fmt: skip
-    assert "bound" in prodng("exec", container, "--", "probe", "read", "/etc/site-available/conf").stdout
-    prodng("rm", "-f", container)
-    refused = prodng("run", "linked", "--name", container, "--bind", f"{source}:/etc/escape/conf",
-                     "--exec", "probe sleep 100000", check=False)  # fmt: skip
-    _refused(refused, "dangling symlink")
+    try:
+        prodng("run", "linked", "--name", container, "--bind", f"{source}:/etc/site-enabled/conf",
+               "--exec", "probe sleep 100000")  # fmt: skip
+        assert "bound" in prodng("exec", container, "--", "probe", "read", "/etc/site-available/conf").stdout
+        prodng("rm", "-f", container)
+        refused = prodng("run", "linked", "--name", container, "--bind", f"{source}:/etc/escape/conf",
+                         "--exec", "probe sleep 100000", check=False)  # fmt: skip
+        _refused(refused, "dangling symlink")
+    finally:
+        prodng("rm", "-f", container, check=False)
+        prodng("template", "rm", "linked", "--force", check=False)  # the session's template list stays as it was
     assert list(host_dir.iterdir()) == []
 
 

@@ -158,6 +158,12 @@ def _debootstrap(recipe: recipes.Recipe, target: Path, progress: Progress) -> No
         "--kill-child",
         "--propagation",
         "private",
+        # debootstrap refuses a nodev target (it makes /dev nodes), and the pool is nodev on the host: in
+        # debootstrap's own mount namespace only, the target is a bind of itself with devices allowed.
+        "sh",
+        "-c",
+        'mount --bind "$0" "$0" && mount -o remount,bind,dev "$0" && exec "$@"',
+        target,
         "debootstrap",
         f"--variant={recipe.variant}",
         f"--components={','.join(recipe.components)}",
