@@ -214,11 +214,12 @@ def agent_main(argv: list[str]) -> int:
 
             return serve(paths, args.listen, args.port, Path(args.socket) if args.socket else None)
         credentials.ensure(paths)
-        result: object = {
+        actions: dict[str, Callable[[], object]] = {
             "add": lambda: credentials.trust_add(paths, args.name, args.pem),
             "ls": lambda: credentials.trust_list(paths),
             "rm": lambda: credentials.trust_rm(paths, args.name),
-        }[args.trust]()
+        }
+        result = actions[args.trust]()
     except ProdngError as err:
         print(f"prodng: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export PATH="$(pwd)/.venv/bin:$PATH"
+export PATH="$PWD/.venv/bin:$PATH"
 export PRODNG_ROOT=${PRODNG_ROOT:-/var/lib/prodng}
 
 prodng template ls | grep -q '^bookworm ' || prodng template build bookworm
@@ -19,6 +19,7 @@ prodng bookworm build/prodng-hello.deb dhcp -p 18080:8080 --name demo-hello --me
   --restart on-failure
 prodng ls
 prodng info demo-hello
+# shellcheck disable=SC2016  # $(...) is the container's shell's to expand
 prodng exec demo-hello -- sh -c 'echo "inside: pid 1 is $(cat /proc/1/comm), hostname $(hostname)"'
 IP=$(prodng info demo-hello --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ip"])')
 for _ in $(seq 50); do curl -s "http://$IP:8080/" >/dev/null && break; sleep 0.1; done
@@ -44,6 +45,7 @@ curl -sS "${TLS[@]}" -X POST "https://localhost:1337/prodng/freeze?demo-hello" |
 echo "+ prodng --remote https://localhost:1337 thaw demo-hello"
 prodng --remote https://localhost:1337 thaw demo-hello | head -2
 echo "+ curl -X POST https://localhost:1337/prodng/exec  (the service's answer, asked by name from inside)"
+# shellcheck disable=SC2016  # $s is perl's, inside the container
 curl -sS "${TLS[@]}" -X POST https://localhost:1337/prodng/exec -d '{"name": "demo-hello", "command":
   ["perl", "-MIO::Socket::INET", "-e", "$s = IO::Socket::INET->new(q(demo-hello.prodng:8080)) or die $!; print $s qq(GET / HTTP/1.0\r\n\r\n); print <$s>"]}'; echo
 echo "+ curl https://localhost:1337/prodng/logs?demo-hello&tail=2"

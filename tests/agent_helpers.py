@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from prodng.agent import credentials, remote
 from prodng.config import Paths
@@ -38,7 +39,7 @@ class Client:
         body: object = None,
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
-    ) -> tuple[int, object]:
+    ) -> tuple[int, Any]:  # the JSON answer (tests index it freely) or the text
         conn = self.connection()
         payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         conn.request(method, path, body=payload, headers={"Content-Type": "application/json", **(headers or {})})

@@ -10,14 +10,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import pytest
 import template_cache
 from probe_helpers import probe_binary, probe_template  # noqa: F401 (fixtures for every test module)
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 IS_ROOT = os.geteuid() == 0
 
 
@@ -51,7 +53,7 @@ class Prodng:
             raise AssertionError(f"prodng {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
 
-    def json(self, *args: str) -> object:
+    def json(self, *args: str) -> Any:  # JSON: tests index it freely
         return json.loads(self(*args, "--json").stdout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
@@ -68,7 +70,10 @@ class Prodng:
         assert isinstance(data, dict)
         return data
 
-    def wait_for(self, predicate, timeout: float = 15.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    def wait_for(
+        self, predicate: Callable[[], T | None | Literal[False]], timeout: float = 15.0, what: str = "condition"
+    ) -> T:
+        """predicate()'s first true value (a falsy one means not yet)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = predicate()

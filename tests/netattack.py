@@ -36,7 +36,7 @@ def checksum(data: bytes) -> int:
     total = sum(struct.unpack(f">{len(data) // 2}H", data))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:

@@ -29,7 +29,7 @@ def test_a_full_lane_refuses_at_once() -> None:
     async def scenario() -> list[object]:
         lane = Lane("slow", workers=1, queue=1)
         calls = [lane.run(time.sleep, 0.3) for _ in range(3)]
-        return await asyncio.gather(*calls, return_exceptions=True)
+        return list(await asyncio.gather(*calls, return_exceptions=True))
 
     started = time.monotonic()
     outcomes = asyncio.run(scenario())

@@ -4,6 +4,7 @@ container is fully present or fully absent and that nothing is left behind."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -231,6 +232,11 @@ def _events(prodng: Prodng, name: str) -> list[dict[str, object]]:
     return [e for e in map(json.loads, lines) if e["name"] == name]
 
 
+def _if_dead(prodng: Prodng, name: str) -> dict[str, object] | None:
+    info = prodng.info(name)
+    return info if info["state"] == "dead" else None
+
+
 def test_killed_monitor_is_dead_and_restartable_ones_come_back(prodng: Prodng, probe_template: str) -> None:
     names = {"crash-mon-always": "always", "crash-mon-no": "no"}
     for name, policy in names.items():
@@ -238,7 +244,7 @@ def test_killed_monitor_is_dead_and_restartable_ones_come_back(prodng: Prodng, p
     for name in names:  # (a run after the kill would already be the next command)
         os.kill(_monitor(prodng, name), signal.SIGKILL)
     for name in names:
-        info = prodng.wait_for(lambda n=name: (i := prodng.info(n))["state"] == "dead" and i, what=f"{name} dead")
+        info = prodng.wait_for(functools.partial(_if_dead, prodng, name), what=f"{name} dead")
         assert info["error"] == "monitor killed" and info["exit_code"] is None and info["pid"] is None
     prodng("recover")  # the next command: buries both, restarts the one whose policy says so
     assert prodng.info("crash-mon-always")["state"] == "running"

@@ -251,13 +251,13 @@ def _xz_blocks(pieces: list[tuple[bytes, int]]) -> bytes:
         header = xz[:12]
         body += xz[12 : 12 + (unpadded + 3) // 4 * 4] * times
         records += [(unpadded, size)] * times
-    index = bytearray(b"\x00" + _varint(len(records)))
+    xz_index = bytearray(b"\x00" + _varint(len(records)))
     for unpadded, size in records:
-        index += _varint(unpadded) + _varint(size)
-    index += bytes(-len(index) % 4)
-    index += struct.pack("<I", zlib.crc32(index))
-    footer = struct.pack("<I", len(index) // 4 - 1) + header[6:8]
-    return header + bytes(body) + bytes(index) + struct.pack("<I", zlib.crc32(footer)) + footer + b"YZ"
+        xz_index += _varint(unpadded) + _varint(size)
+    xz_index += bytes(-len(xz_index) % 4)
+    xz_index += struct.pack("<I", zlib.crc32(xz_index))
+    footer = struct.pack("<I", len(xz_index) // 4 - 1) + header[6:8]
+    return header + bytes(body) + bytes(xz_index) + struct.pack("<I", zlib.crc32(footer)) + footer + b"YZ"
 
 
 def _xz_bomb_deb(directory: Path, gib: int) -> Path:

@@ -1,4 +1,5 @@
-"""Linters run as tests (mkosi's habit): the tree stays ruff- and mypy-clean."""
+"""Linters run as tests (mkosi's habit): ruff, ruff format, strict mypy (setup.cfg: prodng, tests and bench) and
+shellcheck for the shell scripts."""
 
 import subprocess
 import sys
@@ -28,4 +29,10 @@ def test_ruff_format() -> None:
 
 def test_mypy() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck() -> None:
+    scripts = sorted(str(p.relative_to(REPO)) for p in [*REPO.glob("scripts/*.sh"), *REPO.glob("packaging/*.sh")])
+    result = subprocess.run(["shellcheck", *scripts, ".ci/run"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -14,7 +14,7 @@ from prodng import errors
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "native"))
-from build_native import build_program  # noqa: E402
+from build_native import build_program  # type: ignore[import-not-found]  # noqa: E402
 
 
 def test_config_parsing_bind_targets_and_error_kinds(tmp_path: Path) -> None:

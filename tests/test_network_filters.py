@@ -328,8 +328,8 @@ def test_dns_only_on_the_bridge_address(net: Prodng, names: list[str], lan: str)
         assert in_host(sys.executable, "-c", UDP_ASK, LAN_HOST, "53").stdout.strip() == "answer from the host"
         asked = subprocess.run([*inside, UDP_ASK, LAN_HOST, "53"], capture_output=True, text=True)
         assert asked.stdout.strip() == "no answer"
-    name = subprocess.run([*inside, DNS_QUERY, GATEWAY, "known.prodng"], capture_output=True, text=True)
-    assert name.stdout.strip() == wired(net, "known")["ip"]
+    answer = subprocess.run([*inside, DNS_QUERY, GATEWAY, "known.prodng"], capture_output=True, text=True)
+    assert answer.stdout.strip() == wired(net, "known")["ip"]
 
 
 def test_lan_reaches_only_published_ports(net: Prodng, names: list[str], lan: str) -> None:

@@ -7,6 +7,7 @@ import io
 import subprocess
 import tarfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def _one(folder: Path, package: str) -> str:
     return str(match)
 
 
-def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+def _tar(members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for info, data in members:
@@ -54,7 +55,10 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int =
 
 
 def crafted_deb(
-    path: Path, control: str, data: list[tuple[tarfile.TarInfo, bytes | None]], scripts: dict[str, str] | None = None
+    path: Path,
+    control: str,
+    data: Sequence[tuple[tarfile.TarInfo, bytes | None]],
+    scripts: dict[str, str] | None = None,
 ) -> str:
     """A .deb assembled by hand (ar + tar), so it can carry what dpkg-deb would refuse to build."""
     control_members = [(_entry("./control"), control.encode())]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 
 import osquery  # type: ignore[import-untyped]
 
@@ -22,7 +23,7 @@ from prodng.inspect import tables
 EQUALS = 2  # osquery's constraint operator for '='
 
 
-def wanted_values(context: dict[str, object] | str, key: str) -> set[str] | None:
+def wanted_values(context: Mapping[str, object] | str, key: str) -> set[str] | None:
     """The values an equality constraint on the key column allows, or None for no constraint."""
     if isinstance(context, str):
         context = json.loads(context) if context else {}

@@ -28,7 +28,7 @@ def is_btrfs(path: Path) -> bool:
     buf = StatFs()
     if libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
         return False
-    return (buf.f_type & 0xFFFFFFFF) == BTRFS_SUPER_MAGIC
+    return (int(buf.f_type) & 0xFFFFFFFF) == BTRFS_SUPER_MAGIC
 
 
 def is_subvolume(path: Path) -> bool:
