@@ -20,7 +20,7 @@ CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_FORTIFY_SOURCE
           "-fvisibility=hidden"]
 LIBS = ["seccomp"]
 # exec joins a running container: no init, rootfs, monitor or keeper in the Python process.
-MODULE_SOURCES = ["util.c", "config.c", "sandbox.c", "exec.c", "inroot.c"]
+MODULE_SOURCES = ["util.c", "config.c", "sandbox.c", "exec.c", "inroot.c", "devices.c"]
 SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "inroot.c", "rootfs.c",
                  "init.c", "keeper.c", "monitor.c", "shim_main.c"]
 

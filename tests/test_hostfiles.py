@@ -20,6 +20,8 @@ import pytest
 from probe_helpers import chain, make_probe_root, results
 from test_payload import _entry, built_deb, control, crafted_deb
 
+from prodng.container import cgroups
+
 from conftest import Prodng
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -313,3 +315,36 @@ def test_a_postinst_that_makes_a_system_user_and_a_directory_still_works(
     assert prodng.wait_for(lambda: prodng("logs", container).stdout.strip(), what="the service") == "prodngsvc"
     owner = prodng("exec", container, "--", "stat", "-c", "%U %a", "/var/lib/prodngsvc").stdout.strip()
     assert owner == "prodngsvc 750"
+
+
+DEVICE_OPENER = r"""
+import os, sys
+open(os.path.join(sys.argv[1], "cgroup.procs"), "w").write(str(os.getpid()))
+for node, flags in (("/dev/null", os.O_WRONLY), ("/dev/zero", os.O_RDONLY), ("/dev/kmsg", os.O_WRONLY), (sys.argv[2], os.O_RDONLY)):
+    try:
+        os.close(os.open(node, flags))
+        print(node, "ok")
+    except OSError as err:
+        print(node, err.strerror)
+"""
+
+
+def test_v2_device_program_alone_refuses_what_is_not_listed(prodng: Prodng) -> None:
+    """The BPF program by itself (a v2 cgroup of the test's own; the v1 devices cgroup stays the root's)."""
+    v2 = [h for h in cgroups.hierarchies() if h.version == 2]
+    if not v2:
+        pytest.skip("this host mounts no cgroup v2 hierarchy")
+    path = v2[0].mount / v2[0].own_path.lstrip("/") / f"prodng-hf-devices-{os.getpid()}"
+    path.mkdir()
+    try:
+        assert cgroups.attach_device_filter(path) == 0
+        disk = _pool_device(prodng)
+        out = subprocess.run([sys.executable, "-c", DEVICE_OPENER, str(path), disk], capture_output=True, text=True)
+        assert out.stdout.splitlines() == [
+            "/dev/null ok",
+            "/dev/zero ok",
+            "/dev/kmsg Operation not permitted",
+            f"{disk} Operation not permitted",
+        ], (out.stdout, out.stderr)
+    finally:
+        path.rmdir()

@@ -131,13 +131,34 @@ def _find(paths: tuple[str, ...] | list[Path], filename: str) -> Path | None:
 
 
 def _allow_devices(paths: list[Path]) -> None:
-    """v1: deny all, then the allow-list, in the devices cgroup. (v2 has no such files: its BPF device
-    program is attached by the monitor, native/devices.c.)"""
+    """The allow-list in every hierarchy that can hold one: v1's devices controller (deny all, then
+    DEVICE_ALLOW), and on v2 a BPF device program (native/devices.c, the same list). The kernel asks
+    both; a host where neither can be set refuses to run containers rather than run them without."""
+    applied = []
     for path in paths:
         if (path / "devices.deny").exists():
             (path / "devices.deny").write_text("a")
             for rule in DEVICE_ALLOW:
                 (path / "devices.allow").write_text(rule)
+            applied.append(path)
+        elif (path / "cgroup.procs").exists() and (path / "cgroup.type").exists():  # a v2 cgroup
+            if error := attach_device_filter(path):
+                log.warning("no BPF device program on %s: %s", path, os.strerror(error))
+            else:
+                applied.append(path)
+    if paths and not applied:
+        raise SystemFailure("cannot apply the device allow-list: no v1 devices controller and no BPF on cgroup v2")
+
+
+def attach_device_filter(path: Path) -> int:
+    """Attach the v2 device program to the cgroup directory path; 0 or an errno."""
+    from prodng._native import lib  # type: ignore[import-not-found]
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return -int(lib.pn_attach_device_filter(fd))
+    finally:
+        os.close(fd)
 
 
 def _apply_limits(paths: list[Path], limits: Limits) -> None:
