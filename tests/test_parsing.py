@@ -63,6 +63,10 @@ def test_binds(tmp_path: Path) -> None:
     (binds,) = validation.parse_binds([f"{tmp_path}:/data"])
     assert (binds.source, binds.target, binds.read_only) == (str(tmp_path), "/data", True)
     assert not validation.parse_binds([f"{tmp_path}:/data/./x:rw"])[0].read_only
+    assert binds.options() == "ro"  # nosuid and nodev unless asked
+    (asked,) = validation.parse_binds([f"{tmp_path}:/data:rw,dev,suid"])
+    assert (asked.read_only, asked.dev, asked.suid, asked.options()) == (False, True, True, "rw,dev,suid")
+    assert validation.parse_binds([f"{tmp_path}:/data:dev"])[0].options() == "ro,dev"
 
 
 @pytest.mark.parametrize(
@@ -76,6 +80,8 @@ def test_binds(tmp_path: Path) -> None:
         "{tmp}:/proc/x",
         "{tmp}:/dev",
         "{tmp}:/x:maybe",
+        "{tmp}:/x:ro,rw",
+        "{tmp}:/x:rw,exec",
         "{tmp}",
     ],
 )
