@@ -228,6 +228,22 @@ def agent_main(argv: list[str]) -> int:
     return render(trust_verb, result, args.json)
 
 
+def _values(parser: Parser, verb: Verb, args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
+    """The verb's arguments from what argparse made of the command line."""
+    values = {p.name: getattr(args, p.name) for p in verb.params}
+    spill = next((p for p in verb.params if p.positional and p.kind is Kind.LIST), None)
+    if spill and extra and not any(e.startswith("-") for e in extra):
+        values[spill.name] = values[spill.name] + extra  # positionals after options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    for p in verb.params:
+        if p.kind is Kind.LIST and values[p.name] is None:
+            values[p.name] = []
+        elif p.kind is Kind.ARGV and values[p.name][:1] == ["--"]:
+            values[p.name] = values[p.name][1:]  # `exec NAME -- CMD`: the -- only ends prodng's options
+    return values
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     index = _first_word(raw)
@@ -242,17 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb is None:
         parser.print_help()
         return 2
-    values = {p.name: getattr(args, p.name) for p in verb.params}
-    spill = next((p for p in verb.params if p.positional and p.kind is Kind.LIST), None)
-    if spill and extra and not any(e.startswith("-") for e in extra):
-        values[spill.name] = values[spill.name] + extra  # positionals after options
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    for p in verb.params:
-        if p.kind is Kind.LIST and values[p.name] is None:
-            values[p.name] = []
-        elif p.kind is Kind.ARGV and values[p.name][:1] == ["--"]:
-            values[p.name] = values[p.name][1:]  # `exec NAME -- CMD`: the -- only ends prodng's options
+    values = _values(parser, verb, args, extra)
     try:
         if args.remote:
             from prodng.agent import remote  # http.client and ssl: for --remote only

@@ -1,11 +1,18 @@
 """Container lifecycle: create, start, stop, kill, freeze, thaw, rm. The spawn path starts here.
 
-Spawn path: `create` snapshots the template (storage.btrfs); `start` takes the container
-lock, claims network resources, writes the monitor config (container.monitor) and
-starts native/prodng-shim (`spawn_monitor`), which daemonizes, makes cgroups' members,
-clones the init into new namespaces (native/ rootfs, sandbox, init) and answers "ok PID
-START" or "error MSG" on a pipe. From then on the monitor supervises; every verb reads
-the truth from the kernel and the status file (container.observe).
+Spawn path, in the order things happen:
+1. `create` (the request checked by handlers/create.py) snapshots the template, or the root
+   the payloads were installed into (payload.install), in the pool (storage.btrfs; the
+   storage path is in storage/pool.py), and writes the record (container.state) last.
+2. `start_locked`, under the container's lock: a wired container's address, ports and the
+   host side (`start_network_daemons`; the network path is in network/host.py), the disk
+   quota, the cgroups (container.cgroups), the record saved, the monitor's config written
+   (container.monitor) and native/prodng-shim started (`spawn_monitor`).
+3. prodng-shim (native/shim_main.c, monitor.c) daemonizes, makes the cgroups its own, clones
+   the init into new namespaces (native/rootfs.c: mounts and pivot; sandbox.c: capabilities,
+   seccomp; init.c: runs the service) and answers "ok PID START" or "error MSG" on a pipe.
+From then on the monitor supervises (restarts, log, status file), and every verb reads the
+truth from the kernel and the status file (container.observe).
 """
 
 from __future__ import annotations
@@ -97,8 +104,14 @@ def start_locked(paths: Paths, name: str) -> Observation:
     release_network(paths, record)
     mode = record.network
     if mode.wired:  # the address and host ports are checked and taken before anything starts
-        claims.claim(paths, name, mode, record.forwards, modes.bridge(paths.settings))
-        wiring.write_resolv_conf(paths, name, modes.bridge(paths.settings))
+        net = modes.bridge(paths.settings)
+        claims.claim(paths, name, mode, record.forwards, net)
+        try:
+            wiring.write_resolv_conf(paths, name, net)
+            start_network_daemons(paths, net)
+        except BaseException:
+            claims.release_claims(paths, name)
+            raise
     directory = paths.container_state(name)
     (directory / "status").unlink(missing_ok=True)
     if record.limits.disk:  # again at every start: an upgrade or rollback swaps the root subvolume
@@ -121,6 +134,14 @@ def start_locked(paths: Paths, name: str) -> Observation:
     events.emit(paths, "started", name)
     faults.point("start.spawned")
     return observe(paths, record)
+
+
+def start_network_daemons(paths: Paths, net: modes.Bridge) -> None:
+    """The bridge, its nft tables, dnsmasq and the warm keeper server, before a wired
+    container's monitor starts: made by the first such start, found and reused after."""
+    from prodng.network import host  # pyroute2 (~0.1 s to import): wired containers only
+
+    host.ensure_host_side(paths, net)
 
 
 def spawn_monitor(config: Path) -> None:

@@ -26,6 +26,19 @@ def _split_run_args(args: list[str]) -> tuple[str, list[str], str | None]:
     return template, rest, network
 
 
+def _exec_argv(exec: str | None, payload_files: list[str]) -> tuple[str, ...]:
+    """--exec as words; without it, a payload must say what to run."""
+    if not exec and not payload_files:
+        raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS' or a .deb payload")
+    try:
+        argv = tuple(shlex.split(exec)) if exec else ()
+    except ValueError as err:
+        raise InvalidRequest(f"malformed --exec: {err}") from None
+    if exec and not argv:
+        raise InvalidRequest("--exec is empty")
+    return argv
+
+
 def _record(
     ctx: Context,
     args: list[str],
@@ -46,24 +59,12 @@ def _record(
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
     recipes.check_name(template)  # before it becomes part of a generated container name
-    if not exec and not payload_files:
-        raise InvalidRequest("no service to run", hint="add --exec 'CMD ARGS' or a .deb payload")
-    try:
-        argv = tuple(shlex.split(exec)) if exec else ()
-    except ValueError as err:
-        raise InvalidRequest(f"malformed --exec: {err}") from None
-    if exec and not argv:
-        raise InvalidRequest("--exec is empty")
+    argv = _exec_argv(exec, payload_files)
     policy, restart_max = validation.parse_restart(restart)
     if not workdir.startswith("/"):
         raise InvalidRequest(f"--workdir must be absolute, not {workdir!r}")
-    asked = Limits(
-        memory=parse_size(memory) if memory else None,
-        pids=pids,
-        cpus=cpus,
-        disk=parse_size(disk) if disk else None,
-        tmpfs_size=parse_size(tmpfs_size) if tmpfs_size else None,
-    )
+    sizes = [parse_size(text) if text else None for text in (memory, disk, tmpfs_size)]
+    asked = Limits(memory=sizes[0], pids=pids, cpus=cpus, disk=sizes[1], tmpfs_size=sizes[2])
     limits = validation.with_defaults(validation.check_limits(asked), ctx.paths.settings)
     payloads = [deb.inspect(f, limits.disk) for f in payload_files]  # all validated before anything is touched
     deb.check_unpacked_size(payloads, limits.disk)

@@ -1,12 +1,21 @@
 """The network's host side, and the path to follow for networking.
 
-Network path: `container.lifecycle` claims the address and ports (network.claims), makes
-sure the bridge, the nft tables (network.nft), dnsmasq (network.dnsmasq) and the warm
-keeper server exist (`ensure_host_side`, here), then the C monitor unshares the
-container's network namespace and hands it to the keeper server (network.keeper_server),
-which forks a keeper (network.keeper): veth, lease, name, forwards; "ready" to the
-monitor; everything undone (`teardown`, here) when the monitor's lifeline closes. Every
-step is idempotent, so a crash at any point is finished by whoever comes next.
+Network path, in the order things happen:
+1. `container.lifecycle.start_locked` parses nothing (the record holds a parsed Mode and
+   Forwards, network.modes), claims the address and host ports (network.claims), writes the
+   container's resolv.conf (network.wiring) and starts the host side: `ensure_host_side`,
+   here, makes the bridge and its nft tables (network.nft) and starts dnsmasq
+   (network.dnsmasq) and the warm keeper server (network.keeper_server) if they are missing.
+2. The C monitor (native/keeper.c) unshares the container's network namespace and hands
+   it, with its end of a lifeline, to the keeper server, which forks a keeper
+   (network.keeper; `python -m prodng.network.keeper_server` cold when no server answers).
+3. The keeper wires the veth to the bridge, takes a DHCP lease or sets the static address,
+   publishes NAME.prodng and the forwards, records it all in state/NAME/net.json
+   (network.wiring) and says "ready" to the monitor; it restarts dnsmasq if it dies.
+4. When the lifeline closes (the monitor ended) the keeper undoes everything (`teardown`,
+   here); a stop or rm that finds a killed keeper's work undoes it the same way
+   (container.lifecycle.release_network).
+Every step is idempotent, so a crash at any point is finished by whoever comes next.
 """
 
 from __future__ import annotations

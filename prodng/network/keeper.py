@@ -207,8 +207,7 @@ class Keeper:
         lifeline = self.lifeline
         try:
             wiring.write(self.paths, self.name, self.wired)  # first: a crash from here on is found and undone
-            host.ensure_host_side(self.paths, self.net)
-            self.wire()
+            self.wire()  # on the bridge container.lifecycle made sure of before starting the monitor
             if self.mode.kind == "dhcp":
                 self.lease_from_dhcp()
             else:
@@ -246,7 +245,7 @@ class Keeper:
         if previous is not None:
             watcher.unregister(previous)
             os.close(previous)
-            host.ensure_host_side(self.paths, self.net)
+            host.ensure_host_side(self.paths, self.net)  # dnsmasq died while this container runs: start it again
         pid = dnsmasq.running_pid(wiring.runtime_dir(self.paths))
         try:
             fd = os.pidfd_open(pid) if pid else None

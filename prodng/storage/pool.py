@@ -1,8 +1,20 @@
 """The btrfs pool: read-only template subvolumes and one writable snapshot per container.
+The storage path starts here.
 
-If the root directory is not on btrfs, the pool is a sparse loop-backed btrfs
-image inside it (as machined once did with /var/lib/machines.raw). Opening the
-pool is idempotent and recovers after a reboot (image present but not mounted).
+Storage path, in the order things happen:
+1. `open_pool` (here; the verbs' Context.pool on first use): the root directory if it is on
+   btrfs, else a sparse loop-backed btrfs image inside it (as machined once did with
+   /var/lib/machines.raw), mounted nosuid,nodev; idempotent, and recovers after a reboot.
+2. A template (storage.templates): a recipe (storage.recipes) debootstrapped, or a directory
+   or tar archive imported, into a staged subvolume published read-only in pool/templates.
+3. Payloads (payload.install): the .debs installed by a sandboxed job into a snapshot of the
+   template, kept read-only as a cached root in pool/cache, keyed by the template and the
+   packages.
+4. A container (container.lifecycle.create): a writable snapshot (storage.btrfs) of the
+   template or the cached root in pool/containers, under a disk quota if asked
+   (storage.quota); upgrade and rollback swap such snapshots (container.upgrade).
+Host code reads files inside any of these roots only through storage.inroot (resolved
+inside the root); `prodng pool` reports what each uses (storage.df).
 """
 
 from __future__ import annotations
