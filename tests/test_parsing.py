@@ -19,7 +19,7 @@ def test_good_names(name: str) -> None:
     assert state.check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "..", "a..b", "a\0b", "x" * 65, "-lead", ".hidden", "sp ace"])
+@pytest.mark.parametrize("name", ["", "a/b", "..", "a..b", "a\0b", "x" * 65, "-lead", ".hidden", "sp ace", "web\n"])
 def test_bad_names(name: str) -> None:
     with pytest.raises(InvalidRequest):
         state.check_name(name)
@@ -177,3 +177,10 @@ def test_records_keep_parsed_values_and_old_records_load() -> None:
     assert ContainerRecord.from_json(json.loads(json.dumps(data))) == record
     minimal = ContainerRecord.from_json({"name": "a", "template": "t", "argv": []})
     assert (minimal.network, minimal.forwards, minimal.restart) == (Mode("none"), (), Restart.NO)
+
+
+def test_a_bad_name_is_refused_before_it_becomes_a_lock_path(tmp_path: Path) -> None:
+    from prodng.config import Paths
+
+    with pytest.raises(InvalidRequest), state.locked(Paths(tmp_path), "a\0b"):
+        pass

@@ -24,7 +24,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name) or ".." in name:
+    if not NAME_RE.fullmatch(name) or ".." in name:  # fullmatch: $ alone lets a trailing newline through
         raise InvalidRequest(
             f"invalid container name {name[:80]!r}",
             hint="1-64 letters, digits, '_', '.', '-'; no '/', '..' or NUL",
@@ -176,7 +176,8 @@ def names(paths: Paths) -> list[str]:
 def locked(paths: Paths, name: str, *, wait: bool = True) -> Iterator[None]:
     """Serialize verbs on one container; the lock dies with its holder. Whoever takes it
     first repairs what a killed holder left half-done (container.recovery)."""
-    with locks.hold(paths.locks / f"container-{name}.lock", wait=wait, what=f"container {name}"):
+    lock = paths.locks / f"container-{check_name(name)}.lock"  # a name becomes a path only once checked
+    with locks.hold(lock, wait=wait, what=f"container {name}"):
         from prodng.container import recovery  # it needs lifecycle, which needs this module
 
         recovery.recover_locked(paths, name)
