@@ -13,7 +13,8 @@ from pathlib import Path
 
 from prodng.config import open_root
 from prodng.errors import ProdngError, from_os_error
-from prodng.verbs import BY_NAME, VERBS, Kind, Output, Param, Verb, call, context
+from prodng.params import Kind, Param
+from prodng.verbs import BY_NAME, VERBS, Output, Verb, call, context
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs CLI start-up time
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prodng.config import Paths, open_root, parse_int, parse_number
+from prodng.config import Paths, open_root
 from prodng.container import state
-from prodng.errors import InvalidRequest
+from prodng.params import Kind, Param
 from prodng.storage import recipes
 
 
@@ -48,94 +48,6 @@ class Context:
         return False
 
 
-def _text(raw: object) -> str:
-    if not isinstance(raw, str):
-        raise ValueError
-    return raw
-
-
-def _number_text(raw: object) -> str:
-    # JSON numbers go through their text, so NaN and Infinity are refused like "nan" is;
-    # JSON's true is no number (a bool is an int in Python).
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise ValueError
-    return raw if isinstance(raw, str) else repr(raw)
-
-
-def _flag(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    word = str(raw).lower()  # a JSON 1 or 0 too
-    if word not in TRUE | FALSE:
-        raise ValueError
-    return word in TRUE
-
-
-def _words(raw: object) -> list[str]:
-    return [_text(v) for v in (raw if isinstance(raw, list) else [raw])]
-
-
-TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
-STRINGS: dict[str, object] = {"type": "array", "items": {"type": "string"}}
-PLAIN: dict[str, object] = {}  # argparse's default: one word, kept as text
-
-
-class Kind(enum.Enum):
-    """What a parameter holds, with all each face needs to know of it: its JSON schema
-    (agent/openapi.py), its argparse options (cli.py), the converter of a REST value, query
-    text or JSON (agent/app.py), and for numbers the one strict parser of a word, which
-    refuses nan, inf, 1e400 and non-ASCII digits on the CLI and over REST alike."""
-
-    STR = ({"type": "string"}, PLAIN, _text)
-    INT = ({"type": "integer"}, PLAIN, _number_text, parse_int)
-    FLOAT = ({"type": "number"}, PLAIN, _number_text, parse_number)
-    BOOL = ({"type": "boolean"}, {"action": "store_true"}, _flag)
-    LIST = (STRINGS, {"action": "append"}, _words)  # a positional list takes one or more words
-    ARGV = ({**STRINGS, "minItems": 1}, {"nargs": "..."}, _words)  # a command line: the rest of the words
-
-    def __init__(
-        self,
-        schema: dict[str, object],
-        cli_options: dict[str, object],
-        convert: Callable[[object], object],
-        parse_word: Callable[[str, str], int | float] | None = None,
-    ) -> None:
-        self.schema = schema
-        self.cli_options = cli_options
-        self.convert = convert
-        self.parse_word = parse_word
-
-    @property
-    def many(self) -> bool:
-        """A list: repeated query keys gather, JSON gives an array, the CLI has none by default."""
-        return self in (Kind.LIST, Kind.ARGV)
-
-    def __str__(self) -> str:
-        return self.name.lower()
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    help: str
-    kind: Kind = Kind.STR
-    positional: bool = False
-    flags: tuple[str, ...] = ()
-    default: object = None
-    required: bool = False
-    pattern: str = ""  # for the OpenAPI schema; the handler checks it anyway
-
-    def parse(self, raw: object) -> object:
-        """A CLI word or a REST value (query text or JSON) as this parameter's kind."""
-        try:
-            value = self.kind.convert(raw)
-        except (ValueError, TypeError):
-            raise InvalidRequest(f"{self.name} must be of type {self.kind}") from None
-        if self.kind.parse_word and isinstance(value, str):
-            return self.kind.parse_word(value, self.flags[-1] if self.flags else self.name)
-        return value
-
-
 class Output(enum.Enum):
     """How the CLI shows a verb's result; REST answers the same data as JSON."""
 
@@ -160,6 +72,10 @@ class Verb:
     output: Output = Output.FIELDS
     cacheable: bool = False  # REST may answer a repeated plain read from its cache (agent/app.py)
     progress: bool = False  # reports progress while it works: the CLI draws it on one terminal line
+    # The pool is opened (mounted, laid out, swept) before the handler runs. Verbs that check
+    # their input first (run, create, upgrade, rm) or only read a pool if there is one
+    # (template ls, pool) open it themselves, through the Context.
+    needs_pool: bool = False
     slow: bool = False  # may take seconds to minutes (installs, a command's run): REST runs it apart from the rest
 
     @property
@@ -175,11 +91,6 @@ def _resolve(reference: str) -> Callable[..., object]:
     module, _, function = reference.partition(":")
     handler: Callable[..., object] = getattr(importlib.import_module(module), function)
     return handler
-
-
-def parse_param(param: Param, raw: object) -> object:
-    """The one parser of each kind, for the CLI's words and REST's values alike."""
-    return param.parse(raw)
 
 
 NAME = Param("name", "container name", positional=True, required=True, pattern=state.NAME_RE.pattern)
@@ -234,7 +145,14 @@ VERBS: tuple[Verb, ...] = (
         RUN_PARAMS,
         slow=True,
     ),
-    Verb("start", "start a created or exited container", "POST", "prodng.handlers.control:start", (NAME,)),
+    Verb(
+        "start",
+        "start a created or exited container",
+        "POST",
+        "prodng.handlers.control:start",
+        (NAME,),
+        needs_pool=True,
+    ),
     Verb(
         "upgrade",
         "install new .debs beside the running root and switch the service over",
@@ -250,6 +168,7 @@ VERBS: tuple[Verb, ...] = (
         "prodng.handlers.control:rollback",
         (NAME,),
         slow=True,
+        needs_pool=True,
     ),
     Verb(
         "stop",
@@ -274,6 +193,7 @@ VERBS: tuple[Verb, ...] = (
         "POST",
         "prodng.handlers.control:recover",
         slow=True,
+        needs_pool=True,
     ),
     Verb(
         "ls", "list containers", "GET", "prodng.handlers.read:ls", (), LS_COLUMNS, output=Output.TABLE, cacheable=True
@@ -338,6 +258,7 @@ VERBS: tuple[Verb, ...] = (
         (Param("name", "template name", positional=True, required=True), FORCE),
         progress=True,
         slow=True,
+        needs_pool=True,
     ),
     Verb(
         "template import",
@@ -355,6 +276,7 @@ VERBS: tuple[Verb, ...] = (
             Param("force", "replace a template of that name", kind=Kind.BOOL, flags=("-f", "--force"), default=False),
         ),
         slow=True,
+        needs_pool=True,
     ),
     Verb(
         "template ls",
@@ -371,6 +293,7 @@ VERBS: tuple[Verb, ...] = (
         "GET",
         "prodng.handlers.template:template_info",
         (Param("name", "template name", positional=True, required=True),),
+        needs_pool=True,
     ),
     Verb(
         "template rm",
@@ -378,6 +301,7 @@ VERBS: tuple[Verb, ...] = (
         "POST",
         "prodng.handlers.template:template_rm",
         (Param("name", "template name", positional=True, required=True), FORCE),
+        needs_pool=True,
     ),
 )
 
@@ -391,4 +315,7 @@ def context(
 
 
 def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:
-    return verb.handler_function()(ctx, **values)
+    handler = verb.handler_function()
+    if verb.needs_pool:
+        ctx.pool()
+    return handler(ctx, **values)

@@ -14,8 +14,9 @@ from prodng import run
 from prodng.config import parse_size
 from prodng.errors import InvalidRequest
 from prodng.network import modes
+from prodng.params import parse_param
 from prodng.payload import deb
-from prodng.verbs import BY_NAME, parse_param
+from prodng.verbs import BY_NAME
 
 NON_FINITE = ["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "-1e400", "١٢", "0x10", "1_000", ""]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prodng import __version__, verbs
+from prodng.params import Param
 
 PATH = "/prodng/openapi.json"
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -17,7 +18,7 @@ STATUSES = {
 }
 
 
-def _param_schema(param: verbs.Param) -> dict[str, Any]:
+def _param_schema(param: Param) -> dict[str, Any]:
     schema: dict[str, Any] = dict(param.kind.schema)
     if param.pattern:
         schema["pattern"] = param.pattern

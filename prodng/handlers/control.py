@@ -12,13 +12,11 @@ from prodng.verbs import Context
 
 
 def rollback(ctx: Context, name: str) -> dict[str, object]:
-    ctx.pool()
     upgrade.rollback(ctx.paths, name)
     return observe.describe(ctx.paths, name)
 
 
 def start(ctx: Context, name: str) -> dict[str, object]:
-    ctx.pool()
     lifecycle.start(ctx.paths, name)
     return observe.describe(ctx.paths, name)
 
@@ -55,13 +53,12 @@ def thaw(ctx: Context, name: str) -> dict[str, object]:
 
 def rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
     state.load(ctx.paths, name)
-    ctx.pool()
+    ctx.pool()  # after the check: rm of no such container mounts nothing
     lifecycle.remove(ctx.paths, name, force=force)
     return {"name": name, "removed": True}
 
 
 def recover(ctx: Context) -> dict[str, object]:
-    ctx.pool()  # opening the pool sweeps and restarts
     return {"started": ctx.restarted}
 
 

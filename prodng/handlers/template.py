@@ -9,12 +9,10 @@ from prodng.verbs import Context
 
 
 def template_build(ctx: Context, name: str, force: bool) -> dict[str, object]:
-    ctx.pool()
     return templates.build(ctx.paths, name, ctx.progress, force=force).summary()
 
 
 def template_import(ctx: Context, name: str, source: str, force: bool) -> dict[str, object]:
-    ctx.pool()
     return templates.import_root(ctx.paths, name, Path(source).absolute(), force=force).summary()
 
 
@@ -25,12 +23,10 @@ def template_ls(ctx: Context) -> list[dict[str, object]]:
 
 
 def template_info(ctx: Context, name: str) -> dict[str, object]:
-    ctx.pool()
     info = templates.info(ctx.paths, name)
     return {**info.summary(), "packages": info.packages}
 
 
 def template_rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
-    ctx.pool()
     templates.remove(ctx.paths, name, force=force)
     return {"name": name, "removed": True}
