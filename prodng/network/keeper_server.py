@@ -1,10 +1,11 @@
 """Starting keepers: warm (forked by a keeper server) or cold (python -m ...keeper_server).
 
-The warm server (`--serve SOCKET`, one per prodng root and network namespace, started on
-first use by network.host) has everything imported; the monitor hands it its network
-namespace and the keeper's end of a lifeline, and it forks a keeper (a few ms). When no
-server answers, the monitor starts `python -m prodng.network.keeper_server ROOT NAME`
-cold, with the host's network namespace on fd 3 and the lifeline on fd 4.
+The warm server (`--serve SOCKET`, one per prodng root and network namespace, started by
+a wired container's start: network.host.ensure_host_side) has everything imported; the
+monitor hands it its network namespace and the keeper's end of a lifeline, and it forks a
+keeper (a few ms). When no server answers, the monitor starts `python -m
+prodng.network.keeper_server ROOT NAME` cold, with the host's network namespace on fd 3
+and the lifeline on fd 4.
 """
 
 from __future__ import annotations
