@@ -12,10 +12,11 @@ sys.path.insert(0, str(Path(__file__).parent / "native"))
 class BuildWithShim(build_ext):
     def run(self) -> None:
         super().run()
-        from build_native import build_shim
+        from build_native import build_exec, build_shim
 
         target = Path("prodng") if self.inplace else Path(self.build_lib) / "prodng"
         build_shim(target / "libexec")
+        build_exec(target / "libexec")
 
 
 setup(cffi_modules=["native/build_native.py:ffibuilder"], cmdclass={"build_ext": BuildWithShim})

@@ -19,10 +19,12 @@ HERE = Path(__file__).resolve().parent
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong",
           "-fvisibility=hidden"]
 LIBS = ["seccomp"]
-# exec joins a running container: no init, rootfs, monitor or keeper in the Python process.
-MODULE_SOURCES = ["util.c", "config.c", "sandbox.c", "exec.c", "inroot.c", "devices.c"]
+# Python needs setns (the keeper's threads), openat2 and the device filter; exec is the prodng-exec helper's,
+# never a fork of Python.
+MODULE_SOURCES = ["util.c", "inroot.c", "devices.c", "module.c"]
 SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "inroot.c", "rootfs.c",
-                 "init.c", "keeper.c", "monitor.c", "shim_main.c"]
+                "init.c", "keeper.c", "monitor.c", "selfexec.c", "shim_main.c"]
+EXEC_SOURCES = ["util.c", "config.c", "sandbox.c", "selfexec.c", "exec.c", "exec_main.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "prodng_native.h").read_text().split("*/", 1)[1])
@@ -49,6 +51,11 @@ def build_program(out: Path, sources: list[str], libs: list[str]) -> Path:
 def build_shim(dest: Path) -> Path:
     """The monitor is a small separate executable: it must outlive the CLI and cost little memory."""
     return build_program(dest / "prodng-shim", SHIM_SOURCES, LIBS)
+
+
+def build_exec(dest: Path) -> Path:
+    """exec's helper (exec_main.c): a process of its own, so nothing of the CLI or the agent enters a container."""
+    return build_program(dest / "prodng-exec", EXEC_SOURCES, LIBS)
 
 
 if __name__ == "__main__":

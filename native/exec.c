@@ -1,121 +1,184 @@
 /*
- * exec: run a command in a running container, joining its init's namespaces, its cgroups and
- * its restrictions. Called from Python (prodng.runtime.exec_in) through cffi in one call, so no
- * Python runs after the fork.
+ * exec (see exec.h): runs in the prodng-exec helper, a process of its own (never a fork of the
+ * CLI or the agent) that exec_main.c has already made non-dumpable, stripped of every fd and
+ * variable it does not need, and moved onto a sealed copy of its binary.
  */
 #define _GNU_SOURCE
+#include "exec.h"
+
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #include "config.h"
-#include "prodng_native.h"
 #include "sandbox.h"
 
-static const char *const namespaces[] = {"ipc", "uts", "net", "pid", "cgroup", "mnt"};
-enum { NNS = sizeof namespaces / sizeof namespaces[0] };
+#ifndef DEVPTS_SUPER_MAGIC
+#define DEVPTS_SUPER_MAGIC 0x1cd1
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+#define TTY_GID 5
+#define ALL_NAMESPACES (CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS)
 
-struct ns_fds {
-    int fd[NNS];
-};
-
-static struct ns_fds no_ns_fds(void)
+/* A pidfd for the init, refused if the pid now names another process (the init died and it was reused). */
+static int open_init(const struct pn_exec_request *r, struct pn_error *e)
 {
-    struct ns_fds ns;
-    for (int i = 0; i < NNS; i++)
-        ns.fd[i] = -1;
-    return ns;
-}
-
-static void close_ns_fds(struct ns_fds *ns)
-{
-    for (int i = 0; i < NNS; i++)
-        pn_close_fdp(&ns->fd[i]);
-}
-#define cleanup_ns_fds __attribute__((cleanup(close_ns_fds)))
-
-static int open_namespaces(int init_pid, struct ns_fds *ns, struct pn_error *e)
-{
-    char path[64];
-    for (int i = 0; i < NNS; i++) {
-        snprintf(path, sizeof path, "/proc/%d/ns/%s", init_pid, namespaces[i]);
-        if ((ns->fd[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-            return pn_sys(e, "open %s", path);
+    int pidfd = syscall(SYS_pidfd_open, r->init_pid, 0);
+    if (pidfd < 0)
+        return pn_fail(e, errno == ESRCH ? PN_ERR_NOT_FOUND : PN_ERR_SYSTEM, errno, "the container's init");
+    /* Checked after the pidfd is held: from here on the pid cannot be reused under us. */
+    if (pn_starttime(r->init_pid) != r->init_start) {
+        close(pidfd);
+        return pn_fail(e, PN_ERR_NOT_FOUND, ESRCH, "the container's init");
     }
-    return 0;
+    return pidfd;
 }
 
-/* The forked child: enter, then fork once more (only children of a setns(pid) caller enter the pid namespace). */
-static void __attribute__((noreturn)) enter_and_run(const struct pn_config *c, const struct ns_fds *ns,
-                                                    const char *const *argv, const int *stdio, int syncfd)
+static int send_fd(int sock, int fd, struct pn_error *e)
 {
-    struct pn_error e;
-    if (join_cgroups(c, &e) < 0)
-        pn_child_fail(syncfd, &e);
-    for (int i = 0; i < NNS; i++)
-        if (setns(ns->fd[i], 0) < 0) {
-            pn_sys(&e, "setns %s", namespaces[i]);
-            pn_child_fail(syncfd, &e);
-        }
-    for (int fd = 0; fd < 3; fd++) /* -1: keep ours (a terminal); else the caller's pipe or file */
-        if (stdio[fd] >= 0 && dup2(stdio[fd], fd) < 0) {
-            pn_fail(&e, PN_ERR_SYSTEM, 0, "stdio setup failed");
-            pn_child_fail(syncfd, &e);
-        }
-    pid_t child = fork();
-    if (child == 0)
-        exec_service(c, argv, syncfd);
-    close(syncfd);
-    int status = 0;
-    while (child > 0 && waitpid(child, &status, 0) < 0 && errno == EINTR)
-        ;
-    _exit(child < 0 ? 127 : exit_code(status));
+    char data = 'T';
+    char control[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {&data, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    return TEMP_FAILURE_RETRY(sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 ? pn_sys(e, "send the pty") : 0;
 }
 
 /*
- * exec reports what is missing (the init gone, its cgroup removed, the command) as not found,
- * anything else as a host failure, whatever the step that failed.
+ * A pty of the container's own devpts (opened inside its mount namespace), made our controlling
+ * tty and stdio; its master goes to the caller over the console socket (runc's --console-socket).
+ * The caller's terminal never enters the container.
  */
-static int exec_failed(const struct pn_error *e, char *err, int errlen)
+static int setup_pty(const struct pn_config *c, int console, struct pn_error *e)
 {
-    struct pn_error out = *e;
-    out.kind = e->errnum == ENOENT ? PN_ERR_NOT_FOUND : PN_ERR_SYSTEM;
-    pn_error_format(&out, err, errlen);
-    return -1;
+    cleanup_fd int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
+    if (master < 0)
+        return pn_sys(e, "open /dev/pts/ptmx");
+    struct statfs fs;
+    if (fstatfs(master, &fs) < 0 || fs.f_type != DEVPTS_SUPER_MAGIC)
+        return pn_fail(e, PN_ERR_REFUSED, 0, "/dev/pts/ptmx is not the container's devpts");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        return pn_sys(e, "unlock the pty");
+    cleanup_fd int tty = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty < 0)
+        return pn_sys(e, "open the pty");
+    if (fchown(tty, c->uid, TTY_GID) < 0 || fchmod(tty, 0620) < 0)
+        return pn_sys(e, "chown the pty");
+    if (ioctl(tty, TIOCSCTTY, 0) < 0)
+        return pn_sys(e, "make the pty the controlling tty");
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(tty, fd) < 0)
+            return pn_sys(e, "pty as stdio");
+    return send_fd(console, master, e);
 }
 
-int pn_exec(const char *config_path, int init_pid, const char *const *argv, const int *stdio, char *err,
-            int errlen)
+/* The command's process: inside every namespace now (forked after setns), it only has to become it. */
+static void __attribute__((noreturn)) run_command(struct pn_config *c, const struct pn_exec_request *r, int syncfd)
 {
-    struct pn_error e = {0};
+    struct pn_error e;
+    if (setsid() < 0) { /* its own session and process group: kill(0) and TIOCSTI reach nothing of ours */
+        pn_sys(&e, "setsid");
+        pn_child_fail(syncfd, &e);
+    }
+    if (r->console >= 0 && setup_pty(c, r->console, &e) < 0)
+        pn_child_fail(syncfd, &e);
+    exec_service(c, (const char *const *)r->argv, syncfd);
+}
+
+/* Until the command ends: the caller's signals (it may not reach into the container) go to it. */
+static int wait_forwarding(pid_t child)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaddset(&set, forwarded[i]);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int status;
+    for (;;) {
+        pid_t got = waitpid(child, &status, WNOHANG);
+        if (got == child)
+            return exit_code(status);
+        if (got < 0 && errno != EINTR)
+            return 127;
+        int sig = sigwaitinfo(&set, NULL);
+        if (sig > 0 && sig != SIGCHLD)
+            kill(child, sig);
+    }
+}
+
+static int apply_request(struct pn_config *c, const struct pn_exec_request *r, struct pn_error *e)
+{
+    if (r->uid >= 0)
+        c->uid = r->uid;
+    if (r->gid >= 0)
+        c->gid = r->gid;
+    for (int i = 0; i < r->nenv; i++) {
+        if (c->envc >= PN_MAX_ARGS)
+            return pn_fail(e, PN_ERR_INVALID, 0, "too many environment variables");
+        c->env[c->envc++] = (char *)r->env[i];
+    }
+    c->env[c->envc] = NULL;
+    return 0;
+}
+
+static int join_and_run(const struct pn_exec_request *r, void (*started)(void), struct pn_error *e)
+{
     cleanup_config struct pn_config c = {0};
-    cleanup_ns_fds struct ns_fds ns = no_ns_fds();
+    if (load_config(r->config, &c, e) < 0 || apply_request(&c, r, e) < 0)
+        return -1;
+    cleanup_fd int pidfd = open_init(r, e);
+    if (pidfd < 0)
+        return -1;
+    /* The cgroup first, through the host's cgroupfs: the container's mount namespace may not show it. */
+    if (join_cgroups(&c, e) < 0)
+        return -1;
+    if (setns(pidfd, ALL_NAMESPACES) < 0)
+        return pn_fail(e, errno == ESRCH ? PN_ERR_NOT_FOUND : PN_ERR_SYSTEM, errno, "join the container");
+    pn_close_now(&pidfd);
     cleanup_pipe int sync[2] = {-1, -1};
-    if (load_config(config_path, &c, &e) < 0 || open_namespaces(init_pid, &ns, &e) < 0)
-        return exec_failed(&e, err, errlen);
-    if (pipe2(sync, O_CLOEXEC) < 0) {
-        pn_sys(&e, "pipe");
-        return exec_failed(&e, err, errlen);
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
+    if (pipe2(sync, O_CLOEXEC) < 0)
+        return pn_sys(e, "pipe");
+    pid_t child = fork(); /* only children of a setns(CLONE_NEWPID) caller are in the pid namespace */
+    if (child < 0)
+        return pn_sys(e, "fork");
+    if (child == 0) {
         pn_close_now(&sync[0]);
-        enter_and_run(&c, &ns, argv, stdio, sync[1]);
-    }
-    if (pid < 0) {
-        pn_sys(&e, "fork");
-        return exec_failed(&e, err, errlen);
+        run_command(&c, r, sync[1]);
     }
     pn_close_now(&sync[1]);
-    if (pn_read_child_error(sync[0], &e) < 0) {
-        waitpid(pid, NULL, 0);
-        return exec_failed(&e, err, errlen);
+    for (int fd = 0; fd < 3; fd++) /* the command's stdio: only it holds them, so EOF comes when it ends */
+        close(fd);
+    if (pn_read_child_error(sync[0], e) < 0) {
+        waitpid(child, NULL, 0);
+        return -1;
     }
-    return pid;
+    started();
+    return wait_forwarding(child);
 }
 
-int pn_setns(int fd, int nstype)
+/* What is missing (the init gone, its cgroup removed, the command) is not found, whatever the step. */
+int pn_exec_run(const struct pn_exec_request *r, void (*started)(void), struct pn_error *e)
 {
-    return setns(fd, nstype) < 0 ? -errno : 0;
+    int status = join_and_run(r, started, e);
+    if (status < 0 && e->errnum == ENOENT)
+        e->kind = PN_ERR_NOT_FOUND;
+    return status;
 }

@@ -37,28 +37,6 @@ struct monitor {
     struct pn_error error;
 };
 
-/* Field 22 of /proc/PID/stat: with the pid, it names one process for good (pids are reused). */
-static unsigned long long starttime(int pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t got = read(fd, buf, sizeof buf - 1);
-    if (got <= 0)
-        return 0;
-    buf[got] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces; fields restart after ')' */
-    unsigned long long start = 0;
-    for (int field = 2; p && *p; p++)
-        if (*p == ' ' && ++field == 22) {
-            start = strtoull(p + 1, NULL, 10);
-            break;
-        }
-    return start;
-}
-
 static void write_status(struct monitor *m)
 {
     if (!m->c->status)
@@ -68,7 +46,7 @@ static void write_status(struct monitor *m)
     int len = snprintf(text, sizeof text,
                        "state=%s\nmonitor_pid=%d\nmonitor_start=%llu\ninit_pid=%d\ninit_start=%llu\nrestarts=%d\n"
                        "exit_code=%d\nstarted_at=%.6f\nfinished_at=%.6f\nerror=%s\n",
-                       m->state, getpid(), starttime(getpid()), m->init_pid, m->init_start, m->restarts,
+                       m->state, getpid(), pn_starttime(getpid()), m->init_pid, m->init_start, m->restarts,
                        m->exit_code, m->started_at, m->finished_at, m->error.msg);
     cleanup_fd int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -115,12 +93,25 @@ static void write_log(struct monitor *m, const char *data, size_t len)
         m->logsize += len;
 }
 
+/*
+ * The service's output, whose bytes may not include the mark of prodng's own lines: its
+ * record separators become '?', so no line it writes is ever taken for one of ours.
+ */
+static void write_service_log(struct monitor *m, char *data, size_t len)
+{
+    for (char *p = data; (p = memchr(p, PN_OWN_LINE_MARK, data + len - p)); p++)
+        *p = '?';
+    write_log(m, data, len);
+}
+
+/* One of prodng's own lines: it begins with the mark (see prodng/container/logs.py). */
 static void __attribute__((format(printf, 2, 3))) log_line(struct monitor *m, const char *fmt, ...)
 {
     char line[700];
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(line, sizeof line - 1, fmt, ap);
+    line[0] = PN_OWN_LINE_MARK;
+    int len = 1 + vsnprintf(line + 1, sizeof line - 2, fmt, ap);
     va_end(ap);
     if (len > (int)sizeof line - 2)
         len = sizeof line - 2;
@@ -230,7 +221,7 @@ static int supervise(struct monitor *m, int sfd, int outfd, int *stopping)
         if (!eof && fds[1].revents) {
             ssize_t got = TEMP_FAILURE_RETRY(read(outfd, buf, sizeof buf));
             if (got > 0)
-                write_log(m, buf, got);
+                write_service_log(m, buf, got);
             else
                 eof = 1;
         }
@@ -339,7 +330,7 @@ static int run_until_done(struct monitor *m, int sfd, int ready_fd)
             log_line(m, "prodng: restart failed: %s", m->error.msg);
             m->exit_code = 127;
         } else {
-            m->init_start = starttime(m->init_pid);
+            m->init_start = pn_starttime(m->init_pid);
             m->state = "running";
             write_status(m);
             if (first) {

@@ -2,6 +2,9 @@
 #ifndef PRODNG_MONITOR_H
 #define PRODNG_MONITOR_H
 
+/* First byte of a log line prodng itself wrote; removed from the service's output (prodng/container/logs.py). */
+#define PN_OWN_LINE_MARK '\x1e'
+
 /*
  * Run the container the config at config_path describes, outside its namespaces, until it ends
  * for good: log its output, record its status, restart it under its policy. Answers

@@ -114,3 +114,25 @@ double now(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+/* Field 22 of /proc/PID/stat: with the pid, it names one process for good (pids are reused). */
+unsigned long long pn_starttime(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    if (got <= 0)
+        return 0;
+    buf[got] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces; fields restart after ')' */
+    unsigned long long start = 0;
+    for (int field = 2; p && *p; p++)
+        if (*p == ' ' && ++field == 22) {
+            start = strtoull(p + 1, NULL, 10);
+            break;
+        }
+    return start;
+}

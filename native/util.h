@@ -108,6 +108,8 @@ void close_fds_except(int keep);
 int loopback_up(struct pn_error *e);
 /* A wait status as a shell would report it: the exit code, or 128 + the signal. */
 int exit_code(int status);
+/* Field 22 of /proc/PID/stat (0 if gone): with the pid, it names one process for good. */
+unsigned long long pn_starttime(int pid);
 /* CLOCK_REALTIME in seconds. */
 double now(void);
 

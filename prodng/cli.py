@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from prodng import terminal
 from prodng.config import open_root
 from prodng.errors import ProdngError, from_os_error
 from prodng.params import Kind, Param
@@ -144,41 +145,55 @@ def _format_cell(value: object) -> str:
     return str(value)
 
 
+def _shown(text: str, tty: bool) -> str:
+    return terminal.escape(text) if tty else text
+
+
+def _line(item: object, as_json: bool, tty: bool) -> str:
+    """A log record (prodng/container/logs.py), an event or a line of text, as one line."""
+    if as_json or (isinstance(item, dict) and "source" not in item):
+        return json.dumps(item)
+    if isinstance(item, dict):
+        own = item["source"] == "prodng" and tty
+        return terminal.own_line(str(item["line"])) if own else _shown(str(item["line"]), tty)
+    return _shown(str(item), tty)
+
+
 def render(verb: Verb, result: object, as_json: bool) -> int:
-    if isinstance(result, Iterator):
+    """Print a verb's result; on a terminal, what came from a container is escaped (prodng/terminal.py)."""
+    tty = sys.stdout.isatty()
+    if isinstance(result, Iterator) or (verb.output is Output.LOG and not as_json and isinstance(result, list)):
         for line in result:
-            if line is None:  # a follower's heartbeat
-                continue
-            print(json.dumps(line) if as_json or isinstance(line, dict) else line, flush=True)
+            if line is not None:  # None: a follower's heartbeat
+                print(_line(line, as_json, tty), flush=True)
         return 0
     if verb.output is Output.COMMAND and isinstance(result, dict):
         if as_json:
             print(json.dumps(result))
         else:  # over --remote the command's output comes back in the answer
-            sys.stdout.write(str(result.get("stdout", "")))
-            sys.stderr.write(str(result.get("stderr", "")))
+            sys.stdout.write(_shown(str(result.get("stdout", "")), tty))
+            sys.stderr.write(_shown(str(result.get("stderr", "")), sys.stderr.isatty()))
         return int(str(result["exit_code"]))  # the command's own output is all it prints
     if as_json:
         print(json.dumps(result, indent=1, default=str))
     elif verb.output is Output.TABLE and isinstance(result, list) and (verb.columns or result):
         columns = verb.columns or tuple(result[0])
-        rows = [[_format_cell(r.get(c)) for c in columns] for r in result]
+        rows = [[_shown(_format_cell(r.get(c)), tty) for c in columns] for r in result]
         widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
         print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
         for row in rows:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     elif isinstance(result, list):
         for line in result:
-            if line is None:  # a follower's heartbeat
-                continue
-            print(line)
+            if line is not None:  # None: a follower's heartbeat
+                print(_shown(str(line), tty))
     elif isinstance(result, dict) and verb.output is Output.NAME:
         print(result["name"])
     elif isinstance(result, dict):
         for key, value in result.items():
             if isinstance(value, dict) and key == "packages":
                 value = f"{len(value)} (see --json)"
-            print(f"{key}: {_format_cell(value)}")
+            print(f"{key}: {_shown(_format_cell(value), tty)}")
     return 0
 
 

@@ -140,3 +140,25 @@ def require(tool: str, package: str) -> str:
     if not path:
         raise SystemFailure(f"{tool} is not installed", hint=f"apt-get install {package}")
     return path
+
+
+def spawn_helper(
+    cmd: Sequence[str | Path], *, stdio: tuple[int, int, int], pass_fds: Sequence[int] = ()
+) -> subprocess.Popen[bytes]:
+    """Start one of prodng's own native helpers (prodng-exec) that runs while we wait for it.
+
+    Its environment is empty and it gets exactly stdio and pass_fds (close_fds): nothing of the
+    caller's (the operator's variables, the agent's sockets) can reach what it runs. Its own
+    session and process group, so nothing it or its command does to its group reaches ours.
+    """
+    log.debug("+ %s", _describe(cmd))
+    return subprocess.Popen(
+        [str(c) for c in cmd],
+        env={},
+        stdin=stdio[0],
+        stdout=stdio[1],
+        stderr=stdio[2],
+        pass_fds=tuple(pass_fds),
+        close_fds=True,
+        start_new_session=True,
+    )

@@ -55,6 +55,7 @@ class Output(enum.Enum):
     TABLE = "table"  # a list of dicts: Verb.columns, else the first row's keys
     LINES = "lines"  # a list of strings
     NAME = "name"  # a dict: its name alone, for scripts (run)
+    LOG = "log"  # a list (or stream) of {"source", "line"} records (prodng/container/logs.py)
     COMMAND = "command"  # a command's own output and its exit code as prodng's (exec)
 
 
@@ -217,15 +218,25 @@ VERBS: tuple[Verb, ...] = (
             Param("follow", "keep printing new output", kind=Kind.BOOL, flags=("-f", "--follow"), default=False),
             Param("tail", "only the last N lines", kind=Kind.INT, flags=("--tail",)),
         ),
-        stream="text/plain",
-        output=Output.LINES,
+        stream="application/x-ndjson",
+        output=Output.LOG,
     ),
     Verb(
         "exec",
         "run a command inside a running container",
         "POST",
         "prodng.handlers.control:exec",
-        (NAME, Param("command", "CMD ARGS...", kind=Kind.ARGV, positional=True, required=True)),
+        (
+            NAME,
+            Param("command", "CMD ARGS...", kind=Kind.ARGV, positional=True, required=True),
+            Param(
+                "tty", "a terminal (a pty of the container's own)", kind=Kind.BOOL, flags=("-t", "--tty"), default=False
+            ),
+            Param(
+                "interactive", "pass stdin to the command", kind=Kind.BOOL, flags=("-i", "--interactive"), default=False
+            ),
+            Param("user", "UID[:GID] to run as (default: the service's)", flags=("-u", "--user")),
+        ),
         output=Output.COMMAND,
         slow=True,
     ),

@@ -26,5 +26,5 @@ fi
 .venv/bin/pip install -q --upgrade pip 'setuptools>=61' wheel 'cffi>=1.15'
 .venv/bin/pip install -q --no-build-isolation -e '.[test]'
 .venv/bin/python -c 'import prodng._native, btrfsutil, prctl' \
-  && test -x prodng/libexec/prodng-shim \
+  && test -x prodng/libexec/prodng-shim && test -x prodng/libexec/prodng-exec \
   && echo "prodng installed: $(pwd)/.venv/bin/prodng"

@@ -93,8 +93,9 @@ def test_every_verb_over_rest(prodng: Prodng, template: str, https: Client, unix
         "POST", "/prodng/exec", {"name": container, "command": ["sh", "-c", "echo hi; exit 3"]}
     )
     assert status == 200 and result == {"name": container, "exit_code": 3, "stdout": "hi\n", "stderr": ""}
-    prodng.wait_for(lambda: "ready" in https.request("GET", f"/prodng/logs?{container}")[1], what="log")  # type: ignore[operator]
-    assert https.request("GET", f"/prodng/logs?name={container}&tail=1")[1] == ["ready"]
+    ready = {"source": "service", "line": "ready"}
+    prodng.wait_for(lambda: ready in https.request("GET", f"/prodng/logs?{container}")[1], what="log")  # type: ignore[operator]
+    assert https.request("GET", f"/prodng/logs?name={container}&tail=1")[1] == [ready]
     status, rows = https.request("GET", "/prodng/query?" + "sql=SELECT%20name%20FROM%20prodng_containers")
     assert status == 200 and {"name": container} in rows  # type: ignore[operator]
     assert https.request("GET", "/prodng/template/ls")[1][0]["name"] == template  # type: ignore[index]
@@ -142,7 +143,7 @@ def test_event_and_log_streams(prodng: Prodng, template: str, https: Client, con
     conn = https.connection()
     conn.request("GET", f"/prodng/logs?{container}&follow=1")
     follow = conn.getresponse()
-    assert [follow.readline() for _ in range(3)] == [b"tick\n"] * 3
+    assert [follow.readline() for _ in range(3)] == [b'{"source": "service", "line": "tick"}\n'] * 3
     conn.close()
 
 

@@ -19,7 +19,9 @@ def test_good_names(name: str) -> None:
     assert state.check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "..", "a..b", "a\0b", "x" * 65, "-lead", ".hidden", "sp ace", "web\n"])
+@pytest.mark.parametrize(
+    "name", ["", "a/b", "..", "a..b", "a\0b", "x" * 65, "-lead", ".hidden", "sp ace", "name\n", "\nname"]
+)
 def test_bad_names(name: str) -> None:
     with pytest.raises(InvalidRequest):
         state.check_name(name)

@@ -113,7 +113,7 @@ async def request_values(verb: verbs.Verb, request: web.Request) -> dict[str, ob
 
 
 async def _stream(request: web.Request, verb: verbs.Verb, items: Iterator[Any]) -> web.StreamResponse:
-    """Lines as text or dicts as server-sent events; each next() runs off the event loop.
+    """JSON lines, or dicts as server-sent events; each next() runs off the event loop.
 
     Followers yield None as a heartbeat about once a second, so a gone client or a
     shutting-down agent frees the thread within a second."""
@@ -127,11 +127,11 @@ async def _stream(request: web.Request, verb: verbs.Verb, items: Iterator[Any]) 
         if item is done or request.transport is None or request.transport.is_closing():
             break
         if item is None:
-            chunk = ": keep-alive\n\n" if verb.stream == "text/event-stream" else ""
+            chunk = ": keep-alive\n\n" if verb.stream == "text/event-stream" else "\n"
         elif verb.stream == "text/event-stream":
             chunk = f"event: {item['event']}\ndata: {json.dumps(item)}\n\n"
-        else:
-            chunk = f"{item}\n"
+        else:  # application/x-ndjson: one JSON value a line
+            chunk = f"{json.dumps(item)}\n"
         if chunk:
             await response.write(chunk.encode())
     await response.write_eof()

@@ -36,7 +36,7 @@ def _operation(verb: verbs.Verb) -> dict[str, Any]:
                 "description": "the same data as the CLI's --json output",
                 "content": {
                     "application/json": {"schema": {}},
-                    "text/plain": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
                     "text/event-stream": {"schema": {"type": "string"}},
                 },
             },

@@ -33,6 +33,7 @@ class UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
         self.sock.connect(self.path)
 
 
@@ -77,8 +78,8 @@ def call(conn: http.client.HTTPConnection, verb: Verb, values: dict[str, object]
         raise ERRORS.get(response.status, ProdngError)(message, hint)
     if kind.startswith("text/event-stream"):
         return _events(response)
-    if kind.startswith("text/plain"):
-        return (line.decode(errors="replace").rstrip("\n") for line in response)
+    if kind.startswith("application/x-ndjson"):  # an empty line is a heartbeat
+        return (json.loads(line) for line in response if line.strip())
     return json.loads(response.read())
 
 

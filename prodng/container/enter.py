@@ -3,42 +3,128 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
-from prodng import polling
+from prodng import polling, run
 from prodng.config import Paths
-from prodng.container import cgroups, state
+from prodng.container import cgroups, exec_io, state
 from prodng.container.lifecycle import running_container, spawn_monitor
 from prodng.container.monitor import config_bytes
 from prodng.container.observe import ContainerState
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
 
+EXEC = Path(__file__).resolve().parents[1] / "libexec" / "prodng-exec"
 
-def exec_in(paths: Paths, name: str, argv: list[str], stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:
-    """Run argv inside the container (its namespaces, cgroups, capabilities, seccomp); returns its status.
 
-    stdio gives the command's stdin, stdout and stderr fds; -1 keeps the caller's own.
+def _user(user: str | None) -> list[str]:
+    if user is None:
+        return []
+    if not re.fullmatch(r"\d{1,9}(:\d{1,9})?", user):
+        raise InvalidRequest(f"invalid --user {user[:40]!r}", hint="UID or UID:GID (numbers)")
+    return ["--user", user]
+
+
+def start_exec(
+    paths: Paths,
+    name: str,
+    argv: list[str],
+    stdio: tuple[int, int, int],
+    *,
+    console: int | None = None,
+    user: str | None = None,
+    env: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """Start argv in the container through prodng-exec (native/exec_main.c); returns once it runs.
+
+    stdio are the command's stdin, stdout and stderr (pipes or /dev/null: never a host file or
+    terminal); console is a unix socket that gets the master of a pty made inside the container.
     """
     if not argv:
         raise InvalidRequest("exec needs a command", hint="prodng exec NAME -- CMD ARGS...")
-    from prodng._native import ffi, lib  # type: ignore[import-not-found]
-
+    extra = [*_user(user), *(a for e in env for a in ("--env", e))]
     with state.locked(paths, name):
         _, observed = running_container(paths, name)
         if observed.state == ContainerState.FROZEN:
             raise Conflict(f"container {name} is frozen", hint=f"prodng thaw {name}")
-        assert observed.pid
-        args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
-        c_argv = ffi.new("char *[]", [*args, ffi.NULL])
-        err = ffi.new("char[]", 512)
-        config = os.fsencode(paths.container_state(name) / "config")
-        pid = lib.pn_exec(config, observed.pid, c_argv, ffi.new("int[3]", list(stdio)), err, 512)
-    if pid < 0:
-        raise from_native(ffi.string(err).decode(errors="replace"), f"exec in {name}")
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        report, report_w = os.pipe()
+        fds = [report_w] if console is None else [report_w, console]
+        cmd: list[str | Path] = [
+            EXEC,
+            "--config",
+            paths.container_state(name) / "config",
+            "--init",
+            f"{observed.pid}:{observed.pid_start}",
+        ]
+        cmd += ["--report", str(report_w), *(["--console", str(console)] if console is not None else []), *extra]
+        try:
+            proc = run.spawn_helper([*cmd, "--", *argv], stdio=stdio, pass_fds=fds)
+        finally:
+            os.close(report_w)
+        with open(report, "rb") as f:  # EOF: the command runs; else why it could not start
+            failure = f.read().decode(errors="replace").strip()
+    if failure:
+        proc.wait()
+        raise from_native(failure.removeprefix("error "), f"exec in {name}")
+    return proc
+
+
+def exec_captured(paths: Paths, name: str, argv: list[str], limit: int, user: str | None = None) -> dict[str, object]:
+    """Run argv with no input; its exit code and the first limit bytes of its stdout and stderr."""
+    out, out_w = os.pipe()
+    err, err_w = os.pipe()
+    with open(os.devnull, "rb") as null:
+        try:
+            proc = start_exec(paths, name, argv, (null.fileno(), out_w, err_w), user=user)
+        except BaseException:
+            os.close(out)
+            os.close(err)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+    (keep_out, stdout), (keep_err, stderr) = exec_io.capped(limit), exec_io.capped(limit)
+    code = exec_io.pump(proc, {out: keep_out, err: keep_err})
+    return {"name": name, "exit_code": code, "stdout": stdout(), "stderr": stderr()}
+
+
+def exec_attached(paths: Paths, name: str, argv: list[str], *, stdin: bool, user: str | None = None) -> int:
+    """The CLI's exec without a terminal: our stdin (with -i) and output relayed through pipes."""
+    out, out_w = os.pipe()
+    err, err_w = os.pipe()
+    feed, feed_w = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), -1)
+    try:
+        proc = start_exec(paths, name, argv, (feed, out_w, err_w), user=user)
+    except BaseException:
+        for fd in (out, err, feed_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (feed, out_w, err_w):
+            os.close(fd)
+    outputs = {out: exec_io.to_stream(sys.stdout), err: exec_io.to_stream(sys.stderr)}
+    return exec_io.pump(proc, outputs, (sys.stdin.fileno(), feed_w) if stdin else None)
+
+
+def exec_terminal(paths: Paths, name: str, argv: list[str], user: str | None = None) -> int:
+    """The CLI's `exec -it`: a pty of the container's own, our terminal relayed to it in raw mode."""
+    if not sys.stdin.isatty():
+        raise InvalidRequest("exec -t needs a terminal on stdin", hint="leave out -t")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, open(os.devnull, "r+b") as null:
+        term = os.environ.get("TERM", "")
+        env = (f"TERM={term}",) if re.fullmatch(r"[\w.+-]{1,64}", term) else ()
+        io = (null.fileno(),) * 3
+        proc = start_exec(paths, name, argv, io, console=theirs.fileno(), user=user, env=env)  # type: ignore[arg-type]
+        theirs.close()
+        master = exec_io.receive_master(ours)
+    return exec_io.relay_pty(proc, master)
 
 
 def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path, timeout: float) -> tuple[int, str]:

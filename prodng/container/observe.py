@@ -34,6 +34,7 @@ MONITOR_KILLED = "monitor killed"
 class Observation:
     state: ContainerState
     pid: int | None = None
+    pid_start: int = 0  # the init's start time: with pid, names it for good (exec joins only that process)
     monitor_pid: int | None = None
     exit_code: int | None = None
     restarts: int = 0
@@ -63,7 +64,8 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
     )
     if state.same_process(init_pid, init_start):
         frozen = cgroups.is_frozen(record.cgroups)
-        return replace(seen, state=ContainerState.FROZEN if frozen else ContainerState.RUNNING, pid=init_pid)
+        running = ContainerState.FROZEN if frozen else ContainerState.RUNNING
+        return replace(seen, state=running, pid=init_pid, pid_start=init_start)
     if status.get("state") in SUPERVISED:
         if monitor_alive:
             return replace(seen, state=ContainerState.RESTARTING)

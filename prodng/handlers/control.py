@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal as signals
-import tempfile
 
 from prodng.container import enter, lifecycle, observe, state, upgrade
 from prodng.errors import InvalidRequest
@@ -65,13 +63,13 @@ def recover(ctx: Context) -> dict[str, object]:
 EXEC_OUTPUT_MAX = 1024 * 1024
 
 
-def exec(ctx: Context, name: str, command: list[str]) -> dict[str, object]:
-    if ctx.interactive:  # the CLI hands the command its own terminal
-        return {"name": name, "exit_code": enter.exec_in(ctx.paths, name, command)}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as null:
-        code = enter.exec_in(ctx.paths, name, command, (null.fileno(), out.fileno(), err.fileno()))
-        captured = {}
-        for label, f in (("stdout", out), ("stderr", err)):
-            f.seek(0)
-            captured[label] = f.read(EXEC_OUTPUT_MAX).decode(errors="replace")
-    return {"name": name, "exit_code": code, **captured}
+def exec(
+    ctx: Context, name: str, command: list[str], tty: bool, interactive: bool, user: str | None
+) -> dict[str, object]:
+    if ctx.interactive and tty:  # the CLI relays the operator's terminal to a pty made in the container
+        return {"name": name, "exit_code": enter.exec_terminal(ctx.paths, name, command, user)}
+    if ctx.interactive:
+        return {"name": name, "exit_code": enter.exec_attached(ctx.paths, name, command, stdin=interactive, user=user)}
+    if tty or interactive:
+        raise InvalidRequest("-t and -i need the CLI", hint="over REST, exec returns the command's output")
+    return enter.exec_captured(ctx.paths, name, command, EXEC_OUTPUT_MAX, user)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from prodng.container import observe, state
 from prodng.container.events import follow as follow_events
-from prodng.container.logs import follow_log, log_lines
+from prodng.container.logs import LogRecord, follow_log, log_lines
 from prodng.errors import InvalidRequest
 from prodng.verbs import Context
 
@@ -25,7 +25,7 @@ def info(ctx: Context, name: str) -> dict[str, object]:
     return observe.describe(ctx.paths, name, detail=True)
 
 
-def logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[str | None] | list[str]:
+def logs(ctx: Context, name: str, follow: bool, tail: int | None) -> Iterator[LogRecord | None] | list[LogRecord]:
     if tail is not None and tail < 0:
         raise InvalidRequest("--tail must not be negative")
     if follow:

@@ -24,7 +24,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from prodng.config import Paths
-from prodng.container import state
+from prodng.container import logs, state
 from prodng.network import dnsmasq, host, modes, nft, wiring
 
 MODULE = "prodng.network.keeper_server"  # in a keeper's argv: what follows are its arguments
@@ -74,7 +74,7 @@ class Keeper:
         """A line in the container's log, where `prodng logs` shows it."""
         fd = os.open(self.paths.container_state(self.name) / "log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
-            os.write(fd, f"prodng: {line}\n".encode())
+            os.write(fd, f"{logs.OWN_LINE_MARK}prodng: {line}\n".encode())
         finally:
             os.close(fd)
 

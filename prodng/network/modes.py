@@ -114,7 +114,7 @@ def bridge(settings: Settings) -> Bridge:
 
 
 def check_name(name: str, mode: Mode) -> None:
-    if mode.wired and not DNS_LABEL.match(name):
+    if mode.wired and not DNS_LABEL.fullmatch(name):
         raise InvalidRequest(
             f"container name {name!r} cannot be a DNS name ({name}.{DOMAIN})",
             hint="letters, digits and inner '-' only, for dhcp and static",

@@ -121,9 +121,9 @@ def inspect(path: str, disk_limit: int | None = None) -> Payload:
         raise InvalidRequest(f"{label}: not a valid Debian binary package ({err or type(err).__name__})") from None
     package, version = control.get("Package", ""), control.get("Version", "")
     architecture = control.get("Architecture", "")
-    if not PACKAGE_RE.match(package):
+    if not PACKAGE_RE.fullmatch(package):
         raise InvalidRequest(f"{label}: invalid Package field {package!r}")
-    if not VERSION_RE.match(version):
+    if not VERSION_RE.fullmatch(version):
         raise InvalidRequest(f"{label} ({package}): invalid Version field {version!r}")
     if architecture not in ("all", host_architecture()):
         raise InvalidRequest(

@@ -78,18 +78,18 @@ def parse(path: Path) -> Recipe:
     name, suite = fields["Name"].strip(), fields["Suite"].strip()
     if not NAME_RE.fullmatch(name) or name != path.stem:
         raise bad(f"Name {name!r} must be a valid name equal to the file name {path.stem!r}")
-    if not SUITE_RE.match(suite):
+    if not SUITE_RE.fullmatch(suite):
         raise bad(f"malformed Suite {suite!r}")
     variant = fields.get("Variant", "minbase").strip()
     if variant not in VARIANTS:
         raise bad(f"Variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     packages = tuple(p.strip() for p in fields.get("Packages", "").replace("\n", ",").split(",") if p.strip())
     for package in packages:
-        if not PACKAGE_RE.match(package):
+        if not PACKAGE_RE.fullmatch(package):
             raise bad(f"malformed package name {package!r} in Packages")
     components = tuple(fields.get("Components", "main").split())
     mirror = fields.get("Mirror", "").strip()
-    if mirror and not re.match(r"^(https?|file)://\S+$", mirror):
+    if mirror and not re.fullmatch(r"(https?|file)://\S+", mirror):
         raise bad(f"malformed Mirror {mirror!r}")
     return Recipe(name, suite, variant, components, packages, mirror)
 

@@ -1,0 +1,164 @@
+"""The bytes of an exec: pipes for a command's stdio, or a pty of the container's own.
+
+No host file and no host terminal ever reach the command: the CLI and the agent read its output
+from pipes (the agent up to a cap), and an interactive command gets a pty allocated inside the
+container (prodng-exec sends its master back) while the CLI relays the operator's keys and window
+size. Reading stops when prodng-exec exits, so a process the command left behind cannot keep
+writing to anything of ours.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import fcntl
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import tty
+from collections.abc import Callable, Iterator
+from typing import TextIO
+
+from prodng import terminal
+
+Sink = Callable[[bytes], None]
+CHUNK = 65536
+
+
+def _drain(fd: int, sink: Sink, limit: int = 16 * CHUNK) -> None:
+    """What is already in the pipe, without waiting for more."""
+    os.set_blocking(fd, False)
+    with contextlib.suppress(BlockingIOError, OSError):
+        while limit > 0 and (data := os.read(fd, CHUNK)):
+            sink(data)
+            limit -= len(data)
+
+
+def pump(proc: subprocess.Popen[bytes], outputs: dict[int, Sink], stdin: tuple[int, int] | None = None) -> int:
+    """Copy each output fd to its sink (and stdin[0] to stdin[1]) until the helper exits; its status."""
+    pidfd = os.pidfd_open(proc.pid)
+    with selectors.DefaultSelector() as sel:
+        sel.register(pidfd, selectors.EVENT_READ)
+        for fd in outputs:
+            sel.register(fd, selectors.EVENT_READ)
+        if stdin:
+            sel.register(stdin[0], selectors.EVENT_READ)
+        try:
+            while True:
+                for key, _ in sel.select():
+                    fd = int(key.fd)
+                    if fd == pidfd:
+                        for out, sink in outputs.items():
+                            _drain(out, sink)
+                        return exit_status(proc.wait())
+                    data = _read(fd)
+                    if stdin and fd == stdin[0]:
+                        if not data or not _write(stdin[1], data):
+                            sel.unregister(fd)
+                            os.close(stdin[1])
+                            stdin = None
+                    elif data:
+                        outputs[fd](data)
+                    else:
+                        sel.unregister(fd)
+        finally:
+            os.close(pidfd)
+            for fd in outputs:
+                os.close(fd)
+            if stdin:
+                os.close(stdin[1])
+
+
+def exit_status(status: int) -> int:
+    """A status as a shell reports it: 128 + the signal for a killed helper."""
+    return 128 - status if status < 0 else status
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, CHUNK)
+    except OSError:  # EIO: a pty whose other side is gone
+        return b""
+
+
+def _write(fd: int, data: bytes) -> bool:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        return False
+    return True
+
+
+def capped(limit: int) -> tuple[Sink, Callable[[], str]]:
+    """A sink keeping the first limit bytes (the rest is read and dropped, so the command never blocks)."""
+    kept = bytearray()
+
+    def sink(data: bytes) -> None:
+        kept.extend(data[: max(0, limit - len(kept))])
+
+    return sink, lambda: kept.decode(errors="replace")
+
+
+def to_stream(stream: TextIO) -> Sink:
+    """A sink writing to sys.stdout or sys.stderr: escaped on a terminal (prodng/terminal.py), else raw."""
+    tty = stream.isatty()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def sink(data: bytes) -> None:
+        if tty:
+            stream.write(terminal.escape(decoder.decode(data)))
+        else:
+            stream.buffer.write(data)
+        stream.flush()
+
+    return sink
+
+
+# ---- a pty of the container's ----
+
+
+def receive_master(sock: socket.socket, timeout: float = 30.0) -> int:
+    sock.settimeout(timeout)
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    if not fds:
+        raise OSError("prodng-exec sent no pty")
+    return fds[0]
+
+
+def _copy_window_size(local: int, master: int) -> None:
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(local, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+
+@contextlib.contextmanager
+def raw_terminal(local: int, master: int) -> Iterator[None]:
+    """The operator's terminal in raw mode (keys go to the container's pty as typed), its window size followed;
+    both restored after."""
+    saved = termios.tcgetattr(local)
+    _copy_window_size(local, master)
+    previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_window_size(local, master))
+    tty.setraw(local, termios.TCSADRAIN)  # not TCSAFLUSH: keys typed ahead are the command's
+    try:
+        yield
+    finally:
+        termios.tcsetattr(local, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, previous)
+
+
+def relay_pty(proc: subprocess.Popen[bytes], master: int) -> int:
+    """The operator's terminal <-> the container's pty until the helper exits."""
+    local_in, local_out = sys.stdin.fileno(), sys.stdout.fileno()
+    writer = os.dup(master)
+
+    def show(data: bytes) -> None:
+        _write(local_out, data)
+
+    with raw_terminal(local_in, master):
+        return pump(proc, {master: show}, (local_in, writer))
