@@ -35,7 +35,7 @@ int pn_fail(struct pn_error *e, enum pn_error_kind kind, int errnum, const char 
 
 /* The word for a kind as it goes over the wire ("system", "invalid", ...). */
 const char *pn_error_kind_name(enum pn_error_kind kind);
-/* "KIND MESSAGE" into buf: how pn_exec hands its error to Python. */
+/* "KIND MESSAGE" into buf. */
 void pn_error_format(const struct pn_error *e, char *buf, size_t size);
 /* "error KIND MESSAGE\n" on fd: how the monitor answers the CLI on its ready pipe. */
 void pn_error_report(int fd, const struct pn_error *e);

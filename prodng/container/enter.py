@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prodng import polling, run
 from prodng.config import Paths
-from prodng.container import cgroups, exec_io, state
+from prodng.container import cgroups, state
 from prodng.container.lifecycle import running_container, spawn_monitor
 from prodng.container.monitor import config_bytes
 from prodng.container.observe import ContainerState
@@ -76,6 +76,8 @@ def start_exec(
 
 def exec_captured(paths: Paths, name: str, argv: list[str], limit: int, user: str | None = None) -> dict[str, object]:
     """Run argv with no input; its exit code and the first limit bytes of its stdout and stderr."""
+    from prodng.container import exec_io  # selectors, termios: for exec alone
+
     out, out_w = os.pipe()
     err, err_w = os.pipe()
     with open(os.devnull, "rb") as null:
@@ -95,6 +97,8 @@ def exec_captured(paths: Paths, name: str, argv: list[str], limit: int, user: st
 
 def exec_attached(paths: Paths, name: str, argv: list[str], *, stdin: bool, user: str | None = None) -> int:
     """The CLI's exec without a terminal: our stdin (with -i) and output relayed through pipes."""
+    from prodng.container import exec_io  # selectors, termios: for exec alone
+
     out, out_w = os.pipe()
     err, err_w = os.pipe()
     feed, feed_w = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), -1)
@@ -114,6 +118,8 @@ def exec_attached(paths: Paths, name: str, argv: list[str], *, stdin: bool, user
 
 def exec_terminal(paths: Paths, name: str, argv: list[str], user: str | None = None) -> int:
     """The CLI's `exec -it`: a pty of the container's own, our terminal relayed to it in raw mode."""
+    from prodng.container import exec_io  # selectors, termios: for exec alone
+
     if not sys.stdin.isatty():
         raise InvalidRequest("exec -t needs a terminal on stdin", hint="leave out -t")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

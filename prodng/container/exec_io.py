@@ -22,9 +22,12 @@ import sys
 import termios
 import tty
 from collections.abc import Callable, Iterator
-from typing import TextIO
 
 from prodng import terminal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (CLI start-up time)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 Sink = Callable[[bytes], None]
 CHUNK = 65536
