@@ -348,3 +348,24 @@ def test_idle_connections_from_a_local_user_starve_no_one(prodng: Prodng, unix: 
     finally:
         flood.kill()
         flood.wait()
+
+
+def test_exec_user_stdin_and_errors(prodng: Prodng, probe_template: str, container: str) -> None:
+    prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
+    # The probe root is only root's to enter (pytest's 0700 tmp dirs): another group, same uid.
+    assert "gid=4242 " in prodng("exec", "-u", "0:4242", container, "--", "probe", "uid").stdout
+    fed = subprocess.run(
+        [sys.executable, "-m", "prodng", "exec", "-i", container, "--", "probe", "cat", "/dev/stdin"],
+        env=prodng.env,
+        input="from the operator\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (fed.returncode, fed.stdout) == (0, "from the operator\n"), fed.stderr
+    closed = prodng("exec", container, "--", "probe", "cat", "/dev/stdin")
+    assert closed.stdout == "", "without -i the command's stdin is empty"
+    missing = prodng("exec", container, "--", "nosuch", check=False)
+    assert missing.returncode == 3 and missing.stderr.count("\n") == 1 and "nosuch" in missing.stderr
+    bad = prodng("exec", "-u", "root", container, "--", "probe", "true", check=False)
+    assert bad.returncode == 2 and "invalid --user" in bad.stderr

@@ -48,6 +48,8 @@ def start_exec(
     if not argv:
         raise InvalidRequest("exec needs a command", hint="prodng exec NAME -- CMD ARGS...")
     extra = [*_user(user), *(a for e in env for a in ("--env", e))]
+    if not EXEC.exists():
+        raise SystemFailure(f"{EXEC} is missing", hint="rebuild: python native/build_native.py")
     with state.locked(paths, name):
         _, observed = running_container(paths, name)
         if observed.state == ContainerState.FROZEN:
