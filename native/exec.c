@@ -170,8 +170,9 @@ static int join_and_run(const struct pn_exec_request *r, void (*started)(void), 
         waitpid(child, NULL, 0);
         return -1;
     }
+    pn_close_now(&sync[0]);
     started();
-    return wait_forwarding(child);
+    return wait_forwarding(child); /* holding nothing: no stdio, no pipe, no pidfd */
 }
 
 /* What is missing (the init gone, its cgroup removed, the command) is not found, whatever the step. */

@@ -45,7 +45,7 @@ static int parse_args(int argc, char **argv, struct pn_exec_request *r)
         const char *opt = argv[i], *val = argv[i + 1];
         char *end;
         if (!strcmp(opt, "--config"))
-            r->config = val;
+            r->config = strdup(val);
         else if (!strcmp(opt, "--init")) {
             r->init_pid = strtol(val, &end, 10);
             if (*end != ':' || r->init_pid <= 0)
@@ -61,14 +61,28 @@ static int parse_args(int argc, char **argv, struct pn_exec_request *r)
             if (*end || r->uid < 0 || r->gid < 0)
                 return -1;
         } else if (!strcmp(opt, "--env") && strchr(val, '=') && r->nenv < PN_EXEC_MAX_ENV)
-            r->env[r->nenv++] = val;
+            r->env[r->nenv++] = strdup(val);
         else
             return -1;
     }
     if (i >= argc || strcmp(argv[i], "--") || i + 1 >= argc || !r->config || !r->init_pid || report_fd < 0)
         return -1;
-    r->argv = argv + i + 1;
-    return 0;
+    char **command = calloc(argc - i, sizeof *command);
+    for (int k = i + 1; command && k < argc; k++)
+        command[k - i - 1] = strdup(argv[k]);
+    r->argv = command;
+    return command ? 0 : -1;
+}
+
+/*
+ * /proc/PID/cmdline is readable by anyone, non-dumpable or not: the command's process shows it
+ * until it execs. Blank our arguments (parse_args copied what we need), so it never names the
+ * host's paths or pids.
+ */
+static void blank_args(int argc, char **argv)
+{
+    char *end = argv[argc - 1] + strlen(argv[argc - 1]);
+    memset(argv[0], 0, end - argv[0]);
 }
 
 /* The given fds become 3 (report) and 4 (console, if any); every other fd from 3 up is closed. */
@@ -104,6 +118,7 @@ int main(int argc, char **argv, char **envp)
         pn_error_report(report_fd, &e);
         return 125;
     }
+    blank_args(argc, argv);
     /* Before joining anything: whatever fd the caller's libraries left open stays here. */
     if (keep_only(&r) < 0) {
         dprintf(report_fd, "error system cannot set up the helper's fds\n");

@@ -186,6 +186,28 @@ def test_proc_1_exe_is_no_host_file(prodng: Prodng, probe_template: str, contain
     seen = facts(out.stdout.splitlines()[0])
     assert seen["target"].startswith("/memfd:prodng-shim"), "a sealed copy, no host path"
     assert "open=ok" not in out.stdout, "never writable"
+    running = prodng.popen("exec", container, "--", "probe", "sleep", "3")
+    helpers = prodng.wait_for(lambda: _exec_helpers(container), what="prodng-exec")
+    for pid in helpers:  # what a container could read of it: no name, path, pid or variable of the host
+        assert os.readlink(f"/proc/{pid}/exe").startswith("/memfd:prodng-exec")
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().strip(b"\0") == b""
+        assert Path(f"/proc/{pid}/environ").read_bytes() == b""
+        fds = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert fds <= {3}, f"no stdio, nothing but the report pipe until the command runs: {fds}"
+    assert running.wait(30) == 0
+
+
+def _exec_helpers(container: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if "prodng-exec" in exe and container in cgroup:
+            found.append(int(pid))
+    return found
 
 
 def operator_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, bytes]:
