@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -43,6 +44,18 @@ static int open_init(const struct pn_exec_request *r, struct pn_error *e)
         return pn_fail(e, PN_ERR_NOT_FOUND, ESRCH, "the container's init");
     }
     return pidfd;
+}
+
+/* The init's resource limits, not the caller's (the agent raises its own fd limit, an operator's shell may
+ * have any): an exec gets what the service got. */
+static int take_init_limits(pid_t init_pid, struct pn_error *e)
+{
+    for (int resource = 0; resource < RLIM_NLIMITS; resource++) {
+        struct rlimit lim;
+        if (prlimit(init_pid, resource, NULL, &lim) < 0 || setrlimit(resource, &lim) < 0)
+            return pn_sys(e, "take the container's resource limit %d", resource);
+    }
+    return 0;
 }
 
 static int send_fd(int sock, int fd, struct pn_error *e)
@@ -148,7 +161,7 @@ static int join_and_run(const struct pn_exec_request *r, void (*started)(void), 
     if (pidfd < 0)
         return -1;
     /* The cgroup first, through the host's cgroupfs: the container's mount namespace may not show it. */
-    if (join_cgroups(&c, e) < 0)
+    if (join_cgroups(&c, e) < 0 || take_init_limits(r->init_pid, e) < 0)
         return -1;
     if (setns(pidfd, ALL_NAMESPACES) < 0)
         return pn_fail(e, errno == ESRCH ? PN_ERR_NOT_FOUND : PN_ERR_SYSTEM, errno, "join the container");

@@ -385,6 +385,13 @@ def test_exec_user_stdin_and_errors(prodng: Prodng, probe_template: str, contain
         timeout=60,
     )
     assert (fed.returncode, fed.stdout) == (0, "from the operator\n"), fed.stderr
+    ours = resource.getrlimit(resource.RLIMIT_NOFILE)  # the CLI inherits it; the exec gets the init's instead
+    resource.setrlimit(resource.RLIMIT_NOFILE, (777, ours[1]))
+    try:
+        seen = prodng("exec", container, "--", "probe", "cat", "/proc/self/limits").stdout
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, ours)
+    assert "Max open files" in seen and " 777 " not in seen, "the caller's limits stay with the caller"
     closed = prodng("exec", container, "--", "probe", "cat", "/dev/stdin")
     assert closed.stdout == "", "without -i the command's stdin is empty"
     missing = prodng("exec", container, "--", "nosuch", check=False)
