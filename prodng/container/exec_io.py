@@ -37,8 +37,7 @@ def _drain(fd: int, sink: Sink, limit: int = 16 * CHUNK) -> None:
     """What is already in the pipe, without waiting for more."""
     os.set_blocking(fd, False)
     with contextlib.suppress(BlockingIOError, OSError):
-        while limit > 0 and (data := os.read(fd, CHUNK)):
-            sink(data)
+        while limit > 0 and (data := os.read(fd, CHUNK)) and _delivered(sink, data):
             limit -= len(data)
 
 
@@ -65,16 +64,26 @@ def pump(proc: subprocess.Popen[bytes], outputs: dict[int, Sink], stdin: tuple[i
                             sel.unregister(fd)
                             os.close(stdin[1])
                             stdin = None
-                    elif data:
-                        outputs[fd](data)
-                    else:
+                    elif data and _delivered(outputs[fd], data):
+                        continue
+                    else:  # EOF, or our reader is gone (`exec ... | head`): the command gets EPIPE, as it would
                         sel.unregister(fd)
+                        del outputs[fd]
+                        os.close(fd)
         finally:
             os.close(pidfd)
             for fd in outputs:
                 os.close(fd)
             if stdin:
                 os.close(stdin[1])
+
+
+def _delivered(sink: Sink, data: bytes) -> bool:
+    try:
+        sink(data)
+    except BrokenPipeError:
+        return False
+    return True
 
 
 def exit_status(status: int) -> int:
