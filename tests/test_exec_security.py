@@ -392,6 +392,9 @@ def test_exec_user_stdin_and_errors(prodng: Prodng, probe_template: str, contain
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, ours)
     assert "Max open files" in seen and " 777 " not in seen, "the caller's limits stay with the caller"
+    head = f"{shlex.quote(sys.executable)} -m prodng exec {container} -- probe cat /dev/zero | head -c 10 | wc -c"
+    piped = subprocess.run(["sh", "-c", head], env=prodng.env, capture_output=True, text=True, timeout=30)
+    assert piped.stdout.strip() == "10", "an endless writer ends when its reader does (EPIPE)"
     closed = prodng("exec", container, "--", "probe", "cat", "/dev/stdin")
     assert closed.stdout == "", "without -i the command's stdin is empty"
     missing = prodng("exec", container, "--", "nosuch", check=False)
