@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from prodng import locks
 from prodng.config import Paths
+from prodng.container.tailing import RotatingFile
 
 ROTATE_BYTES = 4 * 1024**2
 
@@ -42,36 +43,23 @@ def emit(paths: Paths, kind: str, name: str, **extra: object) -> None:
 
 def follow(paths: Paths, heartbeat: float = 1.0) -> Iterator[dict[str, object] | None]:
     """Events from now on, forever; None after `heartbeat` idle seconds, so a reader (the
-    agent) regains control often enough to notice a gone client or its own shutdown."""
-    path = journal(paths)
-    handle = None
-    position = os.path.getsize(path) if os.path.exists(path) else 0
-    inode = os.stat(path).st_ino if os.path.exists(path) else None
+    agent) regains control often enough to notice a gone client or its own shutdown.
+    A rotation of the journal loses nothing (container.tailing)."""
+    follower = RotatingFile(journal(paths), from_start=False)
     quiet_since = time.monotonic()
-    while True:
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            stat = None
-        if stat and stat.st_ino != inode:  # rotated: start the new file from its beginning
-            inode, position = stat.st_ino, 0
-            if handle:
-                handle.close()
-                handle = None
-        if stat and stat.st_size > position:
-            handle = handle or open(path, "rb")
-            handle.seek(position)
-            data = handle.read(stat.st_size - position)
-            complete = data[: data.rfind(b"\n") + 1]
-            position += len(complete)
-            for line in complete.splitlines():
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
-            quiet_since = time.monotonic()
-            continue
-        if time.monotonic() - quiet_since >= heartbeat:
-            quiet_since = time.monotonic()
-            yield None
-        time.sleep(0.05)
+    try:
+        while True:
+            if lines := follower.lines():
+                for line in lines:
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue
+                quiet_since = time.monotonic()
+                continue
+            if time.monotonic() - quiet_since >= heartbeat:
+                quiet_since = time.monotonic()
+                yield None
+            time.sleep(0.05)
+    finally:
+        follower.close()

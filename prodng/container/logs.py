@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from prodng.config import Paths
 from prodng.container import state
 from prodng.container.observe import ACTIVE, observe
+from prodng.container.tailing import RotatingFile
 
 OWN_LINE_MARK = "\x1e"  # native/monitor.h PN_OWN_LINE_MARK
 LogRecord = dict[str, str]
@@ -47,33 +48,29 @@ def log_lines(paths: Paths, name: str, tail: int | None = None) -> list[LogRecor
 
 def follow_log(paths: Paths, name: str, tail: int | None = None) -> Iterator[LogRecord | None]:
     """The log so far, then new lines until the container stops; None about once a second
-    while nothing is written (a heartbeat for readers that must notice a gone client)."""
-    yield from log_lines(paths, name, tail)
-    log = paths.container_state(name) / "log"
-    position = log.stat().st_size if log.exists() else 0
-    idle = 0
-    while True:
-        size = log.stat().st_size if log.exists() else 0
-        if size < position:  # rotated
-            position = 0
-        if size > position:
-            with open(log, "rb") as f:
-                f.seek(position)
-                chunk = f.read()
-            # A line still being written waits for its end (the next round reads it whole).
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            position += len(complete)
-            yield from _split(complete.decode(errors="replace"))
-            idle = 0
-            if complete:
+    while nothing is written (a heartbeat for readers that must notice a gone client).
+    Rotations lose nothing and lines come out whole (container.tailing)."""
+    state.load(paths, name)
+    follower = RotatingFile(paths.container_state(name) / "log", from_start=True)
+    try:
+        first = follower.feed(follower.previous()) + follower.lines()
+        yield from _text(first[-tail:] if tail is not None else first)
+        idle = 0
+        while True:
+            if lines := follower.lines():
+                yield from _text(lines)
+                idle = 0
                 continue
-        if not state.exists(paths, name) or observe(paths, state.load(paths, name)).state not in ACTIVE:
-            if size > position:  # the last line, never ended
-                with open(log, "rb") as f:
-                    f.seek(position)
-                    yield from _split(f.read().decode(errors="replace"))
-            return
-        time.sleep(0.2)
-        idle += 1
-        if idle % 5 == 0:
-            yield None
+            if not state.exists(paths, name) or observe(paths, state.load(paths, name)).state not in ACTIVE:
+                yield from _text(follower.lines() + ([rest] if (rest := follower.rest()) else []))
+                return
+            time.sleep(0.1)
+            idle += 1
+            if idle % 10 == 0:
+                yield None
+    finally:
+        follower.close()
+
+
+def _text(lines: list[bytes]) -> list[LogRecord]:
+    return [record(line.decode(errors="replace")) for line in lines]
