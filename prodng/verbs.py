@@ -34,10 +34,12 @@ class Context:
         """Mount and lay out the pool on first use (idempotent, recovers after reboot)."""
         if not self._pool_open:
             from prodng.container import recovery  # btrfsutil and debian: only verbs that need the pool
+            from prodng.payload import install
             from prodng.storage import pool, templates
 
             pool.open_pool(self.paths, self.paths.settings.pool_size)
             templates.clean_stale_builds(self.paths)
+            install.sweep_orphans(self.paths)  # installs whose caller was killed: jobs, cgroups, snapshots
             self._pool_open = True
             self.restarted = recovery.sweep(self.paths, restart=True)  # what killed commands and monitors left
 

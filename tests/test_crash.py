@@ -290,3 +290,62 @@ def test_reboot_starts_restartable_containers(prodng: Prodng, probe_template: st
     assert violations(prodng, names) == []
     for name in names:
         prodng("rm", "-f", name)
+
+
+def _slow_deb(tmp_path: Path, name: str, seconds: int) -> str:
+    root = tmp_path / name
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: an install that takes its time\nX-Prodng-Exec: /bin/sleep 100000\n"
+    )
+    (root / "DEBIAN/postinst").write_text(f"#!/bin/sh\nsleep {seconds}\n")
+    (root / "DEBIAN/postinst").chmod(0o755)
+    out = tmp_path / f"{name}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(out)], check=True, capture_output=True)
+    return str(out)
+
+
+def _install_leftovers(prodng: Prodng) -> list[str]:
+    jobs = prodng.root / "state" / ".jobs"
+    builds = (prodng.root / "pool" / "cache").glob(".build-*")
+    return sorted([p.name for p in jobs.iterdir()] if jobs.is_dir() else []) + sorted(p.name for p in builds)
+
+
+def _job_groups(prodng: Prodng) -> list[str]:
+    listed = (prodng.root / "state" / ".jobs").glob("*/cgroups")
+    return [group for path in listed for group in path.read_text().split()]
+
+
+@pytest.mark.slow
+def test_install_killed_with_its_caller_is_swept_and_a_live_one_is_not(
+    prodng: Prodng, template: str, tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "prodng", "run", template, _slow_deb(tmp_path, "crash-slowpost", 300), "--name", "x1"],
+        env=prodng.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    groups = prodng.wait_for(
+        lambda: [g for g in _job_groups(prodng) if "install" in g and cgroups.procs((g,))], 120, "the install job"
+    )
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    REPORT["kills"] += 1
+    assert cgroups.procs(tuple(groups)), "the job runs on after its caller was killed"
+    assert _install_leftovers(prodng)
+    prodng("recover")  # the next command
+    assert _install_leftovers(prodng) == []
+    assert not [g for g in groups if os.path.isdir(g)], "job cgroups left"
+    assert "x1" not in {r["name"] for r in prodng.json("ls")}  # type: ignore[union-attr,index]
+    # A live install is never swept: its caller holds the install's lock.
+    live = prodng.popen("run", template, _slow_deb(tmp_path, "crash-livepost", 8), "--name", "crash-live")
+    prodng.wait_for(lambda: [g for g in _job_groups(prodng) if "install" in g], 120, "the live install job")
+    prodng("recover")
+    assert _install_leftovers(prodng), "a live install was swept"
+    _, err = live.communicate(timeout=180)
+    assert live.returncode == 0, err
+    assert prodng.info("crash-live")["state"] == "running"
+    assert _install_leftovers(prodng) == []
+    prodng("rm", "-f", "crash-live")

@@ -138,9 +138,11 @@ def exec_terminal(paths: Paths, name: str, argv: list[str], user: str | None = N
 def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path, timeout: float) -> tuple[int, str]:
     """Run argv once in rootfs with full isolation (an install phase); returns exit code and output."""
     leaf = paths.cgroup_leaf(f"job-{directory.name}")
-    groups = cgroups.create(leaf, record.limits)
-    job = replace(record, cgroups=groups, restart=state.Restart.NO)
     directory.mkdir(parents=True, exist_ok=True)
+    groups = cgroups.create(leaf, record.limits)
+    # Named in the job's directory: a sweep after its caller was killed finds them from any cgroup.
+    state.write_atomic(directory / "cgroups", "\n".join(groups), durable=False)
+    job = replace(record, cgroups=groups, restart=state.Restart.NO)
     config = directory / "config"
     try:
         # The container's capabilities (no CAP_MKNOD: a payload's device nodes are refused before install,

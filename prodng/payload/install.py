@@ -15,14 +15,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from prodng import locks
 from prodng.config import Paths
-from prodng.container import enter, validation
+from prodng.container import cgroups, enter, validation
 from prodng.container.state import Bind, ContainerRecord, Limits
 from prodng.errors import InvalidRequest
 from prodng.network.modes import Mode
@@ -99,6 +98,31 @@ def _run_phase(paths: Paths, job: ContainerRecord, work: Path, directory: Path, 
         raise InvalidRequest(f"{names}: install failed: {_failure(log)}")
 
 
+def _lock(paths: Paths, key: str) -> Path:
+    return paths.locks / f"install-{key}.lock"
+
+
+def sweep_orphans(paths: Paths) -> list[str]:
+    """What installs killed with their caller left: the job (its processes and cgroups), its
+    directories and the half-built snapshot. A held install lock means a live install: kept."""
+    swept = []
+    jobs = paths.state / ".jobs"
+    for directory in sorted(jobs.iterdir()) if jobs.is_dir() else []:
+        if locks.is_held(_lock(paths, directory.name.rsplit("-", 1)[0])):
+            continue
+        listed = directory / "cgroups"
+        groups = tuple(listed.read_text().split()) if listed.exists() else ()
+        cgroups.kill_all(groups)
+        cgroups.remove(groups)
+        shutil.rmtree(directory, ignore_errors=True)
+        swept.append(directory.name)
+    for build in sorted(cache_dir(paths).glob(".build-*")):
+        if not locks.is_held(_lock(paths, build.name.removeprefix(".build-").rsplit("-", 1)[0])):
+            btrfs.delete_subvolume(build)
+            swept.append(build.name)
+    return swept
+
+
 def installed_root(
     paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None], disk: int | None = None
 ) -> Path:
@@ -111,7 +135,7 @@ def installed_root(
     cached = cache_dir(paths) / key
     cache_dir(paths).mkdir(exist_ok=True)
     names = ", ".join(p.package for p in payloads)
-    with locks.hold(paths.locks / f"install-{key}.lock", what=f"the install of {names}"):
+    with locks.hold(_lock(paths, key), what=f"the install of {names}"):
         if inroot.is_file(cached, MARKER):
             progress(f"reusing the cached install of {names}")
             return cached
@@ -119,7 +143,9 @@ def installed_root(
             btrfs.delete_subvolume(stale)
         work = cache_dir(paths) / f".build-{key}-{os.getpid()}"
         jobs = paths.state / ".jobs" / f"{key}-install"
-        staging = Path(tempfile.mkdtemp(prefix="prodng-payloads-"))
+        staging = jobs.with_name(f"{key}-payloads")  # under the root, where the sweep finds it
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True, mode=0o700)
         btrfs.snapshot(template_root, work)
         limits = validation.with_defaults(Limits(disk=disk), paths.settings)
         try:
