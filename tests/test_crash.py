@@ -349,3 +349,23 @@ def test_install_killed_with_its_caller_is_swept_and_a_live_one_is_not(
     assert prodng.info("crash-live")["state"] == "running"
     assert _install_leftovers(prodng) == []
     prodng("rm", "-f", "crash-live")
+
+
+def test_no_cgroups_is_refused_not_ignored(prodng: Prodng, probe_template: str) -> None:
+    """What `ip netns exec` does to the mount table: a fresh /sys, without /sys/fs/cgroup under it."""
+    script = (
+        f'umount -l /sys && mount -t sysfs sysfs /sys && exec "{sys.executable}" -m prodng'
+        f' run {probe_template} --name crash-nocg --exec "{SERVICE}"'
+    )
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        env=prodng.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 5, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no cgroup hierarchy" in lines[0] and "nsenter" in lines[0]
+    assert "crash-nocg" not in {r["name"] for r in prodng.json("ls")}  # type: ignore[union-attr,index]
+    assert violations(prodng, ["crash-nocg"]) == []

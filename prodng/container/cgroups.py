@@ -90,6 +90,11 @@ def expected(name: str) -> tuple[str, ...]:
 
 def create(name: str, limits: Limits) -> tuple[str, ...]:
     """Create the container's cgroups and apply limits; returns their directories."""
+    if not _chosen():  # never run a container that could not be frozen, limited or reliably killed
+        raise SystemFailure(
+            "no cgroup hierarchy is mounted in this mount namespace",
+            hint="`ip netns exec` remounts /sys without /sys/fs/cgroup: use nsenter --net=/run/netns/NAME",
+        )
     created: list[Path] = []
     try:
         for h in _chosen():
