@@ -47,6 +47,7 @@ INSTALL = (
     "rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin"
     f" && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb && apt-get clean"
 )
+LIMIT_ERRORS = ("Disk quota exceeded", "No space left on device", "Cannot allocate memory", "Resource temporarily")
 
 
 def cache_dir(paths: Paths) -> Path:
@@ -73,8 +74,12 @@ def _host_sources(paths: Paths, template: str) -> tuple[Bind, ...]:
 
 
 def _failure(log: str) -> str:
-    """The most telling line of apt's output: dpkg's own reason beats apt's summary."""
+    """The most telling line of apt's output: a limit the job hit (its quota, its memory) beats
+    dpkg's own reason, which beats apt's summary."""
     lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith("prodng:")]
+    limits = [line for line in lines if any(why in line for why in LIMIT_ERRORS)]
+    if limits:
+        return limits[-1]
     for index, line in enumerate(lines[:-1]):
         if line.startswith("dpkg: error processing"):
             return lines[index + 1]
