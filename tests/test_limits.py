@@ -327,3 +327,27 @@ def test_tmpfs_pages_are_charged_to_the_container(limited: Prodng) -> None:
     assert stats["memory_bytes"] <= 32 * MiB and stats["oom_kills"] >= 1, stats  # type: ignore[index]
     again = limited.info("shm")
     assert again["state"] == "running" and again["pid"] == info["pid"], "the init lives on"
+
+
+def test_an_install_job_is_held_to_the_disk_quota(limited: Prodng, tmp_path: Path) -> None:
+    """A maintainer script that writes without end stops at the container's quota, and the run says so
+    in one line; nothing of the failed install stays."""
+    import template_cache
+
+    template_cache.ensure(limited, "bookworm")
+    root = tmp_path / "filler-root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        "Package: prodng-filler\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: fills\nX-Prodng-Exec: /bin/sleep 100000\n"
+    )
+    (root / "DEBIAN/postinst").write_text("#!/bin/sh\nset -e\nhead -c 400M /dev/zero > /var/tmp/filler\n")
+    (root / "DEBIAN/postinst").chmod(0o755)
+    deb = tmp_path / "prodng-filler.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
+    failed = limited("bookworm", str(deb), "--name", "filled", "--disk", "150M", check=False, timeout=600)
+    error = failed.stderr.splitlines()[-1]  # after the progress line
+    assert failed.returncode != 0 and error.startswith("prodng: error: prodng-filler: install failed: "), error
+    assert "Disk quota exceeded" in error, failed.stderr
+    assert "filled" not in limited("ls").stdout
+    assert not list((limited.root / "pool" / "cache").glob("*"))
