@@ -219,6 +219,22 @@ def test_killed_keeper_or_monitor_leave_nothing(net: Prodng, names: list[str]) -
     _nothing_left(net, "k2", veth, mac)
 
 
+def test_killed_keeper_then_stop_tears_down_and_rm_spares_the_ports_new_owner(net: Prodng, names: list[str]) -> None:
+    """Issue 17: after a killed keeper, stop left forward, name, lease and claims, and a later rm of that
+    container deleted the live forward of the port's new owner."""
+    names += ["old-owner", "new-owner"]
+    net("bookworm", "dhcp", "--name", "old-owner", "-p", "19090:80", "--exec", server("old-owner"))
+    veth, mac = str(wired(net, "old-owner")["veth"]), str(wired(net, "old-owner")["mac"])
+    os.kill(_keeper_pid(net, "old-owner"), signal.SIGKILL)
+    net("stop", "-t", "2", "old-owner")
+    _nothing_left(net, "old-owner", veth, mac)
+    net("bookworm", "dhcp", "--name", "new-owner", "-p", "19090:80", "--exec", server("new-owner"))
+    address = str(wired(net, "new-owner")["ip"]).split("/")[0]
+    net("rm", "-f", "old-owner")
+    assert "19090" in forwards() and address in forwards(), forwards()
+    assert net.wait_for(lambda: "new-owner" in fetch_from_host("127.0.0.1", 19090), 15, "the new owner's forward")
+
+
 @pytest.fixture
 def dhcp_blocked() -> Iterator[None]:
     """The DHCP server stops answering: its requests are dropped before they reach it."""

@@ -205,6 +205,7 @@ def stop(paths: Paths, name: str, timeout: float = 10.0) -> Observation:
     with state.locked(paths, name):
         record = state.load(paths, name)
         halt(paths, record, signal.SIGTERM, timeout)
+        release_network(paths, record)  # what a killed keeper could not undo: forwards, name, lease, claims
         return observe(paths, record)
 
 

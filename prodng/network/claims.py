@@ -62,3 +62,14 @@ def release_claims(paths: Paths, name: str) -> None:
         for owner in directory.iterdir() if directory.is_dir() else ():
             if owner.read_text() == name:
                 owner.unlink(missing_ok=True)
+
+
+def not_claimed_by_others(paths: Paths, name: str, forwards: tuple[Forward, ...]) -> tuple[Forward, ...]:
+    """The forwards whose host port no other container has claimed since: only these may be
+    removed for NAME (a port freed by a dead keeper may already forward to its new owner)."""
+
+    def holder(f: Forward) -> str:
+        owner = _claim_path(paths, f"{f.proto}-{f.host_port}")
+        return owner.read_text() if owner.exists() else ""
+
+    return tuple(f for f in forwards if holder(f) in ("", name))

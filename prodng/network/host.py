@@ -32,7 +32,7 @@ from prodng import pidfd, run
 from prodng.config import Paths
 from prodng.errors import Conflict
 from prodng.network import dnsmasq
-from prodng.network.claims import release_claims
+from prodng.network.claims import not_claimed_by_others, release_claims
 from prodng.network.modes import Bridge, Forward, bridge
 from prodng.network.nft import host_tables, remove_forwards, run_nft, unguard_port
 from prodng.network.wiring import (
@@ -112,7 +112,7 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...], owner: str 
             except NetlinkError as err:
                 if err.code != errno.ENODEV:
                     raise
-    remove_forwards(net, forwards)
+    remove_forwards(net, not_claimed_by_others(paths, name, forwards))
     unguard_port(net, veth_name(paths, name), owner or keeper_owner(wired))
     directory = runtime_dir(paths)
     mac = str(wired.get("mac") or mac_address(paths, name))
