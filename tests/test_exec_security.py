@@ -11,6 +11,7 @@ import pty
 import resource
 import select
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -401,3 +402,13 @@ def test_exec_user_stdin_and_errors(prodng: Prodng, probe_template: str, contain
     assert missing.returncode == 3 and missing.stderr.count("\n") == 1 and "nosuch" in missing.stderr
     bad = prodng("exec", "-u", "root", container, "--", "probe", "true", check=False)
     assert bad.returncode == 2 and "invalid --user" in bad.stderr
+
+
+def test_ctrl_c_at_the_cli_reaches_the_command(prodng: Prodng, probe_template: str, container: str) -> None:
+    prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
+    cli = prodng.popen("exec", container, "--", "probe", "signals", "INT")
+    assert cli.stdout and "signals=ready" in cli.stdout.readline()
+    cli.send_signal(signal.SIGINT)
+    assert cli.stdout.readline().strip() == "signal=INT", "passed on, and the command chose to live"
+    cli.send_signal(signal.SIGTERM)
+    assert cli.wait(30) == 128 + signal.SIGTERM, "the command's end is the CLI's"

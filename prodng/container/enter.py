@@ -115,7 +115,8 @@ def exec_attached(paths: Paths, name: str, argv: list[str], *, stdin: bool, user
         for fd in (feed, out_w, err_w):
             os.close(fd)
     outputs = {out: exec_io.to_stream(sys.stdout), err: exec_io.to_stream(sys.stderr)}
-    return exec_io.pump(proc, outputs, (sys.stdin.fileno(), feed_w) if stdin else None)
+    with exec_io.forwarding_signals(proc):
+        return exec_io.pump(proc, outputs, (sys.stdin.fileno(), feed_w) if stdin else None)
 
 
 def exec_terminal(paths: Paths, name: str, argv: list[str], user: str | None = None) -> int:

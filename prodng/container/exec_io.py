@@ -107,6 +107,19 @@ def _write(fd: int, data: bytes) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def forwarding_signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Ctrl-C and the like at the CLI reach the command (prodng-exec passes them on), as if it ran here:
+    the command is in a session of its own, so the terminal's signals would not."""
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    previous = {sig: signal.signal(sig, lambda sig, _: proc.send_signal(sig)) for sig in forwarded}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def capped(limit: int) -> tuple[Sink, Callable[[], str]]:
     """A sink keeping the first limit bytes (the rest is read and dropped, so the command never blocks)."""
     kept = bytearray()
