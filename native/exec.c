@@ -46,13 +46,47 @@ static int open_init(const struct pn_exec_request *r, struct pn_error *e)
     return pidfd;
 }
 
-/* The init's resource limits, not the caller's (the agent raises its own fd limit, an operator's shell may
- * have any): an exec gets what the service got. */
-static int take_init_limits(pid_t init_pid, struct pn_error *e)
+static int parse_limit(const char *text, rlim_t *value)
 {
-    for (int resource = 0; resource < RLIM_NLIMITS; resource++) {
-        struct rlimit lim;
-        if (prlimit(init_pid, resource, NULL, &lim) < 0 || setrlimit(resource, &lim) < 0)
+    char *end;
+    if (!strncmp(text, "unlimited", 9)) {
+        *value = RLIM_INFINITY;
+        return 9;
+    }
+    *value = strtoull(text, &end, 10);
+    return end > text ? (int)(end - text) : -1;
+}
+
+/*
+ * The init's resource limits, not the caller's (the agent raises its fd limit, an operator's shell
+ * may have any): an exec gets what the service got. Read from /proc/PID/limits (prlimit() on another
+ * uid's process needs CAP_SYS_RESOURCE, which a host may not give root); its lines follow the
+ * RLIMIT_ numbering. A limit above what we may set stays at ours.
+ */
+static int take_init_limits(pid_t init_pid, int pidfd, struct pn_error *e)
+{
+    char path[64], text[4096];
+    snprintf(path, sizeof path, "/proc/%d/limits", init_pid);
+    cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd < 0 ? -1 : read(fd, text, sizeof text - 1);
+    if (got <= 0)
+        return pn_sys(e, "read the container's resource limits");
+    text[got] = 0;
+    /* Still alive after the read: the pid was the init's all along (a live process's pid is never reused). */
+    if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+        return pn_fail(e, PN_ERR_NOT_FOUND, ESRCH, "the container's init");
+    const char *line = strchr(text, '\n'); /* past the header */
+    for (int resource = 0; line && resource < RLIM_NLIMITS; resource++, line = strchr(line + 1, '\n')) {
+        struct rlimit want, ours;
+        const char *p = line + 1 + 26; /* the name column is 26 wide, then soft (21) and hard (21) */
+        if (strlen(line + 1) < 26 + 21 || parse_limit(p, &want.rlim_cur) < 0 ||
+            parse_limit(p + 21, &want.rlim_max) < 0)
+            break;
+        if (getrlimit(resource, &ours) == 0 && want.rlim_max > ours.rlim_max && setrlimit(resource, &want) < 0) {
+            want.rlim_max = ours.rlim_max; /* raising a hard limit needs CAP_SYS_RESOURCE */
+            want.rlim_cur = want.rlim_cur < ours.rlim_max ? want.rlim_cur : ours.rlim_max;
+        }
+        if (setrlimit(resource, &want) < 0)
             return pn_sys(e, "take the container's resource limit %d", resource);
     }
     return 0;
@@ -161,7 +195,7 @@ static int join_and_run(const struct pn_exec_request *r, void (*started)(void), 
     if (pidfd < 0)
         return -1;
     /* The cgroup first, through the host's cgroupfs: the container's mount namespace may not show it. */
-    if (join_cgroups(&c, e) < 0 || take_init_limits(r->init_pid, e) < 0)
+    if (join_cgroups(&c, e) < 0 || take_init_limits(r->init_pid, pidfd, e) < 0)
         return -1;
     if (setns(pidfd, ALL_NAMESPACES) < 0)
         return pn_fail(e, errno == ESRCH ? PN_ERR_NOT_FOUND : PN_ERR_SYSTEM, errno, "join the container");
