@@ -316,6 +316,13 @@ VERBS: tuple[Verb, ...] = (
         (Param("name", "template name", positional=True, required=True), FORCE),
         needs_pool=True,
     ),
+    Verb(
+        "prune",
+        "delete the cache of installed payloads (runs install again when needed)",
+        "POST",
+        "prodng.handlers.template:prune",
+        needs_pool=True,
+    ),
 )
 
 BY_NAME = {v.name: v for v in VERBS}

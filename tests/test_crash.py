@@ -369,3 +369,24 @@ def test_no_cgroups_is_refused_not_ignored(prodng: Prodng, probe_template: str) 
     assert len(lines) == 1 and "no cgroup hierarchy" in lines[0] and "nsenter" in lines[0]
     assert "crash-nocg" not in {r["name"] for r in prodng.json("ls")}  # type: ignore[union-attr,index]
     assert violations(prodng, ["crash-nocg"]) == []
+
+
+@pytest.mark.slow
+def test_prune_and_template_rebuild_empty_the_install_cache(
+    prodng: Prodng, template: str, probe_template: str, probe_binary: Path, tmp_path: Path
+) -> None:
+    cache = prodng.root / "pool" / "cache"
+    prodng("run", template, _version_deb(tmp_path, "7"), "--name", "crash-prune")
+    assert [p for p in cache.iterdir() if not p.name.startswith(".")], "no cached install"
+    assert json.loads(prodng("prune", "--json").stdout)["removed"]
+    assert not [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert prodng.info("crash-prune")["state"] == "running"  # a container never depends on the cache
+    prodng("rm", "-f", "crash-prune")
+    # An install made from a template is dropped when that template is replaced.
+    fake = cache / "0123456789abcdef0123"
+    subprocess.run(["btrfs", "subvolume", "create", str(fake)], check=True, capture_output=True)
+    (fake / ".prodng-install.json").write_text(json.dumps({"template": probe_template, "payloads": []}))
+    from probe_helpers import make_probe_root
+
+    prodng("template", "import", "-f", probe_template, str(make_probe_root(tmp_path / "probe-again", probe_binary)))
+    assert not fake.exists()

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prodng.payload import install
 from prodng.storage import templates
 from prodng.verbs import Context
 
 
 def template_build(ctx: Context, name: str, force: bool) -> dict[str, object]:
-    return templates.build(ctx.paths, name, ctx.progress, force=force).summary()
+    built = templates.build(ctx.paths, name, ctx.progress, force=force).summary()
+    install.prune(ctx.paths, name)  # installs on the replaced build can never be used again
+    return built
 
 
 def template_import(ctx: Context, name: str, source: str, force: bool) -> dict[str, object]:
-    return templates.import_root(ctx.paths, name, Path(source).absolute(), force=force).summary()
+    imported = templates.import_root(ctx.paths, name, Path(source).absolute(), force=force).summary()
+    install.prune(ctx.paths, name)
+    return imported
+
+
+def prune(ctx: Context) -> dict[str, object]:
+    return {"removed": install.prune(ctx.paths)}
 
 
 def template_ls(ctx: Context) -> list[dict[str, object]]:

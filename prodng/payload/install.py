@@ -128,6 +128,25 @@ def sweep_orphans(paths: Paths) -> list[str]:
     return swept
 
 
+def prune(paths: Paths, template: str | None = None) -> list[str]:
+    """Delete cached installs (all, or those made from one template); an install being built
+    keeps its entry. Containers are snapshots of their own: none depends on the cache."""
+    removed = []
+    for entry in sorted(cache_dir(paths).iterdir()) if cache_dir(paths).is_dir() else []:
+        if entry.name.startswith(".") or locks.is_held(_lock(paths, entry.name)):
+            continue
+        if template is not None:
+            try:
+                made_from = json.loads(inroot.read_text(entry, MARKER)).get("template")
+            except Exception:  # no or a broken marker: not a finished install of this template
+                made_from = None
+            if made_from != template:
+                continue
+        btrfs.delete_subvolume(entry)
+        removed.append(entry.name)
+    return removed
+
+
 def installed_root(
     paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None], disk: int | None = None
 ) -> Path:
