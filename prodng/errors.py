@@ -59,12 +59,15 @@ def from_native(report: str, context: str) -> ProdngError:
     return _NATIVE_KINDS[kind](f"{context}: {message}")
 
 
+POOL_FULL_HINT = "the pool is full: prodng prune, remove unused containers and templates, or grow it (pool_size)"
+
+
 def from_os_error(err: OSError) -> ProdngError | None:
     """The user-facing error for a host condition the user can fix (a full pool), else None."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {err.filename}" if err.filename else ""
         return SystemFailure(
             f"no space left{where}",
-            hint="the pool is full: remove unused containers and templates, or grow it (PRODNG_POOL_SIZE)",
+            hint=POOL_FULL_HINT,
         )
     return None

@@ -390,3 +390,30 @@ def test_prune_and_template_rebuild_empty_the_install_cache(
 
     prodng("template", "import", "-f", probe_template, str(make_probe_root(tmp_path / "probe-again", probe_binary)))
     assert not fake.exists()
+
+
+@pytest.mark.slow
+def test_full_pool_during_install_is_a_system_failure_with_a_hint(fresh_root: Prodng, tmp_path: Path) -> None:
+    import template_cache
+
+    fresh_root.env["PRODNG_POOL_SIZE"] = "2G"
+    template_cache.ensure(fresh_root, "bookworm")
+    pool = fresh_root.root / "pool"
+    free = os.statvfs(pool).f_bavail * os.statvfs(pool).f_frsize
+    subprocess.run(["fallocate", "-l", str(max(free - 150 * 1024**2, 0)), str(pool / "filler")], check=True)
+    root = tmp_path / "crash-filler"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        "Package: crash-filler\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: fills the disk\nX-Prodng-Exec: /bin/sleep 100000\n"
+    )
+    (root / "DEBIAN/postinst").write_text("#!/bin/sh\nset -e\ndd if=/dev/zero of=/var/filler bs=1M count=600\n")
+    (root / "DEBIAN/postinst").chmod(0o755)
+    deb = tmp_path / "crash-filler.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
+    result = fresh_root("run", "bookworm", str(deb), "--name", "filler", check=False, timeout=600)
+    assert result.returncode == 5, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("prodng:")]  # beside progress lines
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "prodng prune" in errors[0], errors
+    (pool / "filler").unlink()
+    assert not [p for p in (pool / "cache").iterdir() if p.name.startswith(".build")]

@@ -23,7 +23,7 @@ from prodng import locks
 from prodng.config import Paths
 from prodng.container import cgroups, enter, validation
 from prodng.container.state import Bind, ContainerRecord, Limits
-from prodng.errors import InvalidRequest
+from prodng.errors import POOL_FULL_HINT, InvalidRequest, SystemFailure
 from prodng.network.modes import Mode
 from prodng.payload.deb import Payload
 from prodng.storage import btrfs, inroot, quota, templates
@@ -100,7 +100,10 @@ def _clean_up_after_install(work: Path, names: str) -> None:
 def _run_phase(paths: Paths, job: ContainerRecord, work: Path, directory: Path, names: str) -> None:
     code, log = enter.run_job(paths, job, work, directory, INSTALL_TIMEOUT)
     if code != 0:
-        raise InvalidRequest(f"{names}: install failed: {_failure(log)}")
+        why = _failure(log)
+        if "No space left on device" in why:  # the host's pool, not the package: exit 5 and what to do
+            raise SystemFailure(f"{names}: install failed: {why}", hint=POOL_FULL_HINT)
+        raise InvalidRequest(f"{names}: install failed: {why}")
 
 
 def _lock(paths: Paths, key: str) -> Path:
