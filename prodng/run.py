@@ -33,6 +33,41 @@ def _die_with_parent() -> None:
     prctl.set_pdeathsig(9)
 
 
+def _term_with_parent() -> None:
+    import prctl
+
+    prctl.set_pdeathsig(15)
+
+
+# Kills every process of the cgroups named in its arguments when it gets TERM (its parent died);
+# a SIGKILL (the caller finished) ends it without doing anything.
+_WATCHDOG = """
+trap 'for round in 1 2 3; do for g; do echo 1 > "$g/cgroup.kill" 2>/dev/null ||
+  while read p; do kill -9 "$p"; done < "$g/cgroup.procs"; done; done; exit 0' TERM
+while :; do sleep 1; done
+"""
+
+
+@contextmanager
+def watchdog(groups: Sequence[str]) -> Iterator[None]:
+    """While the body runs, whatever runs in groups dies with us: a daemonized job (an install)
+    would otherwise run on after a kill -9 of the CLI or the agent that waits for it."""
+    log.debug("+ watchdog over %s", " ".join(groups))
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", _WATCHDOG, "prodng-watchdog", *groups],
+        env=_env(None),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_term_with_parent,
+    )
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return {**BASE_ENV, **(extra or {})}
 

@@ -333,7 +333,7 @@ def test_install_killed_with_its_caller_is_swept_and_a_live_one_is_not(
     child.send_signal(signal.SIGKILL)
     child.wait()
     REPORT["kills"] += 1
-    assert cgroups.procs(tuple(groups)), "the job runs on after its caller was killed"
+    prodng.wait_for(lambda: not cgroups.procs(tuple(groups)), 10, "the job to die with its caller")
     assert _install_leftovers(prodng)
     prodng("recover")  # the next command
     assert _install_leftovers(prodng) == []

@@ -149,9 +149,13 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
         # The container's capabilities (no CAP_MKNOD: a payload's device nodes are refused before install,
         # and a maintainer script cannot make one) and the container's device allow-list (cgroups.create).
         state.write_atomic(config, config_bytes(paths, job, rootfs, directory), durable=False)
-        spawn_monitor(config)
         status_file = directory / "status"
-        if not polling.until(lambda: state.read_status_file(status_file).get("state") == "exited", timeout, most=0.1):
+        with run.watchdog(groups):  # the job dies with its caller
+            spawn_monitor(config)
+            done = polling.until(
+                lambda: state.read_status_file(status_file).get("state") == "exited", timeout, most=0.1
+            )
+        if not done:
             cgroups.kill_all(groups)
             raise SystemFailure(f"{record.name}: gave up after {timeout:g} s")
         status = state.read_status_file(status_file)
