@@ -417,3 +417,27 @@ def test_full_pool_during_install_is_a_system_failure_with_a_hint(fresh_root: Pr
     assert len(errors) == 1 and "No space left on device" in errors[0] and "prodng prune" in errors[0], errors
     (pool / "filler").unlink()
     assert not [p for p in (pool / "cache").iterdir() if p.name.startswith(".build")]
+
+
+def test_a_run_that_succeeded_is_never_a_404(
+    prodng: Prodng, probe_template: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent rm that wins right after the start: the run still answers what it made."""
+    from prodng.container import lifecycle
+    from prodng.handlers import create
+    from prodng.verbs import BY_NAME, Context, open_root
+
+    real_start = lifecycle.start
+
+    def start_then_lose_the_race(paths, name):  # type: ignore[no-untyped-def]
+        observed = real_start(paths, name)
+        lifecycle.remove(paths, name, force=True)  # the other request's rm
+        return observed
+
+    monkeypatch.setattr(lifecycle, "start", start_then_lose_the_race)
+    values = {p.name: p.default for p in BY_NAME["run"].params}
+    values.update(args=[probe_template], name="crash-raced", exec=SERVICE)
+    values = {k: (list(v) if isinstance(v, list) else v) for k, v in values.items()}
+    answer = create.run(Context(open_root(prodng.root)), **values)
+    assert answer["name"] == "crash-raced" and answer["state"] == "running"
+    assert "crash-raced" not in {r["name"] for r in prodng.json("ls")}  # type: ignore[union-attr,index]
