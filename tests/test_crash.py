@@ -187,6 +187,8 @@ def test_kill_upgrade_and_rollback_at_every_point(prodng: Prodng, template: str,
                 continue
             assert code == -9, (point, verb, code)
             REPORT["points"] += 1
+            if point.startswith("swap."):  # before any repair, info says what happened
+                assert "interrupted" in str(prodng.info(name)["error"]), (point, verb)
             prodng("recover")
             after = _coherent(prodng, name)
             assert after == before, f"{verb} killed at {point}: not undone"
@@ -423,9 +425,10 @@ def test_a_run_that_succeeded_is_never_a_404(
     prodng: Prodng, probe_template: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A concurrent rm that wins right after the start: the run still answers what it made."""
+    from prodng.config import open_root
     from prodng.container import lifecycle
     from prodng.handlers import create
-    from prodng.verbs import BY_NAME, Context, open_root
+    from prodng.verbs import BY_NAME, Context
 
     real_start = lifecycle.start
 

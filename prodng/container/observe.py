@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, replace
 
+from prodng import locks
 from prodng.config import Paths
 from prodng.container import cgroups, state
 from prodng.container.state import ContainerRecord, Limits
@@ -109,7 +110,7 @@ def summarize(
             root=str(paths.container_root(name)),
             monitor_pid=observed.monitor_pid,
             finished_at=observed.finished_at,
-            error=observed.error,
+            error=_unfinished_swap(paths, name) or observed.error,
             restart=str(record.restart),
             restart_max=record.restart_max,
             env=list(record.env),
@@ -125,6 +126,15 @@ def summarize(
             stats=cgroups.stats(record.cgroups) if observed.state in ACTIVE else None,
         )
     return summary
+
+
+def _unfinished_swap(paths: Paths, name: str) -> str:
+    """An upgrade's journal (container.upgrade): the record may not match the root until it is done."""
+    if not (paths.container_state(name) / "swap.json").exists():
+        return ""
+    if locks.is_held(paths.locks / f"container-{name}.lock"):
+        return "an upgrade or rollback is in progress"
+    return "an upgrade or rollback was interrupted: the next prodng command undoes it"
 
 
 def _disk(paths: Paths, name: str) -> dict[str, int | None] | None:
