@@ -40,6 +40,7 @@ class Settings:
     subnet: str = "10.89.0.0/16"
     dhcp_timeout: float = 10.0  # seconds a dhcp container waits for its first lease
     lease_time: str = "1h"
+    nat: bool = False  # every container on the bridge reaches beyond it, masqueraded (else only with --nat)
     recipes: tuple[str, ...] = ()  # more recipe folders, searched before the shipped ones
     # Default limits of every container (and install job); flags on run/create change one container's.
     pids: int = 2048  # systemd's DefaultTasksMax is 15% of pid_max; a fork bomb stops here
@@ -115,6 +116,12 @@ def _lease(text: str) -> str:
     return text
 
 
+def _flag(text: str) -> bool:
+    if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise InvalidRequest(f"bad flag {text!r}", hint="true or false")
+    return text.lower() in ("1", "true", "yes", "on")
+
+
 def _folders(text: str) -> tuple[str, ...]:
     return tuple(p for p in text.split(":") if p)
 
@@ -125,6 +132,7 @@ TABLE = (
     Setting("subnet", _subnet, keeper=True),
     Setting("dhcp_timeout", _seconds, keeper=True),
     Setting("lease_time", _lease, keeper=True),
+    Setting("nat", _flag, unparse=lambda v: "true" if v else "false", keeper=True),
     Setting("recipes", _folders, unparse=lambda v: ":".join(v)),  # type: ignore[arg-type]
     Setting("pids", _count),
     Setting("memory", _size),

@@ -126,6 +126,13 @@ RUN_PARAMS = (
         flags=("-p", "--publish"),
         default=[],
     ),
+    Param(
+        "nat",
+        "reach beyond the bridge, masqueraded as the host (dhcp and static; setting nat=true: every container)",
+        kind=Kind.BOOL,
+        flags=("--nat",),
+        default=False,
+    ),
 )
 FORCE = Param("force", "even if in use / running", kind=Kind.BOOL, flags=("-f", "--force"), default=False)
 LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "limits", "command")

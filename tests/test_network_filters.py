@@ -341,9 +341,59 @@ def test_lan_reaches_only_published_ports(net: Prodng, names: list[str], lan: st
 
 
 def test_containers_reach_the_lan_only_with_nat(net: Prodng, names: list[str], lan: str) -> None:
-    names += ["inner", "other"]
+    names += ["inner", "other", "outer"]
     net("bookworm", "dhcp", "--name", "inner", "--exec", "sleep 100000")
     net("bookworm", "dhcp", "--name", "other", "--exec", server("other"))
+    net("bookworm", "dhcp", "--name", "outer", "--nat", "--exec", "sleep 100000")
     with listening(f"--net=/run/netns/{LANNS}", LAN_PEER, 8080, "tcp"):
-        assert fetch_inside(net, "inner", LAN_PEER, 8080) == ""
+        assert fetch_inside(net, "inner", LAN_PEER, 8080) == ""  # NAT off: nothing beyond the bridge
+        assert fetch_inside(net, "outer", LAN_PEER, 8080) == f"hello from the lan, you are {LAN_HOST}"  # masqueraded
     assert fetch_inside(net, "inner", str(wired(net, "other")["ip"])) == "hello from other"
+    assert fetch_inside(net, "outer", str(wired(net, "other")["ip"])) == "hello from other"
+    assert from_lan(str(wired(net, "outer")["ip"]), 22) == "TimeoutError"  # NAT is outbound only
+    assert wired(net, "outer")["outbound"] == "nat" and wired(net, "inner")["outbound"] == "bridge"
+    outer = str(wired(net, "outer")["ip"])
+    net("rm", "-f", "outer")
+    assert outer not in in_host("nft", "list", "set", "ip", "prodng0", "nat").stdout
+
+
+def test_nat_for_the_whole_bridge_by_setting(net: Prodng, names: list[str], lan: str) -> None:
+    names.append("everyone")
+    net.env["PRODNG_NAT"] = "true"
+    try:
+        net("bookworm", "dhcp", "--name", "everyone", "--exec", "sleep 100000")
+    finally:
+        del net.env["PRODNG_NAT"]
+    with listening(f"--net=/run/netns/{LANNS}", LAN_PEER, 8080, "tcp"):
+        assert fetch_inside(net, "everyone", LAN_PEER, 8080) == f"hello from the lan, you are {LAN_HOST}"
+    bad = net("bookworm", "none", "--nat", "--exec", "sleep 1", check=False)
+    assert bad.returncode != 0 and "--nat needs a dhcp or static network" in bad.stderr
+
+
+def test_info_and_table_show_mac_address_and_filters(net: Prodng, names: list[str]) -> None:
+    names.append("shown")
+    net("bookworm", "static:10.89.200.31/16", "--name", "shown", "--exec", "sleep 100000")
+    interface = wired(net, "shown")
+    assert interface["ip"] == "10.89.200.31" and str(interface["mac"]).startswith("02:")
+    assert interface["filters"] == "mac,arp,ipv4,dhcp-server,ipv6" and interface["outbound"] == "bridge"
+    rows = net.json("query", "SELECT name, ip, mac, filters, outbound FROM prodng_containers WHERE name = 'shown'")
+    assert rows == [
+        {
+            "name": "shown",
+            "ip": "10.89.200.31",
+            "mac": interface["mac"],
+            "filters": interface["filters"],
+            "outbound": "bridge",
+        }
+    ], rows
+    # ... and the rules are there: the port's chain names its MAC and address.
+    chain = in_host("nft", "list", "chain", "bridge", "prodng0", f"port-{interface['veth']}").stdout
+    assert "ip saddr 10.89.200.31 accept" in chain and f"ether saddr != {interface['mac']} drop" in chain
+
+
+def test_dnsmasq_listens_on_the_bridge_address_alone(net: Prodng, names: list[str]) -> None:
+    names.append("any")
+    net("bookworm", "dhcp", "--name", "any", "--exec", "sleep 100000")
+    sockets = in_host("ss", "-Hlnup").stdout.splitlines()
+    dns = sorted(line.split()[3] for line in sockets if "dnsmasq" in line and ":67 " not in line)
+    assert dns == [f"{GATEWAY}:53"], sockets

@@ -112,6 +112,7 @@ class ContainerRecord:
     run_dirs: tuple[str, ...] = ()  # RuntimeDirectory=, made in /run for uid:gid before the service starts
     explicit_exec: bool = False  # --exec given: an upgrade keeps it instead of reading the new unit
     forwards: tuple[Forward, ...] = ()  # -p HOSTPORT:CONTAINERPORT/PROTO, for dhcp and static networks
+    nat: bool = False  # --nat: reaches beyond the bridge, masqueraded as the host (dhcp and static)
     unit_env: tuple[str, ...] = ()  # Environment= of the payload's unit; `env` (the user's -e) overrides it
     pending_start: str = ""  # "PID STARTTIME" of a `run` between create and start (a dead one is swept)
 

@@ -91,13 +91,15 @@ def with_defaults(limits: Limits, settings: Settings) -> Limits:
 
 
 def check_network(
-    settings: Settings, name: str, mode: str, forwards: list[str]
+    settings: Settings, name: str, mode: str, forwards: list[str], nat: bool = False
 ) -> tuple[modes.Mode, tuple[modes.Forward, ...]]:
-    """The network mode and port forwards, parsed and checked."""
+    """The network mode, port forwards and NAT, parsed and checked."""
     parsed = modes.parse_mode(mode)
     published = modes.parse_forwards(forwards)
     if published and not parsed.wired:
         raise InvalidRequest(f"-p needs a dhcp or static network, not {mode!r}")
+    if nat and not parsed.wired:
+        raise InvalidRequest(f"--nat needs a dhcp or static network, not {mode!r}")
     modes.check_name(name, parsed)
     if parsed.address:
         modes.check_static(parsed, modes.bridge(settings))

@@ -55,6 +55,7 @@ def _record(
     workdir: str,
     net: str | None,
     publish: list[str],
+    nat: bool,
 ) -> tuple[ContainerRecord, list[deb.Payload]]:
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
@@ -69,7 +70,8 @@ def _record(
     payloads = [deb.inspect(f, limits.disk) for f in payload_files]  # all validated before anything is touched
     deb.check_unpacked_size(payloads, limits.disk)
     name = state.check_name(name) if name is not None else validation.generate_name(ctx.paths, template)
-    network, forwards = validation.check_network(ctx.paths.settings, name, net or positional_net or "none", publish)
+    mode = net or positional_net or "none"
+    network, forwards = validation.check_network(ctx.paths.settings, name, mode, publish, nat)
     record = ContainerRecord(
         name=name,
         template=template,
@@ -81,6 +83,7 @@ def _record(
         restart_max=restart_max,
         network=network,
         forwards=forwards,
+        nat=nat,
         workdir=workdir,
         payloads=tuple(p.path for p in payloads),
         explicit_exec=bool(exec),

@@ -54,6 +54,12 @@ def _live(paths: Paths, wanted: set[str] | None) -> Iterator[tuple[state.Contain
             yield record, seen.pid
 
 
+def _wired_columns(paths: Paths, name: str, running: bool) -> Row:
+    """Address, MAC and the bridge's filters holding the container (dhcp and static, while it runs)."""
+    wired = wiring.read(paths, name) if running else {}
+    return {key: str(wired.get(key, "")) for key in ("ip", "mac", "filters", "outbound")}
+
+
 def containers(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     for record, seen in _containers(paths, wanted):
         yield {
@@ -62,7 +68,7 @@ def containers(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
             "template": record.template,
             "payloads": ",".join(record.payloads),
             "pid": seen.pid,
-            "ip": str(wiring.read(paths, record.name).get("ip", "")) if seen.pid else "",
+            **_wired_columns(paths, record.name, bool(seen.pid)),
             "network": str(record.network),
             "command": " ".join(record.argv),
             "created": int(record.created),
@@ -249,6 +255,9 @@ TABLES: tuple[Table, ...] = (
             ("payloads", "TEXT"),
             ("pid", "INTEGER"),
             ("ip", "TEXT"),
+            ("mac", "TEXT"),
+            ("filters", "TEXT"),  # the bridge's per-port filters holding it: mac,arp,ipv4,dhcp-server,ipv6
+            ("outbound", "TEXT"),  # nat: beyond the bridge, masqueraded; bridge: containers and published ports only
             ("network", "TEXT"),
             ("command", "TEXT"),
             ("created", "BIGINT"),

@@ -51,8 +51,8 @@ def ensure(directory: Path, net: Bridge) -> int:
         [
             binary(),
             "--conf-file=/dev/null",
-            f"--interface={net.name}",
-            "--except-interface=lo",
+            # The bridge's address alone, not any other the bridge or the host has (issue 14).
+            f"--listen-address={net.gateway}",
             "--bind-interfaces",
             f"--dhcp-range={first},{last},{net.network.netmask},{net.lease_time}",
             f"--dhcp-leasefile={directory / 'leases'}",

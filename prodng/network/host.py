@@ -34,7 +34,7 @@ from prodng.errors import Conflict
 from prodng.network import dnsmasq
 from prodng.network.claims import not_claimed_by_others, release_claims
 from prodng.network.modes import Bridge, Forward, bridge
-from prodng.network.nft import host_tables, remove_forwards, run_nft, unguard_port
+from prodng.network.nft import disallow_out, host_tables, remove_forwards, run_nft, unguard_port
 from prodng.network.wiring import (
     keeper_owner,
     keeper_server,
@@ -113,6 +113,8 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...], owner: str 
                 if err.code != errno.ENODEV:
                     raise
     remove_forwards(net, not_claimed_by_others(paths, name, forwards))
+    if wired.get("outbound") == "nat" and wired.get("ip"):
+        disallow_out(net, str(wired["ip"]))
     unguard_port(net, veth_name(paths, name), owner or keeper_owner(wired))
     directory = runtime_dir(paths)
     mac = str(wired.get("mac") or mac_address(paths, name))

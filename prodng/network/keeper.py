@@ -46,6 +46,7 @@ class Keeper:
         self.container_ns, self.lifeline = container_ns, lifeline
         record = state.load(paths, name)
         self.mode, self.forwards = record.network, record.forwards
+        self.nat = record.nat or paths.settings.nat  # per container, or for the whole bridge
         self.net = modes.bridge(paths.settings)
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -159,8 +160,12 @@ class Keeper:
         changed = address != self.address
         if changed and self.address:
             nft.remove_forwards(self.net, self.forwards)
+            if self.nat:
+                nft.disallow_out(self.net, self.address)
         if changed:
             self.guard(address)  # the port may now speak from this address, and from no other
+            if self.nat:
+                nft.allow_out(self.net, address)
             dnsmasq.publish_name(wiring.runtime_dir(self.paths), self.name, address)
             nft.add_forwards(self.net, address, self.forwards)
             self.log(
@@ -178,6 +183,8 @@ class Keeper:
                 "gateway": gateway,
                 "dns": f"{self.name}.{modes.DOMAIN}",
                 "lease_expires": expires,
+                "filters": ",".join(nft.FILTERS),
+                "outbound": "nat" if self.nat else "bridge",
             },
         )
 

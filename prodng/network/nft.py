@@ -136,6 +136,18 @@ def unguard_port(net: Bridge, veth: str, owner: str | None = None) -> None:
     run_nft(f"delete chain bridge {net.name} port-{veth}\n", check=False)
 
 
+FILTERS = ("mac", "arp", "ipv4", "dhcp-server", "ipv6")  # what port_rules hold a container to, once it has an address
+
+
+def allow_out(net: Bridge, address: str) -> None:
+    """NAT on for this address: out beyond the bridge, masqueraded as the host."""
+    run_nft(f"add element ip {net.name} nat {{ {address} }}\n")
+
+
+def disallow_out(net: Bridge, address: str) -> None:
+    run_nft(f"delete element ip {net.name} nat {{ {address} }}\n", check=False)
+
+
 def add_forwards(net: Bridge, address: str, forwards: tuple[Forward, ...]) -> None:
     if forwards:
         items = ", ".join(f"{f.proto} . {f.host_port} : {address} . {f.container_port}" for f in forwards)

@@ -107,4 +107,6 @@ def describe(paths: Paths, name: str) -> dict[str, object]:
     wired = read(paths, name)
     if not wired:
         return {}
-    return {k: wired[k] for k in ("ip", "prefixlen", "gateway", "mac", "veth", "dns") if k in wired}
+    return {
+        k: wired[k] for k in ("ip", "prefixlen", "gateway", "mac", "veth", "dns", "filters", "outbound") if k in wired
+    }
