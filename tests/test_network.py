@@ -361,9 +361,10 @@ def test_lease_is_renewed(net: Prodng, names: list[str]) -> None:
     mac = str(wired(net, "renewer")["mac"])
 
     def expiry() -> int:
-        return next(int(line.split()[0]) for line in leases().splitlines() if mac in line)
+        # dnsmasq rewrites its lease file in place: a read may catch it empty (0 then).
+        return next((int(line.split()[0]) for line in leases().splitlines() if mac in line), 0)
 
-    first = expiry()
+    first = net.wait_for(expiry, 5, "the lease in dnsmasq's file")
     time.sleep(1.1)
     os.kill(_keeper_pid(net, "renewer"), signal.SIGUSR1)  # what T1 does, now
     net.wait_for(lambda: expiry() > first, 10, "the renewed lease")
