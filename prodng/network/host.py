@@ -72,6 +72,20 @@ def sysctl(key: str, value: str) -> None:
     Path("/proc/sys/net", *key.split(".")).write_text(value)
 
 
+def _ensure_tables(paths: Paths, net: Bridge) -> None:
+    """Both tables as this prodng writes them: rewritten whole (one transaction) when missing or
+    written by other code (an upgrade's rules apply at once), else left alone (one cheap listing)."""
+    script = host_tables(net)
+    stamp = runtime_dir(paths) / "nft.rules"
+    tables = run.run([run.require("nft", "nftables"), "list", "tables"]).stdout.splitlines()
+    present = {f"table ip {net.name}", f"table bridge {net.name}"} <= set(tables)
+    if present and stamp.exists() and stamp.read_text() == script:
+        return
+    run_nft(script)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(script)
+
+
 def ensure_host_side(paths: Paths, net: Bridge) -> None:
     """The bridge, its firewall table and dnsmasq, made on first use and reused after."""
     with locked(paths):
@@ -92,7 +106,7 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
                 )
         # Forwards to 127.0.0.1 leave through the bridge; the input chain keeps the bridge off the host.
         sysctl(f"ipv4.conf.{net.name}.route_localnet", "1")
-        run_nft(host_tables(net))  # rewritten whole: an upgraded prodng's rules apply at once
+        _ensure_tables(paths, net)
         dnsmasq.ensure(runtime_dir(paths), net)
         _ensure_keeper_server(paths)
 
