@@ -117,8 +117,9 @@ def start_locked(paths: Paths, name: str) -> Observation:
     if record.limits.disk:  # again at every start: an upgrade or rollback swaps the root subvolume
         quota.apply(paths.pool, paths.container_root(name), record.limits.disk)
     created = cgroups.create(paths.cgroup_leaf(name), record.limits)
-    record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True, pending_start="")
-    # Saved before anything runs: a start killed now reads as exited, its cgroups on record.
+    record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
+    # Saved before anything runs: a start killed now reads as exited, its cgroups on record
+    # (and a run's pending_start stays until the monitor answered: the sweep discards a killed one).
     state.save(paths, record)
     config = directory / "config"
     state.write_atomic(config, config_bytes(paths, record), durable=False)  # rewritten every start
@@ -131,6 +132,9 @@ def start_locked(paths: Paths, name: str) -> Observation:
             claims.release_claims(paths, name)  # taken above, before any keeper
         state.save(paths, replace(record, cgroups=(), started=False))
         raise
+    if record.pending_start:  # the run's container is made: from now on it is an ordinary one
+        record = replace(record, pending_start="")
+        state.save(paths, record)
     events.emit(paths, "started", name)
     faults.point("start.spawned")
     return observe(paths, record)

@@ -43,16 +43,32 @@ def recover_locked(paths: Paths, name: str) -> None:
         log.info("container %s: undoing an upgrade that did not finish", name)
         upgrade.recover_swap(paths, name)
     record = state.load(paths, name)
-    if record.pending_start and not record.started and not _alive(record.pending_start):
-        log.info("container %s: discarding a run killed before its start", name)
-        lifecycle.discard(paths, name)
-        events.emit(paths, "removed", name, error="run killed before start")
-        return
+    if record.pending_start and not _alive(record.pending_start):
+        if _discard_killed_run(paths, record):
+            return
     for suffix in STAGING:
         if os.path.lexists(paths.containers / f".{name}{suffix}"):
             from prodng.storage import btrfs
 
             btrfs.delete_subvolume(paths.containers / f".{name}{suffix}")
+
+
+def _discard_killed_run(paths: Paths, record: ContainerRecord) -> bool:
+    """A `run` killed before its start finished: all or nothing, so nothing (True), unless its
+    service did start, which makes it an ordinary container (False)."""
+    from prodng.container import lifecycle
+    from prodng.container.observe import ACTIVE, observe
+    from prodng.network import claims
+
+    if record.started and observe(paths, record).state in ACTIVE:
+        state.save(paths, replace(record, pending_start=""))
+        return False
+    log.info("container %s: discarding a run killed before its start", record.name)
+    lifecycle.release_network(paths, record)
+    claims.release_claims(paths, record.name)
+    lifecycle.discard(paths, record.name)
+    events.emit(paths, "removed", record.name, error="run killed before start")
+    return True
 
 
 def _alive(identity: str) -> bool:
@@ -113,9 +129,11 @@ def _sweep_one(paths: Paths, name: str, restart: bool) -> bool:
     record = state.load(paths, name)
     if dead_monitor(paths, record):
         bury(paths, record)
-    elif record.started and record.cgroups and record.boot_id != state.boot_id():
-        release_network(paths, record)  # what a previous boot's run left (a reboot keeps files, not processes)
-        state.save(paths, replace(record, cgroups=()))
+    elif record.started and record.cgroups and observe(paths, record).state not in ACTIVE:
+        # What a killed start or stop, or a previous boot, left: cgroups and network of nothing running.
+        release_network(paths, record)
+        record = replace(record, cgroups=())
+        state.save(paths, record)
     if not (restart and restartable(record) and record.started):
         return False
     observed = observe(paths, record)
