@@ -24,6 +24,57 @@ static int add(const char **list, int *count, int max, const char *key, const ch
     return 0;
 }
 
+static long number(const char *val)
+{
+    return strtol(val, NULL, 10);
+}
+
+/* Keys of the service plan: "unit" opens one, "u_*" fill the last one opened. */
+static int set_unit(struct pn_config *c, const char *key, char *val, struct pn_error *e)
+{
+    if (!strcmp(key, "tmpfile"))
+        return add(c->tmpfiles, &c->ntmpfiles, PN_MAX_TMPFILES, key, val, e);
+    if (!strcmp(key, "unit")) {
+        if (!c->units && !(c->units = calloc(PN_MAX_UNITS, sizeof *c->units)))
+            return pn_sys(e, "calloc");
+        if (c->nunits >= PN_MAX_UNITS)
+            return pn_fail(e, PN_ERR_INVALID, 0, "more than %d units", PN_MAX_UNITS);
+        struct pn_unit *u = &c->units[c->nunits++];
+        *u = (struct pn_unit){.name = val, .type = "simple", .workdir = "/", .pidfile = "", .killmode = "control-group",
+                              .restart = "no", .skip = "", .killsig = 15, .sigkill = 1, .start_timeout_ms = 90000,
+                              .stop_timeout_ms = 90000, .restart_ms = 100};
+        return 0;
+    }
+    if (c->nunits == 0)
+        return pn_fail(e, PN_ERR_SYSTEM, 0, "%s before any unit", key);
+    struct pn_unit *u = &c->units[c->nunits - 1];
+    if (!strcmp(key, "u_type")) u->type = val;
+    else if (!strcmp(key, "u_workdir")) u->workdir = val;
+    else if (!strcmp(key, "u_pidfile")) u->pidfile = val;
+    else if (!strcmp(key, "u_killmode")) u->killmode = val;
+    else if (!strcmp(key, "u_restart")) u->restart = val;
+    else if (!strcmp(key, "u_skip")) u->skip = val;
+    else if (!strcmp(key, "u_uid")) u->uid = number(val);
+    else if (!strcmp(key, "u_gid")) u->gid = number(val);
+    else if (!strcmp(key, "u_killsig")) u->killsig = number(val);
+    else if (!strcmp(key, "u_sigkill")) u->sigkill = number(val);
+    else if (!strcmp(key, "u_remain")) u->remain = number(val);
+    else if (!strcmp(key, "u_ambient")) u->ambient = strtoull(val, NULL, 10);
+    else if (!strcmp(key, "u_start_timeout")) u->start_timeout_ms = number(val);
+    else if (!strcmp(key, "u_stop_timeout")) u->stop_timeout_ms = number(val);
+    else if (!strcmp(key, "u_restart_ms")) u->restart_ms = number(val);
+    else if (!strcmp(key, "u_group")) {
+        if (u->ngroups >= PN_MAX_GROUPS)
+            return pn_fail(e, PN_ERR_INVALID, 0, "unit %s: too many groups", u->name);
+        u->groups[u->ngroups++] = number(val);
+    }
+    else if (!strcmp(key, "u_cmd")) return add(u->cmds, &u->ncmds, PN_MAX_UNIT_CMDS, key, val, e);
+    else if (!strcmp(key, "u_env")) return add((const char **)u->env, &u->nenv, PN_MAX_UNIT_ENV, key, val, e);
+    else if (!strcmp(key, "u_dir")) return add(u->dirs, &u->ndirs, PN_MAX_LIST, key, val, e);
+    else return 1;
+    return 0;
+}
+
 /* 0 when set, 1 for a key prodng does not write, -1 with e filled when a list is full. */
 static int set(struct pn_config *c, const char *key, char *val, struct pn_error *e)
 {
@@ -51,6 +102,8 @@ static int set(struct pn_config *c, const char *key, char *val, struct pn_error 
     else if (!strcmp(key, "bind")) return add(c->binds, &c->nbinds, PN_MAX_LIST, key, val, e);
     else if (!strcmp(key, "rundir")) return add(c->rundirs, &c->nrundirs, PN_MAX_LIST, key, val, e);
     else if (!strcmp(key, "keeper")) return add(c->keeper, &c->nkeeper, PN_MAX_LIST, key, val, e);
+    else if (!strcmp(key, "hosts")) c->hosts = val;
+    else if (!strcmp(key, "unit") || !strcmp(key, "tmpfile") || !strncmp(key, "u_", 2)) return set_unit(c, key, val, e);
     else return 1;
     return 0;
 }
@@ -72,7 +125,7 @@ static int parse(struct pn_config *c, char *buf, size_t len, const char *path, s
         if (rc < 0)
             return -1;
     }
-    if (!c->name || !c->rootfs || c->argc == 0)
+    if (!c->name || !c->rootfs || (c->argc == 0 && c->nunits == 0))
         return pn_fail(e, PN_ERR_SYSTEM, 0, "config %s: name, rootfs and arg are required", path);
     return 0;
 }
@@ -92,6 +145,7 @@ int load_config(const char *path, struct pn_config *c, struct pn_error *e)
     if (got != st.st_size)
         return pn_fail(e, PN_ERR_SYSTEM, 0, "read %s: short read", path);
     if (parse(c, buf, got, path, e) < 0) {
+        free(c->units);
         defaults(c); /* nothing points into the freed buffer */
         return -1;
     }
@@ -104,4 +158,6 @@ void free_config(struct pn_config *c)
 {
     free(c->buf);
     c->buf = NULL;
+    free(c->units);
+    c->units = NULL;
 }

@@ -10,6 +10,7 @@
 
 #include "rootfs.h"
 #include "sandbox.h"
+#include "services.h"
 
 static int setup_container(const struct pn_config *c, struct pn_error *e)
 {
@@ -56,7 +57,7 @@ static void __attribute__((noreturn)) reap_and_forward(const struct pn_config *c
     }
 }
 
-void container_init(const struct pn_config *c, int syncfd)
+void container_init(const struct pn_config *c, int syncfd, int statusfd)
 {
     struct pn_error e;
     sigset_t all;
@@ -66,6 +67,9 @@ void container_init(const struct pn_config *c, int syncfd)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (setup_container(c, &e) < 0)
         pn_child_fail(syncfd, &e);
+    if (c->nunits > 0)
+        run_services(c, syncfd, statusfd);
+    close(statusfd);
     pid_t service = fork();
     if (service < 0) {
         pn_sys(&e, "fork");

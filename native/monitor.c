@@ -26,7 +26,9 @@
 
 struct monitor {
     const struct pn_config *c;
-    int logfd, restarts, exit_code;
+    int logfd, restarts, exit_code, unitfd;
+    char units[65536]; /* the service manager's last, partial report */
+    size_t unitlen;
     long logsize;
     pid_t init_pid, keeper_pid;
     unsigned long long init_start;
@@ -171,12 +173,43 @@ static void check_limits(struct monitor *m)
     }
 }
 
+/*
+ * The service manager reports every unit after each change as "boot=..." lines ending in ".";
+ * each whole report replaces STATUS.units (prodng reads it: container/services.py).
+ */
+static void read_units(struct monitor *m)
+{
+    ssize_t got = TEMP_FAILURE_RETRY(read(m->unitfd, m->units + m->unitlen, sizeof m->units - m->unitlen - 1));
+    if (got <= 0) {
+        close(m->unitfd);
+        m->unitfd = -1;
+        return;
+    }
+    m->unitlen += got;
+    m->units[m->unitlen] = 0;
+    char *end;
+    while ((end = strstr(m->units, "\n.\n"))) {
+        size_t len = end + 3 - m->units;
+        char path[4200], tmp[4300];
+        snprintf(path, sizeof path, "%s.units", m->c->status);
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        cleanup_fd int fd = m->c->status ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+        if (fd >= 0 && write(fd, m->units, len) == (ssize_t)len)
+            rename(tmp, path);
+        memmove(m->units, m->units + len, m->unitlen - len + 1);
+        m->unitlen -= len;
+    }
+    if (m->unitlen >= sizeof m->units - 1)
+        m->unitlen = 0; /* a report larger than the buffer: drop it, the next one is whole again */
+}
+
 /* Start once: returns the init's pid with *outfd its output pipe, or -1 with m->error set. */
 static pid_t start_container(struct monitor *m, int *outfd)
 {
     cleanup_pipe int out[2] = {-1, -1};
     cleanup_pipe int sync[2] = {-1, -1};
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0)
+    cleanup_pipe int units[2] = {-1, -1};
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0 || pipe2(units, O_CLOEXEC) < 0)
         return pn_sys(&m->error, "pipe");
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
     if (!strcmp(m->c->net, "none"))
@@ -188,12 +221,14 @@ static pid_t start_container(struct monitor *m, int *outfd)
             pn_fail(&m->error, PN_ERR_SYSTEM, 0, "stdio setup failed");
             pn_child_fail(sync[1], &m->error);
         }
-        container_init(m->c, sync[1]);
+        close(units[0]);
+        container_init(m->c, sync[1], units[1]);
     }
     if (pid < 0)
         return pn_sys(&m->error, "clone");
     pn_close_now(&out[1]);
     pn_close_now(&sync[1]);
+    pn_close_now(&units[1]);
     /* EOF on the sync pipe means the service's exec succeeded; an error is what failed first. */
     if (pn_read_child_error(sync[0], &m->error) < 0) {
         waitpid(pid, NULL, 0);
@@ -201,6 +236,8 @@ static pid_t start_container(struct monitor *m, int *outfd)
     }
     m->error = (struct pn_error){0};
     *outfd = pn_steal_fd(&out[0]);
+    m->unitfd = pn_steal_fd(&units[0]);
+    m->unitlen = 0;
     return pid;
 }
 
@@ -212,12 +249,14 @@ static int supervise(struct monitor *m, int sfd, int outfd, int *stopping)
     char buf[65536];
     m->oom_kills = m->c->oom_watch ? read_counter(m->c->oom_watch, NULL, "oom_kill") : -1;
     while (!(reaped && eof)) {
-        struct pollfd fds[2] = {{sfd, POLLIN, 0}, {outfd, POLLIN, 0}};
-        int ready = poll(fds, eof ? 1 : 2, watching ? 1000 : -1);
+        struct pollfd fds[3] = {{sfd, POLLIN, 0}, {eof ? -1 : outfd, POLLIN, 0}, {m->unitfd, POLLIN, 0}};
+        int ready = poll(fds, 3, watching ? 1000 : -1);
         if (watching)
             check_limits(m);
         if (ready <= 0)
             continue;
+        if (fds[2].revents)
+            read_units(m);
         if (!eof && fds[1].revents) {
             ssize_t got = TEMP_FAILURE_RETRY(read(outfd, buf, sizeof buf));
             if (got > 0)
@@ -339,6 +378,8 @@ static int run_until_done(struct monitor *m, int sfd, int ready_fd)
             }
             m->exit_code = supervise(m, sfd, outfd, &stopping);
             close(outfd);
+            while (m->unitfd >= 0) /* the manager's last report, before its end */
+                read_units(m);
         }
         m->finished_at = now();
         m->init_pid = 0;
@@ -359,7 +400,7 @@ static int run_until_done(struct monitor *m, int sfd, int ready_fd)
 int pn_monitor_main(const char *config_path, int ready_fd)
 {
     struct pn_config c;
-    struct monitor m = {.c = &c, .logfd = -1, .state = "starting"};
+    struct monitor m = {.c = &c, .logfd = -1, .unitfd = -1, .state = "starting"};
     if (load_config(config_path, &c, &m.error) < 0) {
         pn_error_report(ready_fd, &m.error);
         return 1;

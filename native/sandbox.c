@@ -104,18 +104,30 @@ int drop_privileges(const struct pn_config *c, int keep_caps, struct pn_error *e
         if (!(keep_caps && in_caps(c, cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
             return pn_sys(e, "drop capability %d", cap);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    if (c->gid && (setgroups(0, NULL) < 0 || setresgid(c->gid, c->gid, c->gid) < 0))
+    if ((c->gid || c->ngroups) && (setgroups(c->ngroups, (const gid_t *)c->groups) < 0 ||
+                                   setresgid(c->gid, c->gid, c->gid) < 0))
         return pn_sys(e, "setgid %d", c->gid);
+    if (c->ambient && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) /* AmbientCapabilities= survive setuid */
+        return pn_sys(e, "keepcaps");
     if (c->uid && setresuid(c->uid, c->uid, c->uid) < 0)
         return pn_sys(e, "setuid %d", c->uid);
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2] = {{0}};
-    for (int i = 0; keep_caps && c->uid == 0 && i < c->ncaps; i++) {
-        data[c->caps[i] / 32].effective |= 1U << (c->caps[i] % 32);
-        data[c->caps[i] / 32].permitted |= 1U << (c->caps[i] % 32);
+    for (int i = 0; keep_caps && i < c->ncaps; i++) {
+        int cap = c->caps[i];
+        if (c->uid != 0 && !(c->ambient & (1ULL << cap)))
+            continue;
+        data[cap / 32].effective |= 1U << (cap % 32);
+        data[cap / 32].permitted |= 1U << (cap % 32);
+        if (c->ambient & (1ULL << cap))
+            data[cap / 32].inheritable |= 1U << (cap % 32);
     }
     if (syscall(SYS_capset, &hdr, data) < 0)
         return pn_sys(e, "capset");
+    for (int i = 0; keep_caps && i < c->ncaps; i++)
+        if ((c->ambient & (1ULL << c->caps[i])) &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c->caps[i], 0, 0) < 0)
+            return pn_sys(e, "ambient capability %d", c->caps[i]);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return pn_sys(e, "no_new_privs");
     return load_seccomp(e);

@@ -42,6 +42,13 @@ class SystemFailure(ProdngError):
     http_status = 503
 
 
+class ServiceFailed(ProdngError):
+    """A unit of the container died or failed to start (its last log lines are in the message)."""
+
+    exit_code = 6
+    http_status = 502
+
+
 # The kinds prodng's C core reports before its message ("KIND MESSAGE"; native/util.h, enum pn_error_kind).
 _NATIVE_KINDS: dict[str, type[ProdngError]] = {
     "system": SystemFailure,  # the host could not do it

@@ -133,9 +133,23 @@ RUN_PARAMS = (
         flags=("--nat",),
         default=False,
     ),
+    Param(
+        "unit",
+        "start this unit of the payloads (repeatable; default: what systemd starts at boot)",
+        kind=Kind.LIST,
+        flags=("--unit",),
+        default=[],
+    ),
+    Param(
+        "no_recommends",
+        "install the payloads without their Recommends",
+        kind=Kind.BOOL,
+        flags=("--no-recommends",),
+        default=False,
+    ),
 )
 FORCE = Param("force", "even if in use / running", kind=Kind.BOOL, flags=("-f", "--force"), default=False)
-LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "limits", "command")
+LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "units", "limits", "command")
 
 VERBS: tuple[Verb, ...] = (
     Verb(
@@ -186,6 +200,21 @@ VERBS: tuple[Verb, ...] = (
         "POST",
         "prodng.handlers.control:stop",
         (NAME, Param("timeout", "seconds before KILL", kind=Kind.FLOAT, flags=("-t", "--timeout"), default=10.0)),
+    ),
+    Verb(
+        "restart",
+        "stop (as stop does), then start again and wait for every unit",
+        "POST",
+        "prodng.handlers.control:restart",
+        (NAME, Param("timeout", "seconds before KILL", kind=Kind.FLOAT, flags=("-t", "--timeout"), default=10.0)),
+        needs_pool=True,
+    ),
+    Verb(
+        "reload",
+        "reload every unit: its ExecReload=, or SIGHUP to its main process",
+        "POST",
+        "prodng.handlers.control:reload",
+        (NAME,),
     ),
     Verb(
         "kill",

@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from prodng.config import Paths
-from prodng.container import cgroups, observe, state
+from prodng.container import cgroups, observe, services, state
 from prodng.storage import quota
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -53,6 +53,12 @@ class ContainerCollector(Collector):
             "disk": GaugeMetricFamily("prodng_container_disk_bytes", "bytes written to the root", labels=["name"]),
             "disk_limit": GaugeMetricFamily("prodng_container_disk_limit_bytes", "the root's quota", labels=["name"]),
             "restarts": GaugeMetricFamily("prodng_container_restarts", "restarts by the monitor", labels=["name"]),
+            "unit": GaugeMetricFamily(
+                "prodng_service_up", "1 when the unit runs (or exited with RemainAfterExit)", labels=["name", "unit"]
+            ),
+            "unit_restarts": GaugeMetricFamily(
+                "prodng_service_restarts", "restarts of the unit by the init (Restart=)", labels=["name", "unit"]
+            ),
             "rx": GaugeMetricFamily("prodng_container_network_receive_bytes", "bytes received", labels=["name"]),
             "tx": GaugeMetricFamily("prodng_container_network_transmit_bytes", "bytes sent", labels=["name"]),
         }
@@ -65,6 +71,10 @@ class ContainerCollector(Collector):
             for s in STATES:
                 families["state"].add_metric([name, s], 1.0 if s == seen.state else 0.0)
             families["restarts"].add_metric([name], seen.restarts)
+            for unit in services.read_units(self.paths, name)[1]:
+                labels = [name, str(unit["name"])]
+                families["unit"].add_metric(labels, 1.0 if unit["state"] in ("running", "exited") else 0.0)
+                families["unit_restarts"].add_metric(labels, float(str(unit["restarts"])))
             if disk := quota.usage(self.paths.pool, self.paths.container_root(name)):
                 families["disk"].add_metric([name], disk.used)
                 if disk.limit:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from prodng import faults, pidfd, polling, run
 from prodng.config import Paths
-from prodng.container import cgroups, events, state
+from prodng.container import cgroups, events, services, state
 from prodng.container.monitor import SHIM, config_bytes
 from prodng.container.observe import ACTIVE, ContainerState, Observation, observe
 from prodng.container.state import ContainerRecord
@@ -113,16 +113,19 @@ def start_locked(paths: Paths, name: str) -> Observation:
             claims.release_claims(paths, name)
             raise
     directory = paths.container_state(name)
+    plan = services.compile_for(paths, record) if services.uses_plan(record) else None
     (directory / "status").unlink(missing_ok=True)
     if record.limits.disk:  # again at every start: an upgrade or rollback swaps the root subvolume
         quota.apply(paths.pool, paths.container_root(name), record.limits.disk)
+    (directory / "status.units").unlink(missing_ok=True)
     created = cgroups.create(paths.cgroup_leaf(name), record.limits)
     record = replace(record, cgroups=created, boot_id=state.boot_id(), started=True)
     # Saved before anything runs: a start killed now reads as exited, its cgroups on record
     # (and a run's pending_start stays until the monitor answered: the sweep discards a killed one).
     state.save(paths, record)
     config = directory / "config"
-    state.write_atomic(config, config_bytes(paths, record), durable=False)  # rewritten every start
+    pairs = services.plan_pairs(plan, record) if plan else None
+    state.write_atomic(config, config_bytes(paths, record, plan=pairs), durable=False)  # rewritten every start
     try:
         spawn_monitor(config)
     except BaseException:
@@ -137,7 +140,22 @@ def start_locked(paths: Paths, name: str) -> Observation:
         state.save(paths, record)
     events.emit(paths, "started", name)
     faults.point("start.spawned")
+    if plan:
+        _await_units(paths, record, plan)
     return observe(paths, record)
+
+
+def _await_units(paths: Paths, record: ContainerRecord, plan: services.Plan) -> None:
+    """Truth at start: every unit up, or the container stopped and the failure raised."""
+
+    def init_alive() -> bool:
+        return observe(paths, record).state in ACTIVE
+
+    try:
+        services.wait_started(paths, record, plan, init_alive)
+    except BaseException:
+        halt(paths, record, signal.SIGTERM, 5.0)
+        raise
 
 
 def start_network_daemons(paths: Paths, net: modes.Bridge) -> None:
@@ -211,6 +229,13 @@ def stop(paths: Paths, name: str, timeout: float = 10.0) -> Observation:
         halt(paths, record, signal.SIGTERM, timeout)
         release_network(paths, record)  # what a killed keeper could not undo: forwards, name, lease, claims
         return observe(paths, record)
+
+
+def restart(paths: Paths, name: str, timeout: float = 10.0) -> Observation:
+    with state.locked(paths, name):
+        record = state.load(paths, name)
+        halt(paths, record, signal.SIGTERM, timeout)
+        return start_locked(paths, name)
 
 
 def halt(paths: Paths, record: ContainerRecord, sig: int, timeout: float) -> None:

@@ -51,6 +51,7 @@ def config_bytes(
     rootfs: Path | None = None,
     directory: Path | None = None,
     caps: tuple[int, ...] = tuple(DEFAULT_CAPS.values()),
+    plan: list[tuple[str, str]] | None = None,
 ) -> bytes:
     directory = directory or paths.container_state(record.name)
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", "container": "prodng", "HOSTNAME": record.name}
@@ -83,6 +84,7 @@ def config_bytes(
         pairs += [("bind", f"ro\x1f{wiring.resolv_conf_path(paths, record.name)}\x1f/etc/resolv.conf")]
         pairs += [("keeper", a) for a in wiring.keeper_argv(paths, record.name)]
         pairs += [("keeper_server", str(wiring.keeper_server(paths)))]
+    pairs += plan or []
     for key, value in pairs:
         if "\0" in value:
             raise InvalidRequest(f"{key} must not contain NUL")

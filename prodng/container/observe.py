@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 from prodng import locks
 from prodng.config import Paths
-from prodng.container import cgroups, state
+from prodng.container import cgroups, services, state
 from prodng.container.state import ContainerRecord, Limits
 from prodng.errors import NotFound
 from prodng.network import wiring
@@ -91,6 +91,7 @@ def summarize(
 ) -> dict[str, object]:
     name = record.name
     wired = wiring.describe(paths, name) if observed.state in ACTIVE else {}
+    _boot, units = services.read_units(paths, name)
     summary: dict[str, object] = {
         "name": name,
         "state": str(observed.state),
@@ -98,7 +99,8 @@ def summarize(
         "pid": observed.pid,
         "network": str(record.network),
         "ip": wired.get("ip", ""),
-        "command": " ".join(record.argv),
+        "command": " ".join(record.argv) or " ".join(str(u["name"]) for u in units),
+        "units": services.count(units),
         "created": record.created,
         "started_at": observed.started_at,
         "restarts": observed.restarts,
@@ -122,6 +124,8 @@ def summarize(
             hermetic=record.network.kind != "host",
             cgroups=list(record.cgroups),
             forwards=[str(f) for f in record.forwards],
+            services=units,
+            picked_units=list(record.units),
             interface=wired or None,
             stats=cgroups.stats(record.cgroups) if observed.state in ACTIVE else None,
         )

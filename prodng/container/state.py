@@ -115,6 +115,8 @@ class ContainerRecord:
     nat: bool = False  # --nat: reaches beyond the bridge, masqueraded as the host (dhcp and static)
     unit_env: tuple[str, ...] = ()  # Environment= of the payload's unit; `env` (the user's -e) overrides it
     pending_start: str = ""  # "PID STARTTIME" of a `run` between create and start (a dead one is swept)
+    units: tuple[str, ...] = ()  # --unit: the units to start; none: what systemd would start at boot
+    recommends: bool = True  # payloads installed with their Recommends (not with --no-recommends)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -127,7 +129,7 @@ class ContainerRecord:
         data = {k: v for k, v in data.items() if k in known}
         data["binds"] = tuple(Bind(**b) for b in data.get("binds", ()))
         data["limits"] = Limits(**data.get("limits", {}))
-        for key in ("argv", "env", "payloads", "cgroups", "run_dirs", "unit_env"):
+        for key in ("argv", "env", "payloads", "cgroups", "run_dirs", "unit_env", "units"):
             data[key] = tuple(data.get(key, ()))
         data["restart"] = Restart(data.get("restart", "no"))
         data["network"] = parse_mode(data.get("network", "none"))

@@ -101,7 +101,9 @@ def _swap(
         incoming = replace(incoming, name=name, cgroups=(), started=False, created=current.created)
         state.save(paths, replace(incoming, boot_id=state.boot_id()))
         faults.point("swap.records")
-        observed = start_locked(paths, name) if journal["was_active"] else observe(paths, state.load(paths, name))
+        # An exited container runs its new version too (it was started); only a created one stays so.
+        start = journal["was_active"] or current.started
+        observed = start_locked(paths, name) if start else observe(paths, state.load(paths, name))
         faults.point("swap.started")
     except BaseException:
         recover_swap(paths, name)

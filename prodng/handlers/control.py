@@ -24,6 +24,16 @@ def stop(ctx: Context, name: str, timeout: float) -> dict[str, object]:
     return observe.describe(ctx.paths, name)
 
 
+def restart(ctx: Context, name: str, timeout: float) -> dict[str, object]:
+    lifecycle.restart(ctx.paths, name, timeout)
+    return observe.describe(ctx.paths, name)
+
+
+def reload(ctx: Context, name: str) -> dict[str, object]:
+    lifecycle.kill(ctx.paths, name, signals.SIGHUP)  # the init runs each unit's ExecReload= or sends it HUP
+    return observe.describe(ctx.paths, name)
+
+
 def parse_signal(text: str) -> int:
     raw = text.upper().removeprefix("SIG")
     if raw.isdigit() and 0 < int(raw) < signals.NSIG:

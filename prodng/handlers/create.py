@@ -8,11 +8,11 @@ from pathlib import Path
 
 from prodng import faults
 from prodng.config import parse_size
-from prodng.container import lifecycle, observe, state, validation
+from prodng.container import lifecycle, observe, services, state, validation
 from prodng.container.state import ContainerRecord, Limits
 from prodng.container.upgrade import upgrade as upgrade_container
 from prodng.errors import InvalidRequest, NotFound
-from prodng.payload import deb, install
+from prodng.payload import deb, install, plan
 from prodng.storage import btrfs, recipes, templates
 from prodng.verbs import Context
 
@@ -56,6 +56,8 @@ def _record(
     net: str | None,
     publish: list[str],
     nat: bool,
+    unit: list[str],
+    no_recommends: bool,
 ) -> tuple[ContainerRecord, list[deb.Payload]]:
     """Check every argument of run/create; nothing is touched yet."""
     template, payload_files, positional_net = _split_run_args(args)
@@ -87,7 +89,11 @@ def _record(
         workdir=workdir,
         payloads=tuple(p.path for p in payloads),
         explicit_exec=bool(exec),
+        units=tuple(plan.unit_name(u) for u in unit),
+        recommends=not no_recommends,
     )
+    if record.units and (exec or not payloads):
+        raise InvalidRequest("--unit picks units of a .deb payload; it does not go with --exec")
     return record, payloads
 
 
@@ -97,24 +103,24 @@ def _with_payloads(
     """Install the payloads (or reuse the cached install) and fill in the service they ship."""
     if not payloads:
         return record, None
-    root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress, record.limits.disk)
+    root = install.installed_root(
+        ctx.paths, record.template, payloads, ctx.progress, record.limits.disk, record.recommends
+    )
     labels = tuple(f"{p.package}={p.version}" for p in payloads)
     if record.explicit_exec:
         return replace(record, payloads=labels), root
-    service = deb.find_service(root, payloads)
-    uid, gid = deb.lookup_ids(root, service.user, service.group)
-    workdir = record.workdir if record.workdir != "/" else service.workdir
-    return replace(
-        record,
-        payloads=labels,
-        argv=service.argv,
-        unit_env=service.env,
-        uid=uid,
-        gid=gid,
-        workdir=workdir,
-        forking=service.forking,
-        run_dirs=service.run_dirs,
-    ), root
+    exec_field = next((p.exec_field for p in payloads if p.exec_field), "")
+    if exec_field:  # X-Prodng-Exec: the package says what to run
+        return replace(record, payloads=labels, argv=tuple(shlex.split(exec_field)), units=()), root
+    record = replace(record, payloads=labels, argv=())
+    compiled = services.compile_for(ctx.paths, record, root)  # every unit checked before anything is created
+    if not compiled.services:
+        names = ", ".join(p.package for p in payloads)
+        raise InvalidRequest(
+            f"{names}: no service to run (no unit is enabled for multi-user.target)",
+            hint="pass --unit NAME or --exec CMD, or add an X-Prodng-Exec control field",
+        )
+    return record, root
 
 
 def _prepare(ctx: Context, arguments: dict[str, object], to_start: bool) -> ContainerRecord:
@@ -151,7 +157,15 @@ def upgrade(ctx: Context, name: str, payloads: list[str]) -> dict[str, object]:
 
     def stage(current: ContainerRecord, staged: Path) -> ContainerRecord:
         # The user's --exec and -e stay; the unit's command and environment come from the new payloads.
-        base = replace(current, argv=current.argv if current.explicit_exec else (), unit_env=())
+        base = replace(
+            current,
+            argv=current.argv if current.explicit_exec else (),
+            unit_env=(),
+            uid=0,
+            gid=0,
+            forking=False,
+            run_dirs=(),
+        )
         record, source = _with_payloads(ctx, base, checked)
         btrfs.snapshot(source or templates.require(ctx.paths, record.template), staged)
         return record

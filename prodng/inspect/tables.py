@@ -133,6 +133,15 @@ def deb_packages(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
             }
 
 
+def service_rows(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
+    """Every unit of each container's service plan, as its init last reported it."""
+    from prodng.container import services
+
+    for record, _ in _containers(paths, wanted):
+        for unit in services.read_units(paths, record.name)[1]:
+            yield {"container": record.name, **{k: v for k, v in unit.items() if k != "boot_failed"}}
+
+
 def mounts(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     for record, pid in _live(paths, wanted):
         try:
@@ -308,6 +317,22 @@ TABLES: tuple[Table, ...] = (
         ),
         deb_packages,
         "the dpkg database of each container's root",
+    ),
+    Table(
+        "prodng_services",
+        "container",
+        (
+            ("container", "TEXT"),
+            ("name", "TEXT"),
+            ("state", "TEXT"),
+            ("pid", "INTEGER"),
+            ("restarts", "INTEGER"),
+            ("exit_code", "INTEGER"),
+            ("since", "REAL"),
+            ("error", "TEXT"),
+        ),
+        service_rows,
+        "the units each container's init runs (systemd's view: state, main pid, restarts, error)",
     ),
     Table(
         "prodng_mounts",

@@ -15,12 +15,10 @@ import re
 import shlex
 import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from debian import debfile
 
 from prodng.errors import InvalidRequest
-from prodng.storage import inroot, rootdb
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 VERSION_RE = re.compile(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$")
@@ -173,20 +171,6 @@ def _unit_commands_error(data: tarfile.TarFile, member: tarfile.TarInfo) -> str 
     return None
 
 
-# ---- finding the service ----
-
-
-@dataclass(frozen=True)
-class Service:
-    argv: tuple[str, ...]
-    user: str = ""
-    group: str = ""
-    workdir: str = "/"
-    env: tuple[str, ...] = ()
-    forking: bool = False
-    run_dirs: tuple[str, ...] = ()
-
-
 def _unit_section(text: str, section: str) -> list[tuple[str, str]]:
     entries, current, pending = [], "", ""
     for raw in text.splitlines():
@@ -203,95 +187,3 @@ def _unit_section(text: str, section: str) -> list[tuple[str, str]]:
             key, value = line.split("=", 1)
             entries.append((key.strip(), value.strip()))
     return entries
-
-
-def _command(value: str) -> list[str]:
-    return shlex.split(value.lstrip("-@:+!"))
-
-
-def _read_env_file(root: Path, spec: str) -> list[str]:
-    optional = spec.startswith("-")
-    path = spec.lstrip("-")
-    try:
-        text = inroot.read_text(root, path)
-    except FileNotFoundError:
-        if optional:
-            return []
-        raise InvalidRequest(f"EnvironmentFile {path} is missing in the container") from None
-    except OSError as err:  # a FIFO, a device, a loop or a huge file: refused even when optional
-        raise InvalidRequest(f"EnvironmentFile {path}: {err.strerror} in the container") from None
-    pairs = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            pairs.append(f"{key.strip()}={value.strip().strip(chr(34)).strip(chr(39))}")
-    return pairs
-
-
-def service_from_unit(root: Path, unit: str) -> Service:
-    """Translate a systemd unit's [Service] into what prodng runs."""
-    try:
-        text = inroot.read_text(root, unit)
-    except OSError as err:
-        raise InvalidRequest(f"unit {unit}: {err.strerror} in the container") from None
-    entries = _unit_section(text, "Service")
-    values: dict[str, list[str]] = {}
-    for key, value in entries:
-        values.setdefault(key, []).append(value)
-    starts = [v for v in values.get("ExecStart", []) if v]
-    if not starts:
-        raise InvalidRequest(f"{unit} has no ExecStart")
-    kind = values.get("Type", ["simple"])[-1]
-    env: list[str] = []
-    for spec in values.get("Environment", []):
-        env += shlex.split(spec)
-    for spec in values.get("EnvironmentFile", []):
-        env += _read_env_file(root, spec)
-    pre = [_command(v) for v in values.get("ExecStartPre", []) if v]
-    main = _command(starts[-1])
-    if pre:  # run the preparations first, then become the service
-        script = " && ".join(shlex.join(p) for p in pre) + " && exec " + shlex.join(main)
-        main = ["/bin/sh", "-c", script]
-    run_dirs = tuple(d for spec in values.get("RuntimeDirectory", []) for d in spec.split())
-    if any(".." in d.split("/") or d.startswith("/") for d in run_dirs):
-        raise InvalidRequest(f"{unit}: RuntimeDirectory must be relative to /run")
-    return Service(
-        argv=tuple(main),
-        user=values.get("User", [""])[-1],
-        group=values.get("Group", [""])[-1],
-        workdir=values.get("WorkingDirectory", ["/"])[-1].lstrip("-") or "/",
-        env=tuple(env),
-        forking=kind == "forking",
-        run_dirs=run_dirs,
-    )
-
-
-def find_service(root: Path, payloads: list[Payload]) -> Service:
-    for payload in payloads:
-        if payload.exec_field:
-            return Service(argv=tuple(shlex.split(payload.exec_field)))
-    for payload in payloads:
-        for unit in payload.units:
-            return service_from_unit(root, unit)
-    names = ", ".join(p.package for p in payloads)
-    raise InvalidRequest(
-        f"{names}: no service to run",
-        hint="pass --exec CMD, add an X-Prodng-Exec control field, or ship a systemd unit",
-    )
-
-
-def lookup_ids(root: Path, user: str, group: str) -> tuple[int, int]:
-    """User= and Group= resolved in the container's own passwd and group files."""
-    uid = gid = 0
-    if user:
-        users = rootdb.accounts(root, "passwd")
-        if user not in users and not user.isdigit():
-            raise InvalidRequest(f"User={user} does not exist in the container")
-        uid, gid = users.get(user, (int(user) if user.isdigit() else 0, 0))
-    if group:
-        groups = rootdb.accounts(root, "group")
-        if group not in groups and not group.isdigit():
-            raise InvalidRequest(f"Group={group} does not exist in the container")
-        gid = groups[group][0] if group in groups else int(group)
-    return uid, gid

@@ -38,14 +38,16 @@ RESOLV_CONF = Bind("/etc/resolv.conf", "/etc/resolv.conf")
 # every .deb the payloads need into /var/cache/apt/archives (--download-only runs no maintainer script).
 # An update that cannot reach a mirror is no failure by itself: payloads without dependencies install
 # from what the root has, and a missing dependency fails the download with apt's own message.
-DOWNLOAD = f"apt-get update -qq; apt-get install -y -q --download-only --no-install-recommends {PAYLOAD_DIR}/*.deb"
+# Recommends come too (as apt installs them by default: unbound's root key is one) unless the caller
+# says --no-recommends; {flags} is where that goes.
+DOWNLOAD = "apt-get update -qq; apt-get install -y -q --download-only{flags} " + f"{PAYLOAD_DIR}/*.deb"
 # The second runs the package code (preinst, postinst, triggers) in a network namespace of its own with
 # nothing but loopback, from the cache. apt's binary caches are rebuilt first: the first apt's hold the
 # local payloads as fetched, under a relative name dpkg cannot install ("Pathname to install is not
 # absolute"). --no-download is left out for the same reason; there is no network to download from.
 INSTALL = (
     "rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin"
-    f" && apt-get install -y -q --no-install-recommends {PAYLOAD_DIR}/*.deb && apt-get clean"
+    " && apt-get install -y -q{flags} " + f"{PAYLOAD_DIR}/*.deb && apt-get clean"
 )
 LIMIT_ERRORS = ("Disk quota exceeded", "No space left on device", "Cannot allocate memory", "Resource temporarily")
 
@@ -54,9 +56,9 @@ def cache_dir(paths: Paths) -> Path:
     return paths.pool / "cache"
 
 
-def cache_key(paths: Paths, template: str, payloads: list[Payload]) -> str:
+def cache_key(paths: Paths, template: str, payloads: list[Payload], recommends: bool = True) -> str:
     built = json.loads(inroot.read_text(paths.template_root(template), templates.METADATA))["built"]
-    material = json.dumps([template, built, sorted(p.sha256 for p in payloads)])
+    material = json.dumps([template, built, sorted(p.sha256 for p in payloads)] + ([] if recommends else ["norec"]))
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
@@ -151,14 +153,20 @@ def prune(paths: Paths, template: str | None = None) -> list[str]:
 
 
 def installed_root(
-    paths: Paths, template: str, payloads: list[Payload], progress: Callable[[str], None], disk: int | None = None
+    paths: Paths,
+    template: str,
+    payloads: list[Payload],
+    progress: Callable[[str], None],
+    disk: int | None = None,
+    recommends: bool = True,
 ) -> Path:
     """A read-only root with the payloads installed: from the cache, or built now.
 
     The install job runs under the host's default limits (pids, memory, tmpfs), and its snapshot
     under the container's disk quota (disk), so apt and maintainer scripts cannot take the host either."""
     template_root = templates.require(paths, template)
-    key = cache_key(paths, template, payloads)
+    key = cache_key(paths, template, payloads, recommends)
+    flags = "" if recommends else " --no-install-recommends"
     cached = cache_dir(paths) / key
     cache_dir(paths).mkdir(exist_ok=True)
     names = ", ".join(p.package for p in payloads)
@@ -186,10 +194,19 @@ def installed_root(
             base = ContainerRecord(name=f"install-{key[:8]}", template=template, argv=(), env=APT_ENV, limits=limits)
             sources = (Bind(str(staging), PAYLOAD_DIR), *_host_sources(paths, template))
             download = replace(
-                base, argv=("/bin/sh", "-c", DOWNLOAD), network=Mode("host"), binds=(*sources, RESOLV_CONF)
+                base,
+                argv=("/bin/sh", "-c", DOWNLOAD.format(flags=flags)),
+                network=Mode("host"),
+                binds=(*sources, RESOLV_CONF),
             )
             _run_phase(paths, download, work, jobs.with_name(f"{key}-download"), names)
-            _run_phase(paths, replace(base, argv=("/bin/sh", "-c", INSTALL), binds=sources), work, jobs, names)
+            _run_phase(
+                paths,
+                replace(base, argv=("/bin/sh", "-c", INSTALL.format(flags=flags)), binds=sources),
+                work,
+                jobs,
+                names,
+            )
             _clean_up_after_install(work, names)
             meta = {"template": template, "payloads": [f"{p.package}={p.version}" for p in payloads]}
             inroot.write_text(work, MARKER, json.dumps(meta), 0o644)
