@@ -294,7 +294,11 @@ def _unenabled(files: RootFiles, store: units.UnitStore, payloads: tuple[str, ..
     enabled = {u.name for u in units.boot_units(store)}
     if any(n in enabled for n in names):
         return []
-    return [u for u in (store.load(n) for n in dict.fromkeys(names)) if not u.masked and u.path]
+    found = [store.load(n) for n in dict.fromkeys(names)]
+    for unit in found:
+        if not unit.masked and not unit.path:  # read inside the root only: a link out of it leads nowhere
+            raise InvalidRequest(f"{unit.name} cannot be read in the container (a dangling link, or one out of it)")
+    return [u for u in found if not u.masked]
 
 
 def compile_plan(
