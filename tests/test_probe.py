@@ -103,9 +103,9 @@ def test_racer_catches_a_process_that_is_not_its_own(probe_binary: Path, tmp_pat
     (jail / "proc").mkdir(parents=True)
     shutil.copy(probe_binary, jail / "probe")
     script = (
-        f"mount -t proc proc {jail}/proc; chroot {jail} /probe racer 1.5 --marker S3CRET > {tmp_path}/out & "
+        f"mount -t proc proc {jail}/proc; chroot {jail} /probe racer 6 --marker S3CRET > {tmp_path}/out & "
         f"for i in $(seq 500); do grep -q ready {tmp_path}/out 2>/dev/null && break; sleep 0.01; done; "
-        f"for i in 1 2 3; do PROBE_SECRET=S3CRET {probe_binary} sleep 0.05; done; wait"
+        f"for i in 1 2 3 4 5 6 7 8; do PROBE_SECRET=S3CRET {probe_binary} sleep 0.3; done; wait"
     )
     subprocess.run(
         ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", script],
