@@ -3,6 +3,7 @@ and the probe template."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -92,6 +93,33 @@ def _teardown(root: Path) -> None:
     if os.path.ismount(pool):
         subprocess.run(["umount", "-l", str(pool)], check=False)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def own_netns(root: Path, name: str) -> Iterator[Prodng]:
+    """A network namespace of the test's own that plays the host for prodng run in it (through
+    nsenter: only the network namespace changes). On the way out prodng's host side in there (keeper
+    server, dnsmasq, bridge, its /run/prodng directory) is shut down by pid before the namespace goes:
+    a directory left behind would be found again when the kernel reuses the namespace's inode."""
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    prefix = ("nsenter", f"--net=/run/netns/{name}")
+    try:
+        subprocess.run([*prefix, "ip", "link", "set", "lo", "up"], check=True)
+        yield Prodng(root, prefix=prefix)
+    finally:
+        subprocess.run(
+            [
+                *prefix,
+                sys.executable,
+                "-c",
+                "from prodng.network import host, modes; from prodng.config import open_root; import sys;"
+                " paths = open_root(sys.argv[1]); host.shut_down(paths, modes.bridge(paths.settings))",
+                str(root),
+            ],
+            check=False,
+            timeout=60,
+        )
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from test_payload import _entry, built_deb, control, crafted_deb
 
 from prodng.container import cgroups
 
-from conftest import Prodng
+from conftest import Prodng, own_netns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -237,13 +237,8 @@ while True:
 @pytest.fixture
 def netns_prodng(prodng: Prodng) -> Iterator[Prodng]:
     """prodng driven from a network namespace of the test's own: its 127.0.0.1 stands for the host's."""
-    name = f"prodng-hf{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["nsenter", f"--net=/run/netns/{name}", "ip", "link", "set", "lo", "up"], check=True)
-        yield Prodng(prodng.root, prefix=("nsenter", f"--net=/run/netns/{name}"))
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    with own_netns(prodng.root, f"prodng-hf{os.getpid()}") as in_netns:
+        yield in_netns
 
 
 def test_maintainer_scripts_reach_no_network_and_make_no_devices(

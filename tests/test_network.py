@@ -7,6 +7,7 @@ nsenter (only the network namespace changes: the pool and cgroups stay the host'
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Prodng
+from conftest import Prodng, own_netns
 
 pytestmark = [pytest.mark.root]
 
@@ -76,11 +77,16 @@ def forwards() -> str:
     return in_host("nft", "list", "map", "ip", "prodng0", "forwards", check=False).stdout
 
 
+ROOTS: list[Path] = []  # the root the `net` fixture drives
+
+
 def runtime_dir() -> Path:
+    """prodng's /run directory for the test's root in the test's host namespace (named as
+    network.wiring names it: the root's hash, the namespace's inode)."""
     inode = os.stat(f"/run/netns/{HOSTNS}").st_ino
-    found = list(Path("/run/prodng").glob(f"*-{inode}"))
-    assert len(found) == 1, found
-    return found[0]
+    directory = Path("/run/prodng") / f"{hashlib.sha256(str(ROOTS[-1]).encode()).hexdigest()[:8]}-{inode}"
+    assert directory.is_dir(), directory
+    return directory
 
 
 def dnsmasq_pid() -> int:
@@ -93,23 +99,10 @@ def leases() -> str:
 
 @pytest.fixture(scope="module")
 def net(session_root: Path, template: str) -> Iterator[Prodng]:
-    subprocess.run(["ip", "netns", "add", HOSTNS], check=True)
-    in_host("ip", "link", "set", "lo", "up")
-    yield Prodng(session_root, prefix=("nsenter", f"--net=/run/netns/{HOSTNS}"))
-    # The dnsmasq and keeper server prodng started in there, by their pids; the bridge goes with the namespace.
-    subprocess.run(
-        [
-            "nsenter",
-            f"--net=/run/netns/{HOSTNS}",
-            sys.executable,
-            "-c",
-            "from prodng.network import host, modes; from prodng.config import open_root; import sys;"
-            " paths = open_root(sys.argv[1]); host.shut_down(paths, modes.bridge(paths.settings))",
-            str(session_root),
-        ],
-        check=False,
-    )
-    subprocess.run(["ip", "netns", "del", HOSTNS], check=False)
+    # The dnsmasq and keeper server prodng starts in there go by their pids; the bridge with the namespace.
+    with own_netns(session_root, HOSTNS) as prodng:
+        ROOTS.append(session_root)
+        yield prodng
 
 
 @pytest.fixture
