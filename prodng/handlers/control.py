@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal as signals
 
 from prodng.container import enter, lifecycle, observe, state, upgrade
-from prodng.errors import InvalidRequest
+from prodng.errors import InvalidRequest, NotFound
 from prodng.verbs import Context
 
 
@@ -60,8 +60,12 @@ def thaw(ctx: Context, name: str) -> dict[str, object]:
 
 
 def rm(ctx: Context, name: str, force: bool) -> dict[str, object]:
-    state.load(ctx.paths, name)
-    ctx.pool()  # after the check: rm of no such container mounts nothing
+    # A state directory without a record is what a killed create left: rm goes on to the lock,
+    # whose repair discards it (and then finds no such container); rm of a name never made
+    # mounts nothing.
+    if not ctx.paths.container_state(state.check_name(name)).is_dir():
+        raise NotFound(f"no such container: {name}")
+    ctx.pool()
     lifecycle.remove(ctx.paths, name, force=force)
     return {"name": name, "removed": True}
 
