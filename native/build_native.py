@@ -22,7 +22,7 @@ LIBS = ["seccomp"]
 # Python needs setns (the keeper's threads), openat2 and the device filter; exec is the prodng-exec helper's,
 # never a fork of Python.
 MODULE_SOURCES = ["util.c", "inroot.c", "devices.c", "module.c"]
-SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "inroot.c", "rootfs.c",
+SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "inroot.c", "idmap.c", "rootfs.c",
                 "init.c", "services.c", "pathops.c", "logsock.c", "keeper.c", "monitor.c", "selfexec.c", "shim_main.c"]
 EXEC_SOURCES = ["util.c", "config.c", "sandbox.c", "selfexec.c", "exec.c", "exec_main.c"]
 

@@ -1,6 +1,7 @@
 /* The container's root (see rootfs.h); runs in the init before the service starts. */
 #define _GNU_SOURCE
 #include "rootfs.h"
+#include "idmap.h"
 #include "inroot.h"
 
 #include <fcntl.h>
@@ -169,6 +170,22 @@ static int has_option(const char *options, size_t len, const char *word)
     return 0;
 }
 
+/* The value of the bind's option word "key=VALUE" (e.g. "owner=101:103"), copied into out; 0 if absent. */
+static int option_value(const char *options, size_t len, const char *key, char *out, size_t size)
+{
+    size_t n = strlen(key);
+    for (const char *p = options; p < options + len;) {
+        const char *end = memchr(p, ',', (size_t)(options + len - p));
+        size_t field = end ? (size_t)(end - p) : (size_t)(options + len - p);
+        if (field > n && !strncmp(p, key, n)) {
+            snprintf(out, size, "%.*s", (int)(field - n), p + n);
+            return 1;
+        }
+        p += field + 1;
+    }
+    return 0;
+}
+
 /* Create component name in the directory parent: a directory, or (the last, for a file bind) an empty file. */
 static int create_component(int parent, const char *name, int as_dir)
 {
@@ -228,9 +245,22 @@ int open_bind_target(int rootfd, const char *target, int is_dir, struct pn_error
  */
 static int attach_bind(const char *source, int target, const char *options, size_t len, struct pn_error *e)
 {
-    cleanup_fd int tree = open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    char owner[64];
+    unsigned uid, gid;
+    int owned = option_value(options, len, "owner=", owner, sizeof owner);
+    if (owned && sscanf(owner, "%u:%u", &uid, &gid) != 2)
+        return pn_fail(e, PN_ERR_INVALID, 0, "bind %s: bad owner %s", source, owner);
+    /* An owned bind changes what its owner's files are: its source is named exactly, no symlink on the way
+     * (one swapped in since the request was checked would aim the map at another tree). */
+    cleanup_fd int named = owned ? pn_openat2(AT_FDCWD, source, O_PATH, 0, 0x04ULL /* NO_SYMLINKS */) : -1;
+    if (owned && named < 0)
+        return pn_fail(e, PN_ERR_REFUSED, -named, "bind source %s (owner= takes no path through a symlink)", source);
+    cleanup_fd int tree = owned ? open_tree(named, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH)
+                                : open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (tree < 0)
         return pn_fail(e, PN_ERR_INVALID, errno, "bind source %s", source);
+    if (owned && idmap_tree(tree, source, uid, gid, e) < 0)
+        return -1;
     struct mount_attr attr = {0};
     if (has_option(options, len, "ro"))
         attr.attr_set |= MOUNT_ATTR_RDONLY;

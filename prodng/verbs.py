@@ -106,7 +106,8 @@ RUN_PARAMS = (
     Param("env", "environment variable KEY=VALUE (repeatable)", kind=Kind.LIST, flags=("-e", "--env"), default=[]),
     Param(
         "bind",
-        "bind HOST:CONTAINER[:ro|rw][,dev][,suid] (read-only, nosuid, nodev on every submount by default; repeatable)",
+        "bind HOST:CONTAINER[:ro|rw][,dev][,suid][,owner=USER] (read-only, nosuid, nodev on every submount "
+        "by default; owner=USER: the host owner's files are USER's inside; repeatable)",
         kind=Kind.LIST,
         flags=("--bind",),
         default=[],

@@ -85,6 +85,10 @@ def test_binds(tmp_path: Path) -> None:
         "{tmp}:/x:ro,rw",
         "{tmp}:/x:rw,exec",
         "{tmp}",
+        "{tmp}:/x:rw,owner=",
+        "{tmp}:/x:rw,owner=a,owner=b",
+        "{tmp}:/x:rw,owner=Not A User",
+        "{tmp}:/x:rw,owner=../root",
     ],
 )
 def test_bad_binds(spec: str, tmp_path: Path) -> None:

@@ -114,6 +114,7 @@ def start_locked(paths: Paths, name: str) -> Observation:
             raise
     directory = paths.container_state(name)
     plan = services.compile_for(paths, record) if services.uses_plan(record) else None
+    owners = services.bind_owners(paths, record)
     (directory / "status").unlink(missing_ok=True)
     if record.limits.disk:  # again at every start: an upgrade or rollback swaps the root subvolume
         quota.apply(paths.pool, paths.container_root(name), record.limits.disk)
@@ -125,7 +126,9 @@ def start_locked(paths: Paths, name: str) -> Observation:
     state.save(paths, record)
     config = directory / "config"
     pairs = services.plan_pairs(plan, record) if plan else None
-    state.write_atomic(config, config_bytes(paths, record, plan=pairs), durable=False)  # rewritten every start
+    state.write_atomic(
+        config, config_bytes(paths, record, plan=pairs, owners=owners), durable=False
+    )  # rewritten every start
     try:
         spawn_monitor(config)
     except BaseException:

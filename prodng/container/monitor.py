@@ -52,7 +52,9 @@ def config_bytes(
     directory: Path | None = None,
     caps: tuple[int, ...] = tuple(DEFAULT_CAPS.values()),
     plan: list[tuple[str, str]] | None = None,
+    owners: dict[str, tuple[int, int]] | None = None,
 ) -> bytes:
+    """owners: the uid and gid in the root of each bind's owner= user (services.bind_owners)."""
     directory = directory or paths.container_state(record.name)
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", "container": "prodng", "HOSTNAME": record.name}
     env.update(e.split("=", 1) for e in record.unit_env + record.env)  # type: ignore[misc]
@@ -77,7 +79,8 @@ def config_bytes(
     pairs += [("arg", a) for a in record.argv]
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
     pairs += [("cgroup", c) for c in record.cgroups]
-    pairs += [("bind", f"{b.options()}\x1f{b.source}\x1f{b.target}") for b in record.binds]
+    ids = owners or {}
+    pairs += [("bind", f"{b.options(ids.get(b.owner))}\x1f{b.source}\x1f{b.target}") for b in record.binds]
     pairs += [("cap", str(c)) for c in caps]
     pairs += [("rundir", d) for d in record.run_dirs]
     if record.network.wired and directory == paths.container_state(record.name):

@@ -118,7 +118,7 @@ def summarize(
             env=list(record.env),
             unit_env=list(record.unit_env),
             payloads=list(record.payloads),
-            binds=[f"{b.source}:{b.target}:{'ro' if b.read_only else 'rw'}" for b in record.binds],
+            binds=[b.spec() for b in record.binds],
             limits=asdict(record.limits),
             disk=_disk(paths, name),
             hermetic=record.network.kind != "host",

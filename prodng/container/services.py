@@ -13,8 +13,8 @@ from pathlib import Path
 from prodng.config import Paths
 from prodng.container.monitor import DEFAULT_CAPS
 from prodng.container.state import ContainerRecord
-from prodng.errors import ServiceFailed
-from prodng.payload.plan import Plan, ServicePlan, compile_plan
+from prodng.errors import InvalidRequest, ServiceFailed
+from prodng.payload.plan import Plan, ServicePlan, compile_plan, id_table
 
 __all__ = ["Plan", "compile_for", "plan_pairs", "read_units", "wait_started"]
 from prodng.payload.rootfiles import RootFiles
@@ -32,6 +32,25 @@ def compile_for(paths: Paths, record: ContainerRecord, root: Path | None = None)
     env = dict(e.split("=", 1) for e in record.env)
     names = tuple(label.split("=", 1)[0] for label in record.payloads)
     return compile_plan(files, record.name, record.units, env, frozenset(DEFAULT_CAPS), names)
+
+
+def bind_owners(paths: Paths, record: ContainerRecord, root: Path | None = None) -> dict[str, tuple[int, int]]:
+    """The uid and primary gid of each bind's owner= user, read from the root's /etc/passwd at every start
+    (an upgrade may have made the user, or given it another uid)."""
+    wanted = {b.owner for b in record.binds if b.owner}
+    if not wanted:
+        return {}
+    files = RootFiles(root or paths.container_root(record.name), tuple((b.source, b.target) for b in record.binds))
+    users = id_table(files, "passwd")
+    found = {}
+    for name in sorted(wanted):
+        if name in users:
+            found[name] = users[name]
+        elif name.isdigit():  # a uid: its user's group if it has a user, else the same number
+            found[name] = next((ids for ids in users.values() if ids[0] == int(name)), (int(name), int(name)))
+        else:
+            raise InvalidRequest(f"bind owner {name} is no user of the container {record.name}")
+    return found
 
 
 def hosts_file(name: str) -> str:

@@ -70,10 +70,17 @@ class Bind:
     read_only: bool = True
     dev: bool = False  # device nodes in the bound tree work (nodev otherwise)
     suid: bool = False  # setuid bits in the bound tree count (nosuid otherwise)
+    owner: str = ""  # a user of the container: the source's owner's files are its (an idmapped mount)
 
-    def options(self) -> str:
-        """The monitor's word for the bind's flags: "ro", "rw,dev", ..."""
-        return ",".join(["ro" if self.read_only else "rw"] + ["dev"] * self.dev + ["suid"] * self.suid)
+    def options(self, owner_ids: tuple[int, int] | None = None) -> str:
+        """The monitor's word for the bind's flags: "ro", "rw,dev", "rw,owner=101:103" (owner_ids: the
+        owner's uid and gid in the root, found at each start)."""
+        words = ["ro" if self.read_only else "rw"] + ["dev"] * self.dev + ["suid"] * self.suid
+        return ",".join(words + ([f"owner={owner_ids[0]}:{owner_ids[1]}"] if owner_ids else []))
+
+    def spec(self) -> str:
+        """As --bind takes it."""
+        return f"{self.source}:{self.target}:{self.options()}" + (f",owner={self.owner}" if self.owner else "")
 
 
 class Restart(enum.StrEnum):

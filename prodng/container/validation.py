@@ -24,17 +24,21 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 BIND_OPTIONS = ("ro", "rw", "dev", "suid")
+BIND_HINT = "HOST:CONTAINER[:ro|rw][,dev][,suid][,owner=USER]"
+USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10}")
 
 
 def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
     """HOST:CONTAINER[:OPTIONS]: read-only, nosuid and nodev on the whole bound tree unless OPTIONS
-    (comma-separated) say rw, suid or dev."""
+    (comma-separated) say rw, suid or dev; owner=USER idmaps the tree for a user of the container."""
     binds = []
     for spec in specs:
         parts = spec.split(":")
         options = parts.pop().split(",") if len(parts) == 3 else ["ro"]
-        if len(parts) != 2 or not set(options) <= set(BIND_OPTIONS) or {"ro", "rw"} <= set(options):
-            raise InvalidRequest(f"malformed --bind {spec!r}", hint="HOST:CONTAINER[:ro|rw][,dev][,suid]")
+        owners = [o.removeprefix("owner=") for o in options if o.startswith("owner=")]
+        flags = [o for o in options if not o.startswith("owner=")]
+        if len(parts) != 2 or not set(flags) <= set(BIND_OPTIONS) or {"ro", "rw"} <= set(flags) or len(owners) > 1:
+            raise InvalidRequest(f"malformed --bind {spec!r}", hint=BIND_HINT)
         source, target = parts
         if not os.path.isabs(source) or not os.path.exists(source):
             raise InvalidRequest(f"bind source {source!r} must be an existing absolute path")
@@ -43,8 +47,26 @@ def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
             raise InvalidRequest(f"bind target {target!r} must be an absolute path inside the container")
         if any(clean == r or clean.startswith(r + "/") for r in RESERVED_TARGETS):
             raise InvalidRequest(f"bind target {target!r} is managed by prodng")
-        binds.append(Bind(source, clean, "rw" not in options, dev="dev" in options, suid="suid" in options))
+        if owners:
+            _check_owned_source(source, owners[0])
+        bind = Bind(source, clean, "rw" not in flags, dev="dev" in flags, suid="suid" in flags)
+        binds.append(replace(bind, owner=owners[0]) if owners else bind)
     return tuple(binds)
+
+
+def _check_owned_source(source: str, owner: str) -> None:
+    """owner= maps the source's owner: the source must be named exactly (the init checks again when it
+    mounts it) and must not be root's (the service's files would be root's on the host)."""
+    if not USER_NAME.fullmatch(owner):
+        raise InvalidRequest(f"bind owner {owner!r} is not a user name or uid", hint=BIND_HINT)
+    real = os.path.realpath(source)
+    if real != posixpath.normpath(source):
+        raise InvalidRequest(f"bind source {source!r} goes through a symlink: owner= needs its real path {real!r}")
+    if os.stat(source).st_uid == 0:
+        raise InvalidRequest(
+            f"bind source {source!r} is owned by root: owner= gives the service its owner's files, never root's",
+            hint="chown it to any unprivileged user (who need not exist in the container)",
+        )
 
 
 def parse_env(specs: list[str]) -> tuple[str, ...]:
