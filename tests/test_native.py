@@ -19,7 +19,7 @@ from build_native import build_program  # type: ignore[import-not-found]  # noqa
 
 def test_config_parsing_bind_targets_and_error_kinds(tmp_path: Path) -> None:
     program = build_program(
-        tmp_path / "test_config", ["tests/test_config.c", "util.c", "config.c", "inroot.c", "rootfs.c"], []
+        tmp_path / "test_config", ["tests/test_config.c", "util.c", "config.c", "inroot.c", "idmap.c", "rootfs.c"], []
     )
     scratch = tmp_path / "scratch"
     scratch.mkdir()

@@ -16,7 +16,7 @@ from test_services import deb_of, debs, probe  # noqa: F401 (debs: the cached .d
 
 from conftest import Prodng
 
-pytestmark = [pytest.mark.root]
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 OWNER = 4321  # the host owner of SRC: no user of this host or of the template
 STRANGER = 4322  # another host user, whose files in SRC stay theirs
