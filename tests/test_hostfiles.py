@@ -343,3 +343,30 @@ def test_v2_device_program_alone_refuses_what_is_not_listed(prodng: Prodng) -> N
         ], (out.stdout, out.stderr)
     finally:
         path.rmdir()
+
+
+# ---- the plan compiler reads a root and its binds the container's way ----
+
+
+def test_links_planted_in_a_rw_bind_read_nothing_of_the_host_at_the_next_start(
+    prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    """The container plants `/data/link -> <host dir>` in its :rw bind; the next start compiles the
+    plan again, and the unit's EnvironmentFile=/data/link/... must resolve as the container sees it."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "x.env").write_text(SECRET + "\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    envs = "EnvironmentFile=-/data/link/x.env\nEnvironmentFile=-/data/up/x.env\n"
+    unit = f"[Service]\n{envs}ExecStart=/bin/sleep 100000\n"
+    deb = built_deb(tmp_path, "prodng-bindlink", "", {"lib/systemd/system/prodng-bindlink.service": unit})
+    prodng(template, deb, "none", "--name", container, "--bind", f"{data}:/data:rw")
+    prodng("exec", container, "--", "ln", "-s", str(secrets), "/data/link")
+    prodng("exec", container, "--", "ln", "-s", "../secrets", "/data/up")
+    assert (data / "link").is_symlink() and (data / "up").is_symlink()
+    prodng("restart", container)
+    environs = prodng("exec", container, "--", "sh", "-c", "cat /proc/[0-9]*/environ | tr '\\0' '\\n'").stdout
+    assert "PATH=" in environs and "host-secret" not in environs  # the unit's own environment
+    assert "host-secret" not in prodng("info", container, "--json").stdout
+    assert "host-secret" not in (prodng.root / "state" / container / "config").read_text(errors="replace")

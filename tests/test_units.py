@@ -273,3 +273,24 @@ def test_tmpfiles_lines(line: str, expected: tuple[object, ...] | None) -> None:
     users = {"redis": (101, 102)}
     op = tmpfiles.parse_line(line, users, {"redis": (102, 0)})
     assert (op and (op.kind, op.path, op.mode, op.uid, op.gid, op.argument)) == expected
+
+
+def test_links_in_a_bind_resolve_the_containers_way(tmp_path: Path) -> None:
+    """A :rw bind holds what the container planted: its links lead into the container's root, never the host's."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "x.env").write_text("WHERE=host\n")
+    files = plant(tmp_path / "root", {"secrets/x.env": "WHERE=root\n", "etc/x.env": "WHERE=root-etc\n"})
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "abs").symlink_to(secrets)  # the host's path, read inside the root: missing
+    (data / "up").symlink_to("../secrets")  # up from /data is the container's /
+    (data / "etc").symlink_to("/etc")
+    (data / "own.env").write_text("WHERE=bind\n")
+    bound = RootFiles(files.root, ((str(data), "/data"),))
+    assert bound.read_text("/data/abs/x.env") is None
+    assert bound.read_text("/data/up/x.env") == "WHERE=root\n"
+    assert bound.read_text("/data/etc/x.env") == "WHERE=root-etc\n"
+    assert bound.read_text("/data/own.env") == "WHERE=bind\n"
+    assert bound.readlink("/data/up") == "../secrets" and bound.readlink("/data") is None
+    assert bound.listdir("/data/up") == ["x.env"] and bound.is_dir("/data") and not bound.exists("/data/abs")

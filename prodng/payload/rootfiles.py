@@ -1,13 +1,15 @@
-"""Reading files of a container's root from the host, with every symlink resolved inside the root.
+"""Reading files of a container's root from the host, as the container will see them.
 
-A package's files are the package author's: /etc/default/foo may be a symlink to /etc/shadow,
-which read naively from the host would be the *host's* shadow. Every path here is walked one
-component at a time, symlinks re-rooted at the container's root (openat2's RESOLVE_IN_ROOT,
-done by hand), so nothing outside the root is ever read. Binds (HOST:CONTAINER) are honoured
-so a bound /etc/default file is what the service will see.
+A package's files are the package author's, and a running container rewrites its root and its :rw
+binds at will: /etc/default/foo may be a symlink to /etc/shadow, and a bound /data may hold
+`link -> /etc`, either of which read naively from the host is the *host's* file. A container path
+is walked here one component at a time, the way the container's kernel will walk it: a bind's
+target shows the bind's source, a symlink (in the root or in a bind) is re-rooted at the
+container's root, `..` stops at it. Every lookup, at every step, goes through prodng.storage.inroot
+under the tree the component lives in (the root, or a bind's source), so even a link swapped in
+between two steps resolves inside that tree and nothing else of the host is ever read.
 
-This is the one place the plan compiler reads a root through; the safe in-root path module of
-the host-files work can replace its body.
+This is the one place the plan compiler reads a root through.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from prodng.storage import inroot
+
 MAX_LINKS = 40
 MAX_READ = 1 << 20
+
+Located = tuple[Path, str]  # (the tree a container path lives in: the root or a bind's source, the path in it)
 
 
 @dataclass(frozen=True)
@@ -27,15 +33,28 @@ class RootFiles:
     root: Path
     binds: tuple[tuple[str, str], ...] = ()  # (host source, container target): the target shows the source
 
-    def _base(self, path: str) -> tuple[Path, str]:
-        """Which tree a container path lives in (a bind's source, or the root) and the rest of it."""
+    def _locate(self, path: str) -> Located:
+        """Which tree a container path lives in and the rest of it. A bind's source is resolved the
+        host's way, as the mount of it was (it is the operator's path); a file's source lives in its
+        directory."""
         for source, target in sorted(self.binds, key=lambda b: -len(b[1])):
             if path == target or path.startswith(target.rstrip("/") + "/"):
-                return Path(source), path[len(target) :]
+                real = os.path.realpath(source)
+                rest = path[len(target) :]
+                if os.path.isdir(real):
+                    return Path(real), rest
+                return Path(posixpath.dirname(real)), "/" + posixpath.basename(real) + rest
         return self.root, path
 
-    def resolve(self, path: str, follow_last: bool = True) -> Path | None:
-        """The host path of a container path, symlinks resolved inside the root; None if it leaves it
+    def _lstat(self, where: Located) -> os.stat_result | None:
+        base, rest = where
+        try:
+            return os.stat(base) if rest in ("", "/") else inroot.lstat(base, rest)
+        except OSError:
+            return None
+
+    def _walk(self, path: str, follow_last: bool = True) -> str | None:
+        """The container path with every symlink resolved the container's way; None if it goes
         through too many links."""
         parts = [p for p in posixpath.normpath("/" + path).split("/") if p]
         done: list[str] = []
@@ -46,76 +65,78 @@ class RootFiles:
                 if done:
                     done.pop()
                 continue
-            base, rest = self._base("/" + "/".join([*done, name]))
-            host = base / rest.lstrip("/") if rest else base
-            if (parts or follow_last) and host.is_symlink() and base == self.root:
+            where = self._locate("/" + "/".join([*done, name]))
+            st = self._lstat(where) if (parts or follow_last) else None
+            if st is not None and stat.S_ISLNK(st.st_mode):
                 links += 1
                 if links > MAX_LINKS:
                     return None
-                target = os.readlink(host)
+                try:
+                    target = inroot.readlink(*where)
+                except OSError:
+                    return None
                 if target.startswith("/"):
                     done = []
                 parts = [p for p in target.split("/") if p and p != "."] + parts
                 continue
             done.append(name)
-        base, rest = self._base("/" + "/".join(done))
-        return base / rest.lstrip("/") if rest else base
+        return "/" + "/".join(done)
+
+    def resolve(self, path: str, follow_last: bool = True) -> Located | None:
+        """Where a container path is (the tree and the path in it), symlinks resolved inside the root."""
+        walked = self._walk(path, follow_last)
+        return None if walked is None else self._locate(walked)
 
     def read_text(self, path: str) -> str | None:
-        host = self.resolve(path)
-        if host is None:
+        where = self.resolve(path)
+        if where is None:
             return None
         try:
-            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
+            return inroot.read_text(*where, limit=MAX_READ)
+        except OSError:  # missing, not a regular file, too large, or out of reach
             return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            return os.read(fd, MAX_READ).decode(errors="replace")
-        finally:
-            os.close(fd)
 
     def listdir(self, path: str) -> list[str]:
         """The entries of a directory, binds onto names in it included."""
-        host = self.resolve(path)
+        where = self.resolve(path)
         clean = posixpath.normpath("/" + path.lstrip("/"))
         bound = {posixpath.basename(t) for _, t in self.binds if posixpath.dirname(t) == clean}
         try:
-            found = set(os.listdir(host)) if host is not None and host.is_dir() else set()
+            found = set(inroot.listdir(*where)) if where is not None else set()
         except OSError:
             found = set()
         return sorted(found | bound)
 
     def readlink(self, path: str) -> str | None:
         """The link's target when path (its parent resolved) is a symlink, else None."""
-        parent = self.resolve(posixpath.dirname(path))
-        if parent is None:
+        parent = self._walk(posixpath.dirname(path))
+        name = posixpath.basename(path)
+        if parent is None or name in ("", ".", ".."):
+            return None
+        where = self._locate(posixpath.join(parent, name))
+        if where[1] in ("", "/"):  # a bind's target: a mount point, never a link
             return None
         try:
-            return os.readlink(parent / posixpath.basename(path))
+            return inroot.readlink(*where)
         except OSError:
             return None
 
     def exists(self, path: str) -> bool:
-        host = self.resolve(path)
-        return host is not None and os.path.lexists(host) and (not host.is_symlink())
+        where = self.resolve(path)
+        st = self._lstat(where) if where is not None else None
+        return st is not None and not stat.S_ISLNK(st.st_mode)
 
     def is_dir(self, path: str) -> bool:
-        host = self.resolve(path)
-        return host is not None and host.is_dir() and not host.is_symlink()
+        where = self.resolve(path)
+        st = self._lstat(where) if where is not None else None
+        return st is not None and stat.S_ISDIR(st.st_mode)
 
     def size(self, path: str) -> int:
-        host = self.resolve(path)
-        try:
-            return os.lstat(host).st_size if host is not None else 0
-        except OSError:
-            return 0
+        where = self.resolve(path)
+        st = self._lstat(where) if where is not None else None
+        return st.st_size if st is not None else 0
 
     def executable(self, path: str) -> bool:
-        host = self.resolve(path)
-        try:
-            st = os.lstat(host) if host is not None else None
-        except OSError:
-            return False
+        where = self.resolve(path)
+        st = self._lstat(where) if where is not None else None
         return st is not None and stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)

@@ -148,6 +148,12 @@ def is_file(root: Path, path: str) -> bool:
         return False
 
 
+def listdir(root: Path, path: str) -> list[str]:
+    """The names in a directory (its symlinks followed inside root)."""
+    with opened(root, path, os.O_RDONLY | os.O_DIRECTORY) as fd:
+        return os.listdir(fd)
+
+
 def lstat(root: Path, path: str) -> os.stat_result:
     with _parent(root, path) as (parent, name):
         return os.stat(name, dir_fd=parent, follow_symlinks=False)
