@@ -23,7 +23,7 @@ Version: $VERSION
 Architecture: $ARCH
 Maintainer: prodng <prodng@localhost>
 Depends: python3 (>= 3.11), python3 (<< 3.12), python3-venv, libbtrfsutil1, libseccomp2, libcap2,
- btrfs-progs, debootstrap, dnsmasq-base, nftables, iproute2, util-linux
+ btrfs-progs, debootstrap, dnsmasq-base, nftables, iproute2, util-linux, zstd
 Section: admin
 Priority: optional
 Description: hermetic services on Debian hosts, every operation an API call

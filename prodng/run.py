@@ -12,9 +12,11 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from prodng.errors import SystemFailure
 
@@ -134,6 +136,45 @@ def stream(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -
         proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+@contextmanager
+def piped(cmd: Sequence[str | Path], source: IO[bytes]) -> Iterator[IO[bytes]]:
+    """A filter's output as a stream (a decompressor): a thread writes source to its stdin while
+    the caller reads its stdout, as far as it likes; the filter is killed when the caller is done,
+    so nothing of it is ever held whole in memory."""
+    log.debug("+ %s", _describe(cmd))
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        env=_env(None),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    feeder = threading.Thread(target=_feed, args=(source, proc.stdin), daemon=True)
+    feeder.start()
+    try:
+        yield proc.stdout
+    finally:
+        proc.kill()  # a feeder blocked in write() gets EPIPE
+        proc.wait()
+        feeder.join()
+        proc.stdout.close()
+
+
+def _feed(source: IO[bytes], sink: IO[bytes]) -> None:
+    try:
+        while block := source.read(1 << 16):
+            sink.write(block)
+    except OSError:  # the filter is gone: the reader is done or will see its output end
+        pass
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
 
 
 def spawn_daemon(

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   debootstrap btrfs-progs libbtrfsutil-dev libcap-dev libseccomp-dev libffi-dev
   gcc libc6-dev make pkg-config python3-dev python3-venv util-linux iproute2 procps
-  dnsmasq-base nftables runc bubblewrap dpkg-dev ca-certificates curl openssl shellcheck
+  dnsmasq-base nftables runc bubblewrap dpkg-dev ca-certificates curl openssl shellcheck zstd
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -3,22 +3,18 @@ end hurts only itself. The host's defaults come from ROOT/settings.toml; the att
 
 from __future__ import annotations
 
-import io
 import json
-import lzma
 import os
 import re
 import shutil
-import struct
 import subprocess
-import tarfile
 import tempfile
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deb_bombs import bomb_deb
 from probe_helpers import chain, facts, make_probe_root, results
 
 from conftest import Prodng, _teardown
@@ -219,71 +215,13 @@ def test_no_escape_from_the_quota(limited: Prodng) -> None:
     assert filled["fill"] in ("EDQUOT", "ENOSPC") and int(filled["bytes"]) <= 64 * MiB
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n >> 7 else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        n |= (buf[i] & 0x7F) << shift
-        shift += 7
-        i += 1
-        if not buf[i - 1] & 0x80:
-            return n, i
-
-
-def _xz_blocks(pieces: list[tuple[bytes, int]]) -> bytes:
-    """One xz stream (the .xz format: header, blocks, index, footer) holding each piece's bytes
-    `times` times: each piece is compressed once and its block repeated, so 8 GiB of zeros take
-    a fraction of a second to make and about 1 MB to hold, and decompress as one ordinary stream."""
-    body, records, header = bytearray(), [], b""
-    for data, times in pieces:
-        xz = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=0)
-        index = xz[-12 - (struct.unpack("<I", xz[-8:-4])[0] + 1) * 4 : -12]
-        unpadded, at = _read_varint(index, 2)  # after the indicator and a record count of 1
-        size, _ = _read_varint(index, at)
-        header = xz[:12]
-        body += xz[12 : 12 + (unpadded + 3) // 4 * 4] * times
-        records += [(unpadded, size)] * times
-    xz_index = bytearray(b"\x00" + _varint(len(records)))
-    for unpadded, size in records:
-        xz_index += _varint(unpadded) + _varint(size)
-    xz_index += bytes(-len(xz_index) % 4)
-    xz_index += struct.pack("<I", zlib.crc32(xz_index))
-    footer = struct.pack("<I", len(xz_index) // 4 - 1) + header[6:8]
-    return header + bytes(body) + bytes(xz_index) + struct.pack("<I", zlib.crc32(footer)) + footer + b"YZ"
-
-
-def _xz_bomb_deb(directory: Path, gib: int) -> Path:
-    """A .deb whose data.tar.xz (about 1 MB) holds one member of GIB GiB of zeros: a valid
-    archive that dpkg-deb lists and would unpack in full."""
-    member = tarfile.TarInfo("./opt/bomb")
-    member.size = gib * 1024**3
-    tar_header = member.tobuf(format=tarfile.GNU_FORMAT)
-    data = _xz_blocks([(tar_header, 1), (bytes(64 * MiB), member.size // (64 * MiB)), (bytes(1024), 1)])
-    control = io.BytesIO()
-    with tarfile.open(fileobj=control, mode="w:xz") as tar:
-        text = b"Package: bomb\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: b\n"
-        info = tarfile.TarInfo("./control")
-        info.size = len(text)
-        tar.addfile(info, io.BytesIO(text))
-    parts = {"debian-binary": b"2.0\n", "control.tar.xz": control.getvalue(), "data.tar.xz": data}
-    for name, content in parts.items():
-        (directory / name).write_bytes(content)
-    deb = directory / "bomb_1.0_all.deb"
-    subprocess.run(["ar", "rc", str(deb), *(str(directory / n) for n in parts)], check=True)
-    return deb
-
-
-def test_a_payload_that_expands_past_the_disk_limit_is_refused_before_install(limited: Prodng, tmp_path: Path) -> None:
-    deb = _xz_bomb_deb(tmp_path, 8)
-    assert deb.stat().st_size < 4 * MiB
+@pytest.mark.parametrize("compression", ["xz", "zst", "gz"])
+def test_a_payload_that_expands_past_the_disk_limit_is_refused_before_install(
+    limited: Prodng, tmp_path: Path, compression: str
+) -> None:
+    """Whatever compresses data.tar (a zstd member was decompressed whole into the CLI's memory)."""
+    deb = bomb_deb(tmp_path, 8, compression)
+    assert deb.stat().st_size < 10 * MiB
     began = time.monotonic()
     refused = limited("run", "probe", str(deb), "--name", "bombed", "--disk", "1G", check=False)
     took = time.monotonic() - began

@@ -16,9 +16,10 @@ import shlex
 import tarfile
 from dataclasses import dataclass, field
 
-from debian import debfile
+from debian.deb822 import Deb822
 
 from prodng.errors import InvalidRequest
+from prodng.payload import debarchive
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 VERSION_RE = re.compile(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$")
@@ -32,6 +33,8 @@ ARCHES = {
     "riscv64": "riscv64",
 }
 UNIT_DIRS = ("lib/systemd/system/", "usr/lib/systemd/system/")
+CONTROL_FILE_MAX = 1024**2  # a control file is a few KB; Packages files list it whole
+CONTROL_MAX = 64 * 1024**2  # control.tar: the control file and the maintainer scripts
 
 
 @dataclass(frozen=True)
@@ -76,20 +79,17 @@ def _check_member(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def _members(data: tarfile.TarFile, label: str, disk_limit: int | None) -> tuple[list[tarfile.TarInfo], int]:
-    """data.tar's headers, summing the sizes as they come: a member that would take the sum past
-    the disk limit is refused at its header, before its (perhaps 8 GiB of) data is decompressed."""
-    members, total = [], 0
-    while (member := data.next()) is not None:
-        total += member.size
-        if disk_limit and total > disk_limit:
-            raise InvalidRequest(
-                f"{label}: unpacks to more than the container's disk limit of {disk_limit // 1024**2} MiB "
-                f"({total // 1024**2} MiB by /{member.name.removeprefix('./')})",
-                hint="a larger --disk, or a smaller payload",
-            )
-        members.append(member)
-    return members, total
+def _add_size(total: int, member: tarfile.TarInfo, label: str, disk_limit: int | None) -> int:
+    """The running sum of data.tar's sizes: a member that would take it past the disk limit is
+    refused at its header, before its (perhaps 8 GiB of) data is decompressed."""
+    total += member.size
+    if disk_limit and total > disk_limit:
+        raise InvalidRequest(
+            f"{label}: unpacks to more than the container's disk limit of {disk_limit // 1024**2} MiB "
+            f"({total // 1024**2} MiB by /{member.name.removeprefix('./')})",
+            hint="a larger --disk, or a smaller payload",
+        )
+    return total
 
 
 def check_unpacked_size(payloads: list[Payload], disk_limit: int | None) -> None:
@@ -104,19 +104,60 @@ def check_unpacked_size(payloads: list[Payload], disk_limit: int | None) -> None
 
 
 def inspect(path: str, disk_limit: int | None = None) -> Payload:
-    """Validate a .deb without unpacking it anywhere; every refusal names the file and the cause."""
+    """Validate a .deb without unpacking it anywhere, in one pass over it and in bounded memory
+    (debarchive); every refusal names the file and the cause."""
     label = os.path.basename(path)
     if not os.path.isfile(path):
         raise InvalidRequest(f"{label}: no such file")
     try:
-        deb = debfile.DebFile(path)
-        control = deb.debcontrol()
-        data = deb.data.tgz()
-        members, unpacked = _members(data, label, disk_limit)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise InvalidRequest(f"{label}: cannot open: {err.strerror}") from None
+    try:
+        control_part, data_part = debarchive.deb_parts(fd)
+        with debarchive.tar_stream(fd, control_part) as tar:
+            control = _control(tar, label)
+        package = _check_control(label, control)
+        with debarchive.tar_stream(fd, data_part) as tar:
+            units, unpacked = _walk_data(tar, label, package, disk_limit)
     except InvalidRequest:
         raise
     except Exception as err:  # a hostile archive can break the parser in any way: all mean "not a .deb"
         raise InvalidRequest(f"{label}: not a valid Debian binary package ({err or type(err).__name__})") from None
+    finally:
+        os.close(fd)
+    if why := _split_error(control.get("X-Prodng-Exec", "")):
+        raise InvalidRequest(f"{label} ({package}): X-Prodng-Exec: {why}")
+    return Payload(
+        path=os.path.abspath(path),
+        package=package,
+        version=control["Version"],
+        architecture=control["Architecture"],
+        sha256=_checksum(path),
+        exec_field=control.get("X-Prodng-Exec", "").strip(),
+        units=tuple(sorted(units)),
+        unpacked_size=unpacked,
+    )
+
+
+def _control(tar: tarfile.TarFile, label: str) -> Deb822:
+    """The control file of control.tar; the other members (maintainer scripts) are only skipped,
+    and all of them together may not unpack to more than CONTROL_MAX."""
+    total, found = 0, None
+    for member in debarchive.headers(tar):
+        total += member.size
+        if total > CONTROL_MAX:
+            raise InvalidRequest(f"{label}: control.tar unpacks to more than {CONTROL_MAX // 1024**2} MiB")
+        if posixpath.normpath(member.name) == "control" and member.isfile() and member.size <= CONTROL_FILE_MAX:
+            handle = tar.extractfile(member)
+            found = Deb822(handle.read().decode(errors="replace")) if handle else None
+    if found is None:
+        raise InvalidRequest(f"{label}: no control file of at most {CONTROL_FILE_MAX // 1024} KiB in control.tar")
+    return found
+
+
+def _check_control(label: str, control: Deb822) -> str:
+    """The package's name, once its Package, Version and Architecture fields are fit to use."""
     package, version = control.get("Package", ""), control.get("Version", "")
     architecture = control.get("Architecture", "")
     if not PACKAGE_RE.fullmatch(package):
@@ -127,27 +168,23 @@ def inspect(path: str, disk_limit: int | None = None) -> Payload:
         raise InvalidRequest(
             f"{label} ({package}): architecture {architecture} does not fit this {host_architecture()} host"
         )
-    units = []
-    for member in members:
+    return str(package)
+
+
+def _walk_data(tar: tarfile.TarFile, label: str, package: str, disk_limit: int | None) -> tuple[list[str], int]:
+    """Every member of data.tar checked as its header comes: its size against the disk limit, its
+    path and kind, and a unit's command lines; returns the units and the unpacked size."""
+    units, total = [], 0
+    for member in debarchive.headers(tar):
+        total = _add_size(total, member, label, disk_limit)
         if why := _check_member(member):
             raise InvalidRequest(f"{label} ({package}): {why}")
         name = posixpath.normpath(member.name.removeprefix("./"))
         if name.startswith(UNIT_DIRS) and name.endswith(".service") and "@" not in name and not member.isdir():
             units.append("/" + name)
-            if why := _unit_commands_error(data, member):
+            if why := _unit_commands_error(tar, member):
                 raise InvalidRequest(f"{label} ({package}): /{name}: {why}")
-    if why := _split_error(control.get("X-Prodng-Exec", "")):
-        raise InvalidRequest(f"{label} ({package}): X-Prodng-Exec: {why}")
-    return Payload(
-        path=os.path.abspath(path),
-        package=package,
-        version=version,
-        architecture=architecture,
-        sha256=_checksum(path),
-        exec_field=control.get("X-Prodng-Exec", "").strip(),
-        units=tuple(sorted(units)),
-        unpacked_size=unpacked,
-    )
+    return units, total
 
 
 def _split_error(command: str) -> str | None:
