@@ -267,25 +267,60 @@ def test_tmpfs_pages_are_charged_to_the_container(limited: Prodng) -> None:
     assert again["state"] == "running" and again["pid"] == info["pid"], "the init lives on"
 
 
+def _script_deb(directory: Path, package: str, postinst: str) -> Path:
+    root = directory / f"{package}-root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: a maintainer script\nX-Prodng-Exec: /bin/sleep 100000\n"
+    )
+    (root / "DEBIAN/postinst").write_text(f"#!/bin/sh\nset -e\n{postinst}\n")
+    (root / "DEBIAN/postinst").chmod(0o755)
+    deb = directory / f"{package}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
 def test_an_install_job_is_held_to_the_disk_quota(limited: Prodng, tmp_path: Path) -> None:
     """A maintainer script that writes without end stops at the container's quota, and the run says so
-    in one line; nothing of the failed install stays."""
+    in one line; nothing of the failed install stays. The container's --memory is the job's: under the
+    fixture's 64M default, apt plus 400 MB of dirty pages in a v1 memory cgroup was once OOM-killed."""
     import template_cache
 
     template_cache.ensure(limited, "bookworm")
-    root = tmp_path / "filler-root"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN/control").write_text(
-        "Package: prodng-filler\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
-        "Description: fills\nX-Prodng-Exec: /bin/sleep 100000\n"
+    deb = _script_deb(tmp_path, "prodng-filler", "head -c 400M /dev/zero > /var/tmp/filler")
+    failed = limited(
+        "bookworm", str(deb), "--name", "filled", "--disk", "150M", "--memory", "512M", check=False, timeout=600
     )
-    (root / "DEBIAN/postinst").write_text("#!/bin/sh\nset -e\nhead -c 400M /dev/zero > /var/tmp/filler\n")
-    (root / "DEBIAN/postinst").chmod(0o755)
-    deb = tmp_path / "prodng-filler.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
-    failed = limited("bookworm", str(deb), "--name", "filled", "--disk", "150M", check=False, timeout=600)
     error = failed.stderr.splitlines()[-1]  # after the progress line
     assert failed.returncode != 0 and error.startswith("prodng: error: prodng-filler: install failed: "), error
     assert "Disk quota exceeded" in error, failed.stderr
     assert "filled" not in limited("ls").stdout
     assert not list((limited.root / "pool" / "cache").glob("*"))
+
+
+def test_an_install_job_runs_under_the_containers_own_limits(limited: Prodng, tmp_path: Path) -> None:
+    """--pids 20, below the host's default of 40: a postinst that keeps 30 processes alive is stopped at
+    the container's limit (the job ran under the host's defaults, where the 30 fitted)."""
+    import template_cache
+
+    template_cache.ensure(limited, "bookworm")
+    deb = _script_deb(tmp_path, "prodng-forker", "for i in $(seq 30); do sleep 30 & done\nwait")
+    failed = limited(
+        "bookworm",
+        str(deb),
+        "--name",
+        "forked",
+        "--pids",
+        "20",
+        "--memory",
+        "512M",
+        "--disk",
+        "400M",
+        check=False,
+        timeout=600,
+    )
+    error = failed.stderr.splitlines()[-1]
+    assert failed.returncode == 2 and error.startswith("prodng: error: prodng-forker: install failed: "), error
+    assert "Cannot fork" in error or "Resource temporarily unavailable" in error, failed.stderr
+    assert "forked" not in limited("ls").stdout

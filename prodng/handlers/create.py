@@ -104,7 +104,7 @@ def _with_payloads(
     if not payloads:
         return record, None
     root = install.installed_root(
-        ctx.paths, record.template, payloads, ctx.progress, record.limits.disk, record.recommends
+        ctx.paths, record.template, payloads, ctx.progress, record.limits, record.recommends
     )
     labels = tuple(f"{p.package}={p.version}" for p in payloads)
     if record.explicit_exec:

@@ -49,7 +49,14 @@ INSTALL = (
     "rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin"
     " && apt-get install -y -q{flags} " + f"{PAYLOAD_DIR}/*.deb && apt-get clean"
 )
-LIMIT_ERRORS = ("Disk quota exceeded", "No space left on device", "Cannot allocate memory", "Resource temporarily")
+# What scripts print when a limit of the job stops them (dash says "Cannot fork" at its pids limit).
+LIMIT_ERRORS = (
+    "Disk quota exceeded",
+    "No space left on device",
+    "Cannot allocate memory",
+    "Resource temporarily",
+    "Cannot fork",
+)
 
 
 def cache_dir(paths: Paths) -> Path:
@@ -157,13 +164,14 @@ def installed_root(
     template: str,
     payloads: list[Payload],
     progress: Callable[[str], None],
-    disk: int | None = None,
+    limits: Limits | None = None,
     recommends: bool = True,
 ) -> Path:
     """A read-only root with the payloads installed: from the cache, or built now.
 
-    The install job runs under the host's default limits (pids, memory, tmpfs), and its snapshot
-    under the container's disk quota (disk), so apt and maintainer scripts cannot take the host either."""
+    The install job runs under the container's limits (pids, memory, cpus, tmpfs; the host's defaults
+    where it has none), and its snapshot under the container's disk quota, so apt and maintainer
+    scripts can take no more than the service they install could."""
     template_root = templates.require(paths, template)
     key = cache_key(paths, template, payloads, recommends)
     flags = "" if recommends else " --no-install-recommends"
@@ -182,7 +190,7 @@ def installed_root(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True, mode=0o700)
         btrfs.snapshot(template_root, work)
-        limits = validation.with_defaults(Limits(disk=disk), paths.settings)
+        limits = validation.with_defaults(limits or Limits(), paths.settings)
         try:
             quota.apply(paths.pool, work, limits.disk)
             for p in payloads:
