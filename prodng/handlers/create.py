@@ -103,9 +103,7 @@ def _with_payloads(
     """Install the payloads (or reuse the cached install) and fill in the service they ship."""
     if not payloads:
         return record, None
-    root = install.installed_root(
-        ctx.paths, record.template, payloads, ctx.progress, record.limits, record.recommends
-    )
+    root = install.installed_root(ctx.paths, record.template, payloads, ctx.progress, record.limits, record.recommends)
     labels = tuple(f"{p.package}={p.version}" for p in payloads)
     if record.explicit_exec:
         return replace(record, payloads=labels), root
