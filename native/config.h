@@ -36,7 +36,7 @@ struct pn_config {
     char *buf; /* the file's bytes; every string below points into it */
     const char *name, *rootfs, *workdir, *log, *status, *restart, *net, *events;
     const char *oom_watch;   /* the cgroup's memory.events (v2) or memory.oom_control (v1): oom_kill N */
-    const char *quota_watch; /* the root's qgroup in sysfs: referenced, max_referenced */
+    const char *quota_watch; /* the root's qgroup in sysfs: exclusive, max_exclusive */
     long log_max;
     long tmpfs_size; /* bytes: size= of every tmpfs the init mounts (/dev, /dev/shm, /run, /tmp) */
     int restart_max, uid, gid, forking;

@@ -159,8 +159,10 @@ static void check_limits(struct monitor *m)
     }
     if (!m->c->quota_watch)
         return;
-    long long used = read_counter(m->c->quota_watch, "referenced", NULL);
-    long long limit = read_counter(m->c->quota_watch, "max_referenced", NULL);
+    long long used = read_counter(m->c->quota_watch, "exclusive", NULL); /* see prodng/storage/quota.py */
+    long long limit = read_counter(m->c->quota_watch, "max_exclusive", NULL);
+    if (limit <= 0) /* a root limited before limits were on exclusive bytes */
+        limit = read_counter(m->c->quota_watch, "max_referenced", NULL);
     long long slack = limit / 100 > (1 << 20) ? limit / 100 : (1 << 20); /* writes stop a little short */
     if (limit > 0 && used >= limit - slack && !m->disk_full) {
         char extra[96];

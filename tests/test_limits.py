@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
@@ -324,3 +325,35 @@ def test_an_install_job_runs_under_the_containers_own_limits(limited: Prodng, tm
     assert failed.returncode == 2 and error.startswith("prodng: error: prodng-forker: install failed: "), error
     assert "Cannot fork" in error or "Resource temporarily unavailable" in error, failed.stderr
     assert "forked" not in limited("ls").stdout
+
+
+def _classic_qgroups(pool: Path) -> None:
+    """Quotas as a kernel without squota (before 6.7, Debian 12's own) has them: classic qgroups."""
+    from prodng.storage import quota
+
+    disable = 2  # BTRFS_QUOTA_CTL_DISABLE
+    quota._ioctl(pool, quota.IOC_QUOTA_CTL, bytearray(struct.pack("=QQ", disable, 0)))
+    quota._ioctl(pool, quota.IOC_QUOTA_CTL, bytearray(struct.pack("=QQ", quota.QUOTA_CTL_ENABLE, 0)))
+    assert quota.mode(pool) == "qgroup"
+
+
+def test_classic_qgroups_stop_a_writer_at_the_limit_not_at_the_template(fresh_root: Prodng) -> None:
+    """Under classic qgroups a snapshot's referenced bytes include its whole template: a limit on them let
+    a 200M container of the ~200 MiB bookworm write 2 MB. The limit is on exclusive bytes: it writes ~200 MB,
+    then EDQUOT, a disk_full event, and info counts what it wrote, not the template."""
+    import template_cache
+
+    fresh_root("template", "info", "bookworm", check=False)  # lays out the pool
+    _classic_qgroups(fresh_root.root / "pool")
+    template_cache.ensure(fresh_root, "bookworm")  # received after the switch: accounted the classic way
+    fresh_root("run", "bookworm", "--name", "classic", "--disk", "200M", "--exec", "sleep infinity")
+    wrote = fresh_root(
+        "exec", "classic", "--", "sh", "-c", "head -c 400M /dev/zero > /big; stat -c size=%s /big", check=False
+    )
+    assert "Disk quota exceeded" in wrote.stderr, wrote.stderr
+    written = int(facts(wrote.stdout)["size"])
+    assert 180 * MiB <= written <= 200 * MiB, written
+    fresh_root.wait_for(lambda: any(e["event"] == "disk_full" for e in _events(fresh_root, "classic")), 10, "disk_full")
+    subprocess.run(["sync"], check=True)
+    used = fresh_root.info("classic")["disk"]
+    assert used["limit"] == 200 * MiB and 180 * MiB <= used["used"] <= 204 * MiB, used  # type: ignore[index]

@@ -4,8 +4,11 @@ The pool runs simple quotas (squota, Linux 6.7+) where the kernel has them, else
 qgroups. Under squota an extent counts against the subvolume that wrote it, so a container's
 usage is what it wrote, not the template it shares: a snapshot costs nothing against its
 quota, and the accounting has no backref walks at commit (classic qgroups have them, and
-their cost grows with snapshots). Usage and limits are read from sysfs
-(/sys/fs/btrfs/FSID/qgroups/0_ID), so nothing here starts a process.
+their cost grows with snapshots). The limit is on *exclusive* bytes: under classic qgroups
+a snapshot's referenced bytes include all of its template (a 200M container of a 198 MiB
+bookworm could write 2 MB), its exclusive bytes are what it alone holds; under squota the
+two are the same. Usage and limits are read from sysfs (/sys/fs/btrfs/FSID/qgroups/0_ID),
+so nothing here starts a process.
 
 A subvolume made inside a root would be a qgroup of its own, outside the limit: the
 container's seccomp filter refuses those ioctls (native/sandbox.c).
@@ -32,13 +35,14 @@ IOC_QUOTA_CTL = 0xC0109428
 IOC_QGROUP_LIMIT = 0x8030942B
 IOC_FS_INFO = 0x8400941F
 QUOTA_CTL_ENABLE, QUOTA_CTL_ENABLE_SIMPLE = 1, 4
-LIMIT_MAX_RFER = 1 << 0
+LIMIT_MAX_RFER, LIMIT_MAX_EXCL = 1 << 0, 1 << 1
+NO_LIMIT = 2**64 - 1
 
 
 @dataclass(frozen=True)
 class Usage:
-    used: int  # bytes the subvolume's qgroup counts (referenced)
-    limit: int | None  # its max_referenced, None when unlimited
+    used: int  # bytes the subvolume's qgroup counts (exclusive)
+    limit: int | None  # its max_exclusive, None when unlimited
 
 
 def _ioctl(path: Path, request: int, arg: bytearray) -> bytearray:
@@ -81,8 +85,9 @@ def enable(pool: Path) -> str:
 
 
 def set_limit(subvolume: Path, limit: int | None) -> None:
-    """The subvolume's referenced bytes may not pass limit (None: no limit); writers get EDQUOT."""
-    args = struct.pack("=6Q", 0, LIMIT_MAX_RFER, limit if limit else 2**64 - 1, 0, 0, 0)
+    """The subvolume's exclusive bytes may not pass limit (None: no limit); writers get EDQUOT.
+    A referenced limit (what prodng set before) is cleared: a snapshot's would count its template."""
+    args = struct.pack("=6Q", 0, LIMIT_MAX_RFER | LIMIT_MAX_EXCL, NO_LIMIT, limit or NO_LIMIT, 0, 0)
     try:
         _ioctl(subvolume, IOC_QGROUP_LIMIT, bytearray(args))
     except OSError as err:
@@ -101,8 +106,9 @@ def usage(pool: Path, subvolume: Path) -> Usage | None:
     """None when quotas are off or the subvolume is gone."""
     try:
         directory = _sysfs(pool) / f"0_{btrfs.subvolume_id(subvolume)}"
-        used = int((directory / "referenced").read_text())
-        limit = int((directory / "max_referenced").read_text())
+        used = int((directory / "exclusive").read_text())
+        # A root limited before limits were on exclusive bytes has only max_referenced.
+        limit = int((directory / "max_exclusive").read_text()) or int((directory / "max_referenced").read_text())
     except (OSError, SystemFailure, ValueError):
         return None
     return Usage(used, limit if 0 < limit < 2**63 else None)
