@@ -49,8 +49,8 @@ static ssize_t receive(int sock, char *buf, size_t size, pid_t *pid)
     return got;
 }
 
-/* Printable, without trailing newlines, one line. */
-static void emit(const char *text, size_t len)
+/* Printable, without trailing newlines, one line; a copy (no newline) into out[size]; its length. */
+static int emit(const char *text, size_t len, char *out, size_t size)
 {
     char line[8192];
     size_t n = 0;
@@ -58,17 +58,18 @@ static void emit(const char *text, size_t len)
         line[n++] = (text[i] == '\n' || text[i] == '\r') ? ' ' : (isprint((unsigned char)text[i]) || (text[i] & 0x80)) ? text[i] : '?';
     while (n && line[n - 1] == ' ')
         n--;
+    snprintf(out, size, "%.*s", (int)n, line);
     line[n++] = '\n';
     if (write(1, line, n) < 0) {}
+    return (int)n - 1;
 }
 
-void relay_syslog(int sock)
+int relay_syslog(int sock, char *line, size_t size, pid_t *pid)
 {
     char buf[8192];
-    pid_t pid;
-    ssize_t got = receive(sock, buf, sizeof buf, &pid);
+    ssize_t got = receive(sock, buf, sizeof buf, pid);
     if (got <= 0)
-        return;
+        return -1;
     char *p = buf;
     if (*p == '<' && (p = strchr(p, '>')))
         p++;
@@ -77,16 +78,15 @@ void relay_syslog(int sock)
     /* "Mmm dd hh:mm:ss " from glibc's syslog(): the log has its own time */
     if (strlen(p) > 16 && p[3] == ' ' && p[6] == ' ' && p[9] == ':' && p[12] == ':' && p[15] == ' ')
         p += 16;
-    emit(p, strlen(p));
+    return emit(p, strlen(p), line, size);
 }
 
-void relay_journal(int sock)
+int relay_journal(int sock, char *line, size_t size, pid_t *pid)
 {
     char buf[16384];
-    pid_t pid;
-    ssize_t got = receive(sock, buf, sizeof buf, &pid);
+    ssize_t got = receive(sock, buf, sizeof buf, pid);
     if (got <= 0)
-        return;
+        return -1;
     const char *message = NULL, *tag = "journal";
     size_t mlen = 0, tlen = strlen(tag);
     for (char *line = buf; line && *line;) {
@@ -99,10 +99,10 @@ void relay_journal(int sock)
         line = end ? end + 1 : NULL;
     }
     if (!message)
-        return;
+        return -1;
     char out[16500];
-    int n = snprintf(out, sizeof out, "%.*s[%d]: %.*s", (int)tlen, tag, pid, (int)mlen, message);
-    emit(out, n < (int)sizeof out ? (size_t)n : sizeof out - 1);
+    int n = snprintf(out, sizeof out, "%.*s[%d]: %.*s", (int)tlen, tag, *pid, (int)mlen, message);
+    return emit(out, n < (int)sizeof out ? (size_t)n : sizeof out - 1, line, size);
 }
 
 int read_notify(int sock, char *buf, size_t size, pid_t *pid)

@@ -21,6 +21,8 @@
 #define SETTLE 0.25    /* a simple service alive this long after its exec counts as started */
 #define BURST 5        /* StartLimitBurst= in StartLimitIntervalSec=10s, systemd's defaults */
 #define FOREVER 1e18
+#define TAIL_LINES 4   /* each unit's last lines of output, in its status line (info shows them) */
+#define TAIL_LEN 120
 
 enum state { S_INACTIVE, S_SKIPPED, S_STARTING, S_ACTIVE, S_EXITED, S_STOPPING, S_DEAD, S_FAILED, S_RESTARTING };
 static const char *const state_names[] = {"inactive", "skipped", "starting", "running", "exited",
@@ -33,6 +35,11 @@ struct svc {
     int main_status, control_status, ready, restarts, exit_code, boot_failed, burst;
     double since, restart_at, burst_start;
     char error[300];
+    int out[2];                          /* its processes' stdout and stderr; the init copies it to the log */
+    char partial[TAIL_LEN];              /* the line being written */
+    size_t plen;
+    char tail[TAIL_LINES][TAIL_LEN];     /* the last whole lines, a ring */
+    int tail_next;
 };
 
 static struct {
@@ -43,15 +50,43 @@ static struct {
 
 /* ---- reporting ---- */
 
+/* No tab or control character in a status field; the tail's lines are separated by US (0x1f). */
+static int put_field(char *buf, size_t size, const char *text)
+{
+    size_t n = 0;
+    for (; *text && n < size - 1; text++)
+        buf[n++] = (unsigned char)*text < 0x20 ? ' ' : *text;
+    buf[n] = 0;
+    return (int)n;
+}
+
+static void tail_field(const struct svc *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (int k = 0; k < TAIL_LINES; k++) {
+        const char *line = s->tail[(s->tail_next + k) % TAIL_LINES];
+        if (!line[0] || n + TAIL_LEN + 1 >= size)
+            continue;
+        if (n)
+            buf[n++] = 0x1f;
+        n += put_field(buf + n, size - n, line);
+    }
+}
+
+#define UNIT_REPORT (300 + TAIL_LINES * (TAIL_LEN + 1) + 200)
+
 static void publish(void)
 {
-    char buf[PN_MAX_UNITS * 420 + 64];
+    char buf[PN_MAX_UNITS * UNIT_REPORT + 64], error[300], tail[TAIL_LINES * (TAIL_LEN + 1) + 1];
     int len = snprintf(buf, sizeof buf, "boot=%s\n", M.booting ? "starting" : "done");
-    for (int i = 0; i < M.n && len < (int)sizeof buf - 420; i++) {
+    for (int i = 0; i < M.n && len < (int)sizeof buf - UNIT_REPORT; i++) {
         struct svc *s = &M.svc[i];
-        len += snprintf(buf + len, sizeof buf - len, "unit\t%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\n", s->u->name,
+        put_field(error, sizeof error, s->error);
+        tail_field(s, tail, sizeof tail);
+        len += snprintf(buf + len, sizeof buf - len, "unit\t%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\t%s\n", s->u->name,
                         state_names[s->state], s->main, s->restarts, s->exit_code, s->boot_failed, s->since,
-                        s->error);
+                        error, tail);
     }
     len += snprintf(buf + len, sizeof buf - len, ".\n");
     for (int off = 0; off < len;) {
@@ -69,6 +104,64 @@ static void __attribute__((format(printf, 2, 3))) set_error(struct svc *s, const
     vsnprintf(s->error, sizeof s->error, fmt, ap);
     va_end(ap);
     dprintf(1, "prodng: %s: %s\n", s->u->name, s->error);
+}
+
+/* ---- output ---- */
+
+static void keep_line(struct svc *s, const char *line, size_t len)
+{
+    while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+        len--;
+    if (len == 0)
+        return;
+    snprintf(s->tail[s->tail_next], TAIL_LEN, "%.*s", (int)len, line);
+    s->tail_next = (s->tail_next + 1) % TAIL_LINES;
+}
+
+/* Copy what the unit's processes wrote to the log (fd 1), keeping its last lines. */
+static void drain(struct svc *s)
+{
+    char buf[8192];
+    ssize_t got;
+    while (s->out[0] >= 0 && (got = read(s->out[0], buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off < got;) {
+            ssize_t put = write(1, buf + off, got - off);
+            if (put <= 0 && errno != EINTR)
+                break;
+            off += put > 0 ? put : 0;
+        }
+        for (ssize_t i = 0; i < got; i++) {
+            if (buf[i] == '\n') {
+                keep_line(s, s->partial, s->plen);
+                s->plen = 0;
+            } else if (s->plen < sizeof s->partial - 1) {
+                s->partial[s->plen++] = buf[i];
+            }
+        }
+    }
+}
+
+/* The unit a syslog sender belongs to: its main or control process, or one in their session (each
+ * command starts a session of its own; a daemon that forks and calls setsid() is its own main). */
+static struct svc *unit_of(pid_t pid)
+{
+    pid_t sid = pid > 0 ? getsid(pid) : -1;
+    for (int i = 0; i < M.n && pid > 0; i++) {
+        struct svc *s = &M.svc[i];
+        if ((s->main > 0 && (pid == s->main || sid == s->main)) || (s->control > 0 && (pid == s->control || sid == s->control)))
+            return s;
+    }
+    return NULL;
+}
+
+static void relay(int (*receive)(int, char *, size_t, pid_t *), int sock)
+{
+    char line[TAIL_LEN];
+    pid_t pid = 0;
+    int len = receive(sock, line, sizeof line, &pid);
+    struct svc *s = len > 0 ? unit_of(pid) : NULL;
+    if (s)
+        keep_line(s, line, strlen(line));
 }
 
 /* ---- processes ---- */
@@ -112,6 +205,10 @@ static void __attribute__((noreturn)) child(struct svc *s, char *buf, int syncfd
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
     setsid();
+    if (s->out[1] >= 0 && (dup2(s->out[1], 1) < 0 || dup2(s->out[1], 2) < 0)) {
+        pn_fail(&e, PN_ERR_SYSTEM, errno, "stdout of %s", s->u->name);
+        pn_child_fail(syncfd, &e);
+    }
     if (split_cmd(buf, &phase, &flags, &path, argv, PN_MAX_ARGS + 1) < 1) {
         pn_fail(&e, PN_ERR_INVALID, 0, "empty command");
         pn_child_fail(syncfd, &e);
@@ -154,6 +251,9 @@ static pid_t spawn(struct svc *s, const char *cmd)
 {
     char buf[PN_MAX_CONFIG > 65536 ? 65536 : PN_MAX_CONFIG];
     snprintf(buf, sizeof buf, "%s", cmd);
+    /* One pipe per unit for its whole life (the init keeps both ends): its output, then its last lines. */
+    if (s->out[0] < 0 && pipe2(s->out, O_CLOEXEC) == 0)
+        fcntl(s->out[0], F_SETFL, O_NONBLOCK);
     int sync[2];
     if (pipe2(sync, O_CLOEXEC) < 0) {
         set_error(s, "pipe: %s", strerror(errno));
@@ -241,17 +341,23 @@ static void pump(double until)
 {
     double left = until - now();
     int timeout = until >= FOREVER ? -1 : left <= 0 ? 0 : (int)(left * 1000) + 1;
-    struct pollfd fds[4] = {{M.sfd, POLLIN, 0}, {M.notify, POLLIN, 0}, {M.devlog, POLLIN, 0}, {M.journal, POLLIN, 0}};
-    if (poll(fds, 4, timeout) <= 0)
+    struct pollfd fds[4 + PN_MAX_UNITS] = {
+        {M.sfd, POLLIN, 0}, {M.notify, POLLIN, 0}, {M.devlog, POLLIN, 0}, {M.journal, POLLIN, 0}};
+    for (int i = 0; i < M.n; i++)
+        fds[4 + i] = (struct pollfd){M.svc[i].out[0], POLLIN, 0};
+    if (poll(fds, 4 + M.n, timeout) <= 0)
         return;
+    for (int i = 0; i < M.n; i++) /* output first: a death reported below then has its last words */
+        if (fds[4 + i].revents)
+            drain(&M.svc[i]);
     if (fds[0].revents)
         handle_signals();
     if (fds[1].revents)
         handle_notify();
     if (fds[2].revents)
-        relay_syslog(M.devlog);
+        relay(relay_syslog, M.devlog);
     if (fds[3].revents)
-        relay_journal(M.journal);
+        relay(relay_journal, M.journal);
 }
 
 static int alive(pid_t pid)
@@ -375,6 +481,7 @@ static int should_restart(const char *policy, int status)
 /* A failure: start again later under Restart= and the start limit, or stay failed. */
 static void failed(struct svc *s, int status)
 {
+    drain(s);
     s->exit_code = status >= 0 ? exit_code(status) : s->exit_code ? s->exit_code : 1;
     if (M.booting)
         s->boot_failed = 1;
@@ -609,6 +716,8 @@ static void __attribute__((noreturn)) shut_down(void)
     kill(-1, SIGKILL);
     while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
         ;
+    for (int i = 0; i < M.n; i++)
+        drain(&M.svc[i]);
     publish();
     _exit(code);
 }
@@ -657,7 +766,7 @@ void run_services(const struct pn_config *c, int syncfd, int statusfd)
     M.statusfd = statusfd;
     M.booting = 1;
     for (int i = 0; i < M.n; i++)
-        M.svc[i] = (struct svc){.u = &c->units[i]};
+        M.svc[i] = (struct svc){.u = &c->units[i], .out = {-1, -1}};
     if (prepare(c, &e) < 0 || drop_privileges(c, 1, &e) < 0)
         pn_child_fail(syncfd, &e);
     prctl(PR_SET_NAME, "prodng-init", 0, 0, 0);

@@ -193,8 +193,24 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
         for key, value in result.items():
             if isinstance(value, dict) and key == "packages":
                 value = f"{len(value)} (see --json)"
+            if key == "services" and isinstance(value, list) and value:
+                print("services:")
+                for line in (text for unit in value for text in _unit_lines(unit)):
+                    print(_shown(line, tty))
+                continue
             print(f"{key}: {_shown(_format_cell(value), tty)}")
     return 0
+
+
+def _unit_lines(unit: dict[str, object]) -> list[str]:
+    """One unit of `info`: its state, and for one that failed its error and last lines of output."""
+    words = [f"  {unit['name']}  {unit['state']}"]
+    words += [f"pid {unit['pid']}"] if unit.get("pid") else []
+    words += [f"restarts {unit['restarts']}"] if unit.get("restarts") else []
+    head = "  ".join(words) + (f": {unit['error']}" if unit.get("error") else "")
+    failed = unit["state"] in ("failed", "restarting") or bool(unit.get("boot_failed"))
+    log = unit.get("log")
+    return [head] + ([f"      | {line}" for line in log] if failed and isinstance(log, list) else [])
 
 
 def _agent_parser() -> Parser:

@@ -267,3 +267,83 @@ def test_a_service_that_dies_at_start_fails_run(prodng: Prodng, template: str, c
     assert "prodng-dies.service failed: exited with 3 at start" in result.stderr
     assert "opening the widget store" in result.stderr and "no widgets here" in result.stderr  # its last lines
     assert prodng("info", container, check=False).returncode == 3  # nothing half-made is left
+
+
+FLAKY = (
+    "n=$(cat /run/flaky-count 2>/dev/null || echo 0); echo $((n + 1)) > /run/flaky-count; echo attempt $n; "
+    '[ "$n" -ge 2 ] && exec sleep 100000; sleep 1.5; exit 3'
+)
+BROKEN = "echo opening the widget store; logger -t widgetd no widgets configured; echo giving up >&2; sleep 3; exit 7"
+
+
+def agent_metrics(prodng: Prodng) -> dict[str, dict[tuple[str, str], float]]:
+    """GET /metrics of a real agent: family -> (container, unit) -> value."""
+    from agent_helpers import Client, start_agent
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from prodng.config import Paths
+
+    agent = start_agent(prodng)
+    try:
+        status, text = Client(Paths(prodng.root), unix=prodng.root / "agent.sock").request("GET", "/metrics")
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    assert status == 200
+    return {
+        f.name: {(s.labels.get("name", ""), s.labels.get("unit", "")): s.value for s in f.samples}
+        for f in text_string_to_metric_families(str(text))
+    }
+
+
+def test_info_and_metrics_tell_each_unit_its_failure_and_restarts(
+    prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    """Three units of one payload: one steady, one that fails twice and is restarted (Restart=on-failure),
+    one that dies after it started. info names the dead one with its exit code and its own last lines
+    (stdout, stderr and its syslog), the text form too; /metrics says which are up and how often each
+    was restarted, as info does."""
+    from test_payload import built_deb
+
+    units = {
+        "prodng-steady": "[Service]\nExecStart=/bin/sleep 100000\n",
+        "prodng-flaky": f"[Unit]\nAfter=prodng-steady.service\n[Service]\nRestart=on-failure\nRestartSec=0.2\n"
+        f"ExecStart=/bin/sh -c '{FLAKY}'\n",
+        "prodng-broken": f"[Unit]\nAfter=prodng-flaky.service\n[Service]\nExecStart=/bin/sh -c '{BROKEN}'\n",
+    }
+    files = {f"lib/systemd/system/{name}.service": text for name, text in units.items()}
+    prodng(template, built_deb(tmp_path, "prodng-units", "", files), "none", "--name", container)
+
+    def settled() -> dict[str, dict[str, object]] | None:
+        found = {str(s["name"]).removesuffix(".service"): s for s in services_of(prodng, container)}
+        flaky, broken = found["prodng-flaky"], found["prodng-broken"]
+        done = broken["state"] == "failed" and flaky["restarts"] == 2 and flaky["state"] == "running"
+        return found if done else None
+
+    found = prodng.wait_for(settled, timeout=30, what="the broken unit dead, the flaky one up after 2 restarts")
+    broken = found["prodng-broken"]
+    assert (broken["exit_code"], broken["error"]) == (7, "main process exited with 7")
+    log = broken["log"]
+    assert isinstance(log, list)
+    assert "opening the widget store" in log and "giving up" in log
+    assert any("widgetd" in line and "no widgets configured" in line for line in log), log
+    assert found["prodng-flaky"]["log"] == ["attempt 0", "attempt 1", "attempt 2"]
+    assert found["prodng-steady"]["state"] == "running" and found["prodng-steady"]["restarts"] == 0
+
+    text = prodng("info", container).stdout
+    assert "  prodng-broken.service  failed: main process exited with 7\n" in text
+    assert "      | giving up\n" in text
+    assert "  prodng-flaky.service  running  pid " in text and "restarts 2" in text
+
+    metrics = agent_metrics(prodng)
+    up, restarts = metrics["prodng_service_up"], metrics["prodng_service_restarts"]
+    assert {u: up[(container, f"{u}.service")] for u in units} == {
+        "prodng-steady": 1.0,
+        "prodng-flaky": 1.0,
+        "prodng-broken": 0.0,
+    }
+    assert {u: restarts[(container, f"{u}.service")] for u in units} == {
+        "prodng-steady": 0.0,
+        "prodng-flaky": 2.0,
+        "prodng-broken": 0.0,
+    }

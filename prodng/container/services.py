@@ -110,9 +110,12 @@ def read_units(paths: Paths, name: str) -> tuple[str, list[dict[str, object]]]:
         if line.startswith("boot="):
             boot = line[5:]
         elif line.startswith("unit\t"):
-            values = line.split("\t", len(UNIT_FIELDS))[1:]
-            if len(values) == len(UNIT_FIELDS):
-                row: dict[str, object] = dict(zip(UNIT_FIELDS, values, strict=True))
+            values = line.split("\t")[1:]
+            if len(values) == len(UNIT_FIELDS):  # an init from before the output's tail was reported
+                values.append("")
+            if len(values) == len(UNIT_FIELDS) + 1:
+                row: dict[str, object] = dict(zip(UNIT_FIELDS, values, strict=False))
+                row["log"] = [text for text in values[-1].split("\x1f") if text]  # its last lines of output
                 for key in ("pid", "restarts", "exit_code", "boot_failed"):
                     row[key] = int(str(row[key]))
                 row["since"] = float(str(row["since"]))

@@ -139,7 +139,7 @@ def service_rows(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
 
     for record, _ in _containers(paths, wanted):
         for unit in services.read_units(paths, record.name)[1]:
-            yield {"container": record.name, **{k: v for k, v in unit.items() if k != "boot_failed"}}
+            yield {"container": record.name, **{k: v for k, v in unit.items() if k not in ("boot_failed", "log")}}
 
 
 def mounts(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
