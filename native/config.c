@@ -89,6 +89,8 @@ static int set(struct pn_config *c, const char *key, char *val, struct pn_error 
     else if (!strcmp(key, "restart_max")) c->restart_max = atoi(val);
     else if (!strcmp(key, "net")) c->net = val;
     else if (!strcmp(key, "events")) c->events = val;
+    else if (!strcmp(key, "events_lock")) c->events_lock = val;
+    else if (!strcmp(key, "events_max")) c->events_max = atol(val);
     else if (!strcmp(key, "oom_watch")) c->oom_watch = val;
     else if (!strcmp(key, "quota_watch")) c->quota_watch = val;
     else if (!strcmp(key, "keeper_server")) c->keeper_server = val;

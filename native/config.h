@@ -35,6 +35,8 @@ struct pn_unit {
 struct pn_config {
     char *buf; /* the file's bytes; every string below points into it */
     const char *name, *rootfs, *workdir, *log, *status, *restart, *net, *events;
+    const char *events_lock; /* the flock events.emit rotates the journal under */
+    long events_max;         /* past this size the journal becomes events.jsonl.1 */
     const char *oom_watch;   /* the cgroup's memory.events (v2) or memory.oom_control (v1): oom_kill N */
     const char *quota_watch; /* the root's qgroup in sysfs: exclusive, max_exclusive */
     long log_max;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -58,11 +59,31 @@ static void write_status(struct monitor *m)
     rename(tmp, m->c->status);
 }
 
+/*
+ * Past events_max the journal becomes events.jsonl.1, as events.emit rotates it and under the same
+ * flock: the service decides how often its monitor writes (an OOM a second, a crash every 10 s),
+ * so without this a container could grow a file on the host without end.
+ */
+static void rotate_events(const struct monitor *m)
+{
+    struct stat st;
+    if (!m->c->events_lock || m->c->events_max <= 0 || stat(m->c->events, &st) < 0 || st.st_size <= m->c->events_max)
+        return;
+    cleanup_fd int lock = open(m->c->events_lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0 || TEMP_FAILURE_RETRY(flock(lock, LOCK_EX)) < 0)
+        return;
+    char old[4200];
+    snprintf(old, sizeof old, "%s.1", m->c->events);
+    if (stat(m->c->events, &st) == 0 && st.st_size > m->c->events_max) /* another writer may have rotated it */
+        rename(m->c->events, old);
+}
+
 /* One JSON line appended to the events journal (O_APPEND keeps lines whole); extra: more "key": value. */
 static void emit_event_with(const struct monitor *m, const char *kind, const char *extra)
 {
     if (!m->c->events)
         return;
+    rotate_events(m);
     char line[640];
     int len = snprintf(line, sizeof line, "{\"event\": \"%s\", \"name\": \"%s\", \"time\": %.6f, %s}\n", kind,
                        m->c->name, now(), extra);

@@ -327,6 +327,24 @@ def test_an_install_job_runs_under_the_containers_own_limits(limited: Prodng, tm
     assert "forked" not in limited("ls").stdout
 
 
+def test_a_container_cannot_grow_the_events_journal_without_end(limited: Prodng) -> None:
+    """Its monitor writes what the service causes (an OOM a second, a crash every 10 s) with no verb run
+    to rotate the host's events.jsonl: the monitor rotates it past 4 MiB too, under the same lock."""
+    from prodng.container import events
+
+    limited("run", "probe", "--name", "crasher", "--restart", "always", "--exec", "probe sleep 1")
+    journal = limited.root / "events.jsonl"
+    padding = json.dumps({"event": "padding", "name": "-", "time": 0}) + "\n"
+    with open(journal, "a") as f:
+        f.write(padding * (events.ROTATE_BYTES // len(padding) + 1))
+    began = time.monotonic()
+    limited.wait_for(lambda: (journal.parent / "events.jsonl.1").exists(), 30, "the monitor to rotate the journal")
+    mine = [e for e in map(json.loads, journal.read_text().splitlines()) if e["name"] == "crasher"]
+    assert mine and mine[0]["event"] in ("died", "restarted") and journal.stat().st_size < 1024**2, mine
+    print(f"rotated by the monitor {time.monotonic() - began:.1f} s after the journal passed 4 MiB")
+    limited("rm", "-f", "crasher")
+
+
 def _classic_qgroups(pool: Path) -> None:
     """Quotas as a kernel without squota (before 6.7, Debian 12's own) has them: classic qgroups."""
     from prodng.storage import quota

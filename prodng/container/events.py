@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from prodng import locks
 from prodng.config import Paths
@@ -24,12 +25,17 @@ def journal(paths: Paths) -> str:
     return str(paths.root / "events.jsonl")
 
 
+def rotate_lock(paths: Paths) -> Path:
+    """Held while the journal is rotated, here and by each container's monitor (native/monitor.c)."""
+    return paths.locks / "events.lock"
+
+
 def emit(paths: Paths, kind: str, name: str, **extra: object) -> None:
     line = json.dumps({"event": kind, "name": name, "time": time.time(), **extra}) + "\n"
     path = journal(paths)
     try:
         if os.path.getsize(path) > ROTATE_BYTES:
-            with locks.hold(paths.locks / "events.lock"):
+            with locks.hold(rotate_lock(paths)):
                 if os.path.getsize(path) > ROTATE_BYTES:
                     os.replace(path, path + ".1")
     except FileNotFoundError:

@@ -75,6 +75,7 @@ def config_bytes(
     ]
     if directory == paths.container_state(record.name):  # one-shot jobs (installs) are not containers
         pairs.append(("events", events.journal(paths)))
+        pairs += [("events_lock", str(events.rotate_lock(paths))), ("events_max", str(events.ROTATE_BYTES))]
         pairs += _limit_watches(paths, record)
     pairs += [("arg", a) for a in record.argv]
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
