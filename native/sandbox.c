@@ -84,6 +84,11 @@ static int load_seccomp(struct pn_error *e)
     /* clone3 passes flags in memory seccomp cannot read: make libc fall back to clone. */
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    /* Linux AIO contexts come out of one budget for the whole host (fs.aio-max-nr, 65536 events): one
+     * io_setup in a container took it all and every io_setup on the host failed with EAGAIN. ENOSYS,
+     * as on a kernel without AIO, sends libaio users (databases) to their thread-pool I/O. */
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_setup), 0);
     if (rc == 0)
         rc = deny_btrfs_subvolumes(ctx);
     if (rc == 0)

@@ -594,6 +594,18 @@ static int cmd_io_uring(int argc, char **argv)
     return report(fd < 0 ? -1 : 0, err, "io_uring_setup");
 }
 
+/* Linux AIO contexts come out of one host-wide budget (fs.aio-max-nr): one io_setup can take it all. */
+static int cmd_aio(int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    unsigned long ctx = 0;
+    long rc = syscall(SYS_io_setup, 65536, &ctx);
+    int err = errno;
+    if (rc == 0)
+        syscall(SYS_io_destroy, ctx);
+    return report(rc < 0 ? -1 : 0, err, "io_setup");
+}
+
 static int cmd_mknod(int argc, char **argv)
 {
     (void)argc;
@@ -1277,6 +1289,7 @@ static const struct command commands[] = {
     {"fill", cmd_fill, 2, "PATH MB: write until MB or an error (EDQUOT, ENOSPC)"},
     {"tmpfill", cmd_tmpfill, 1, "MB [DIR]: fill DIR/probe-fill-PID (default /tmp)"},
     {"io_uring", cmd_io_uring, 0, "io_uring_setup"},
+    {"aio", cmd_aio, 0, "io_setup of the host's whole fs.aio-max-nr"},
     {"mknod", cmd_mknod, 4, "PATH b|c MAJOR MINOR"},
     {"btrfs-subvol", cmd_btrfs_subvol, 2, "DIR NAME: BTRFS_IOC_SUBVOL_CREATE (v1 and v2)"},
     {"btrfs-snap", cmd_btrfs_snap, 3, "SRC DIR NAME: BTRFS_IOC_SNAP_CREATE (v1 and v2)"},
