@@ -8,6 +8,7 @@ CAP_NET_RAW could. Nothing here leaves the namespaces the tests made.
     arp IFACE OP SRC_MAC DST_MAC SENDER_MAC SENDER_IP TARGET_MAC TARGET_IP
     ipv6 IFACE SRC_MAC DST_MAC PAYLOAD
     dhcp IFACE TYPE XID CHADDR YIADDR SRC_MAC SRC_IP SERVER_ID SPORT   (broadcast, three times)
+    frames IFACE HEX...                  raw frames, as built by the tests with the helpers here
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 
 ETH_P_ALL = 0x0003
-DHCP_TYPES = {"DISCOVER": 1, "OFFER": 2, "REQUEST": 3, "ACK": 5, "NAK": 6}
+DHCP_TYPES = {"DISCOVER": 1, "OFFER": 2, "REQUEST": 3, "DECLINE": 4, "ACK": 5, "NAK": 6, "RELEASE": 7, "INFORM": 8}
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
@@ -56,6 +57,29 @@ def dhcp_message(kind: str, xid: int, chaddr: str, yiaddr: str, server_id: str) 
     return fixed + struct.pack(">I", 0x63825363) + options + b"\xff"
 
 
+def dhcp_request(
+    kind: str,
+    xid: int,
+    chaddr: str,
+    requested: str = "",
+    *,
+    ciaddr: str = "0.0.0.0",
+    htype: int = 1,
+    hlen: int = 6,
+    giaddr: str = "0.0.0.0",
+    extra: bytes = b"",
+    options: bytes = b"",
+) -> bytes:
+    """A client's message (BOOTREQUEST, broadcast flag set): chaddr is the MAC then `extra` (hlen may cover it)."""
+    fixed = struct.pack(">BBBBIHH", 1, htype, hlen, 0, xid, 0, 0x8000) + socket.inet_aton(ciaddr)
+    fixed += socket.inet_aton("0.0.0.0") * 2 + socket.inet_aton(giaddr)
+    fixed += (mac(chaddr) + extra).ljust(16, b"\0") + b"\0" * 192
+    body = bytes([53, 1, DHCP_TYPES[kind]]) + options
+    if requested:
+        body += bytes([50, 4]) + socket.inet_aton(requested)
+    return fixed + struct.pack(">I", 0x63825363) + body + b"\xff"
+
+
 def parse_dhcp(frame: bytes) -> dict[str, object] | None:
     """A DHCP message in an Ethernet frame: its type, xid, chaddr and requested address."""
     if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
@@ -66,6 +90,7 @@ def parse_dhcp(frame: bytes) -> dict[str, object] | None:
         return None
     body = frame[14 + ihl + 8 :]
     found: dict[str, object] = {"xid": struct.unpack(">I", body[4:8])[0], "chaddr": body[28:34].hex(":")}
+    found["yiaddr"] = socket.inet_ntoa(body[16:20])
     options, i = body[240:], 0
     while i + 1 < len(options) and options[i] != 255:
         code, length = options[i], options[i + 1]
@@ -125,6 +150,10 @@ def main(command: str, iface: str, *args: str) -> None:
         for _ in range(3):
             s.send(ether(src, BROADCAST, 0x0800, ipv4_udp(sip, "255.255.255.255", int(sport), 68, payload)))
             time.sleep(0.05)
+    elif command == "frames":
+        for frame in args:
+            s.send(bytes.fromhex(frame))
+            time.sleep(0.01)
     else:
         raise SystemExit(f"unknown command {command}")
 

@@ -9,6 +9,7 @@ Everything runs in the namespaces test_network's `net` fixture and the `lan` fix
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import netattack
 import pytest
 from test_network import (  # noqa: F401 (fixtures)
     DNS_QUERY,
@@ -24,6 +26,7 @@ from test_network import (  # noqa: F401 (fixtures)
     fetch_from_host,
     fetch_inside,
     in_host,
+    leases,
     names,
     net,
     server,
@@ -38,6 +41,7 @@ ATTACK = str(Path(__file__).with_name("netattack.py"))
 LANNS = f"prodng-lan{__import__('os').getpid()}"
 LAN_HOST, LAN_PEER = "192.0.2.1", "192.0.2.2"  # the host's LAN address, a machine on the LAN
 FORGED = "10.89.0.250"  # an address a forger hands out
+BROADCAST_IP = "255.255.255.255"
 
 
 def netns_of(net: Prodng, name: str) -> str:
@@ -397,3 +401,140 @@ def test_dnsmasq_listens_on_the_bridge_address_alone(net: Prodng, names: list[st
     sockets = in_host("ss", "-Hlnup").stdout.splitlines()
     dns = sorted(line.split()[3] for line in sockets if "dnsmasq" in line and ":67 " not in line)
     assert dns == [f"{GATEWAY}:53"], sockets
+
+
+# ---- adversarial review 2 (issue 14): frames built with netattack's helpers, sent raw ----
+
+
+def send_frames(net: Prodng, name: str, *frames: bytes) -> None:
+    attack(net, name, "frames", "eth0", *(frame.hex() for frame in frames))
+
+
+def client_frame(mac: str, payload: bytes) -> bytes:
+    """A DHCP client's broadcast from 0.0.0.0, as the port filter lets DISCOVER and REQUEST through."""
+    return netattack.ether(
+        mac, netattack.BROADCAST, 0x0800, netattack.ipv4_udp("0.0.0.0", BROADCAST_IP, 68, 67, payload)
+    )
+
+
+@contextmanager
+def server_deaf_to(mac: str) -> Iterator[None]:
+    """dnsmasq hears nothing from MAC: its requests stay unanswered, everyone else's are answered."""
+    rules = f"table inet deaf {{\n chain input {{\n type filter hook input priority -10;\n ether saddr {mac} udp dport 67 drop\n }}\n}}\n"
+    subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "delete table inet deaf"], check=False)
+
+
+def test_the_servers_answer_to_another_client_is_not_taken(net: Prodng, names: list[str]) -> None:
+    """The server's own ACK, asked for by a container with the victim's transaction id: it came
+    from the host's address, port and server identifier, but for the other client's MAC. Taken, it
+    moved the victim's address, name and forwards to the attacker's address. The bridge keeps it
+    from the victim's port; without that filter, the victim's keeper refuses it."""
+    names += ["victim", "mallory"]
+    net("bookworm", "dhcp", "--name", "victim", "-p", "18686:80", "--exec", server("victim"))
+    net("bookworm", "dhcp", "--name", "mallory", "--exec", "sleep 100000")
+    victim, mallory = wired(net, "victim"), wired(net, "mallory")
+    me, ip = str(mallory["mac"]), str(mallory["ip"])
+
+    def ask_for_the_victims_xid(xid: int) -> None:
+        answers = watcher(netns_of(net, "mallory"), "dhcpwatch", "eth0", me, "2")
+        forged_xid = (xid & 0xFFFFFFF0) | 4  # the victim's, marked as sent while REQUESTING: a new binding
+        send_frames(net, "mallory", client_frame(me, netattack.dhcp_request("REQUEST", forged_xid, me, ip)))
+        seen, _ = answers.communicate(timeout=10)
+        acks = [json.loads(line) for line in seen.splitlines() if '"ACK"' in line]
+        assert any(a["xid"] == forged_xid and a["yiaddr"] == ip for a in acks), seen  # the server did answer
+        time.sleep(0.5)
+        assert wired(net, "victim")["ip"] == victim["ip"] and str(victim["ip"]) in addresses(net, "victim")
+
+    with server_deaf_to(str(victim["mac"])):  # the attacker's answer comes first, every time
+        watch, xid = _renewal_xid(net, victim)  # what an attacker knew: dnsmasq broadcasts its ACKs
+        watch.kill()
+        ask_for_the_victims_xid(xid)
+        in_host("nft", "delete", "element", "bridge", "prodng0", "clients", f'{{ "{victim["veth"]}" }}')
+        ask_for_the_victims_xid(xid)
+    assert fetch_from_host("127.0.0.1", 18686) == "hello from victim"
+    log = net("logs", "victim").stdout
+    assert "ignored a DHCP answer not from the host" in log and f"for {me}" in log, log
+
+
+def test_dhcp_answers_go_to_their_client_alone(net: Prodng, names: list[str]) -> None:
+    """The server's broadcast OFFER and ACK reach only the port of the MAC they answer: no other
+    container learns a transaction id."""
+    names += ["victim", "mallory"]
+    net("bookworm", "dhcp", "--name", "mallory", "--exec", "sleep 100000")
+    from prodng.config import Paths
+    from prodng.network import wiring
+
+    victim_mac = wiring.mac_address(Paths(net.root), "victim")
+    spy = watcher(netns_of(net, "mallory"), "dhcpwatch", "eth0", victim_mac, "6")
+    net("bookworm", "dhcp", "--name", "victim", "--exec", "sleep 100000")  # bound: the server answered it
+    spied, _ = spy.communicate(timeout=15)
+    assert spied == "", spied  # ... and none of it reached another port
+
+
+def test_dhcp_requests_only_as_an_ethernet_client_of_its_own(net: Prodng, names: list[str]) -> None:
+    """A container took leases under made-up client identities (chaddr one byte longer, another
+    hardware type) and through a made-up relay: each a new lease, enough of them to empty the pool."""
+    names.append("hoarder")
+    net("bookworm", "dhcp", "--name", "hoarder", "--exec", "sleep 100000")
+    me, ip = str(wired(net, "hoarder")["mac"]), str(wired(net, "hoarder")["ip"])
+    before = leases()
+    made_up: list[dict[str, object]] = [{"hlen": 7, "extra": b"\x01"}, {"htype": 6}, {"giaddr": "10.89.0.99"}]
+    requests = [
+        netattack.dhcp_request("REQUEST", 0x5EED00 + 16 * i, me, f"10.89.77.{i + 1}", **v)  # type: ignore[arg-type]
+        for i, v in enumerate(made_up)
+    ]
+    requests.append(netattack.dhcp_request("REQUEST", 0x5EED00 + 16 * 3, me, ip))  # its own: answered
+    answers = watcher(netns_of(net, "hoarder"), "dhcpwatch", "eth0", me, "3")
+    send_frames(net, "hoarder", *(client_frame(me, r) for r in requests))
+    seen, _ = answers.communicate(timeout=10)
+    acked = [json.loads(line) for line in seen.splitlines() if '"ACK"' in line]
+    assert [a["yiaddr"] for a in acked] == [ip], seen
+    assert "10.89.77." not in leases() and leases().count(me) == before.count(me) == 1, leases()
+
+
+def test_vlan_tagged_frames_are_dropped(net: Prodng, names: list[str]) -> None:
+    """`ip saddr` matches the IPv4 inside an 802.1Q tag (nft reads it after the tag): tagged frames
+    from the container's own address passed to other containers."""
+    names += ["mallory", "witness"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 100000")
+    mallory, witness = wired(net, "mallory"), wired(net, "witness")
+    me, ip, to, to_ip = str(mallory["mac"]), str(mallory["ip"]), str(witness["mac"]), str(witness["ip"])
+
+    def tagged(tpid: int, vid: int, marker: str) -> bytes:
+        inner = struct.pack(">H", 0x0800) + netattack.ipv4_udp(ip, to_ip, 999, 9, marker.encode())
+        return netattack.mac(to) + netattack.mac(me) + struct.pack(">HH", tpid, vid) + inner
+
+    sniffer = watcher(netns_of(net, "witness"), "sniff", "eth0", "3", "LEGIT", "VLAN5", "PRIO", "QINQ")
+    legit = netattack.ether(me, to, 0x0800, netattack.ipv4_udp(ip, to_ip, 999, 9, b"LEGIT"))
+    send_frames(net, "mallory", legit, tagged(0x8100, 5, "VLAN5"), tagged(0x8100, 0, "PRIO"), tagged(0x88A8, 5, "QINQ"))
+    seen, _ = sniffer.communicate(timeout=10)
+    assert json.loads(seen) == {"LEGIT": 1, "VLAN5": 0, "PRIO": 0, "QINQ": 0}
+
+
+def test_no_port_takes_another_containers_mac_in_the_bridge(net: Prodng, names: list[str]) -> None:
+    """The bridge learned source MACs from frames the filters then dropped (and from link-local ones,
+    LLDP, that no filter sees): the victim's MAC moved to the attacker's port, and the host's frames
+    for the victim went to the attacker."""
+    names += ["victim", "mallory"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 100000")
+    victim = wired(net, "victim")
+    them, ip = str(victim["mac"]), str(victim["ip"])
+    send_to_victim = f"import socket; s = socket.socket(2, 2); [s.sendto(b'SECRET', ('{ip}', 9)) for _ in range(3)]"
+    in_host(sys.executable, "-c", send_to_victim)  # the host knows the victim's MAC now (ARP)
+    lldp = netattack.ether(them, "01:80:c2:00:00:0e", 0x88CC, b"\0" * 46)
+    spoofed = netattack.ether(them, netattack.BROADCAST, 0x0800, netattack.ipv4_udp(ip, "10.89.255.255", 9, 9, b"x"))
+    spy = watcher(netns_of(net, "mallory"), "sniff", "eth0", "2", "SECRET")
+    receiver = watcher(netns_of(net, "victim"), "sniff", "eth0", "2", "SECRET")
+    send_frames(net, "mallory", lldp, spoofed)
+    in_host(sys.executable, "-c", send_to_victim)
+    spied, _ = spy.communicate(timeout=10)
+    received, _ = receiver.communicate(timeout=10)
+    assert json.loads(spied) == {"SECRET": 0} and json.loads(received)["SECRET"] >= 1, (spied, received)
+    entries = [line for line in in_host("bridge", "fdb", "show", "br", "prodng0").stdout.splitlines() if them in line]
+    assert entries and all(str(victim["veth"]) in line for line in entries), entries

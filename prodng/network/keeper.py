@@ -27,6 +27,7 @@ from prodng.config import Paths
 from prodng.container import logs, state
 from prodng.network import dnsmasq, host, modes, nft, wiring
 
+NUD_NOARP, NTF_MASTER = 0x40, 0x04  # a static bridge FDB entry (`bridge fdb add ... master static`)
 MODULE = "prodng.network.keeper_server"  # in a keeper's argv: what follows are its arguments
 CLONE_NEWNET = 0x40000000
 
@@ -119,8 +120,15 @@ class Keeper:
             index = ipr.link_lookup(ifname=veth)[0]
             host.sysctl(f"ipv6.conf.{veth}.disable_ipv6", "1")
             bridge = ipr.link_lookup(ifname=self.net.name)[0]
-            self.guard(None)  # before the port joins the bridge: no frame passes unfiltered
-            ipr.link("set", index=index, master=bridge, state="up")
+            ipr.link("set", index=index, master=bridge)
+            # The bridge learns no MAC from this port (it did from frames the filters then dropped,
+            # and from link-local ones no filter sees: another container's MAC moved here, and its
+            # frames with it); the container's own is a static entry, and frames for MACs the bridge
+            # does not know are not flooded here.
+            ipr.brport("set", index=index, learning=0, unicast_flood=0)
+            ipr.fdb("add", ifindex=index, lladdr=self.wired["mac"], state=NUD_NOARP, flags=NTF_MASTER)
+            self.guard(None)  # before the port is up: no frame passes unfiltered
+            ipr.link("set", index=index, state="up")
 
         def eth0_up() -> None:
             with IPRoute() as inner:
@@ -302,20 +310,23 @@ class DhcpThread(threading.Thread):
         async def bound(lease: Any) -> None:
             keeper.post("bound", (lease.ip, lease.prefixlen, lease.default_gateway, time.time() + lease.expiration_in))
 
-        server = str(keeper.net.gateway)
+        server, mac = str(keeper.net.gateway), str(keeper.wired["mac"])
         ignored: list[Any] = []  # the first ignored answer: one log line per keeper
 
         class HostOnlyClient(AsyncDHCPClient):  # type: ignore[misc]
-            """Takes answers from the host's dnsmasq alone. The bridge already drops forgeries
-            from containers; this holds even where a filter is missing (a port not ours)."""
+            """Takes answers from the host's dnsmasq alone, to this container alone. The bridge
+            already drops forgeries from containers; this holds even where a filter is missing (a
+            port not ours), and against the real server's answer to another client made to carry
+            this client's transaction id (a container can ask the server for that: issue 14)."""
 
             async def _process_msg(self, msg: Any) -> None:
-                if from_server(msg, server):
+                if from_server(msg, server) and to_client(msg, mac):
                     await super()._process_msg(msg)
                 elif not ignored:  # once: a forger must not be able to fill the log
                     ignored.append(msg)
                     keeper.log(
-                        f"ignored a DHCP answer not from the host ({describe(msg)}); any more are ignored silently"
+                        f"ignored a DHCP answer not from the host to this container ({describe(msg)});"
+                        " any more are ignored silently"
                     )
 
         self.loop = asyncio.get_running_loop()
@@ -351,10 +362,17 @@ def from_server(msg: Any, server: str) -> bool:
     return bool(msg.ip_src == server and msg.sport == 67 and msg.dhcp["options"].get("server_id") == server)
 
 
+def to_client(msg: Any, mac: str) -> bool:
+    """An answer for this MAC: the server copies the client's hardware address into chaddr, so an
+    answer to any other client (whatever transaction id it asked with) is not ours."""
+    dhcp = msg.dhcp
+    return bool(dhcp["htype"] == 1 and dhcp["hlen"] == 6 and str(dhcp["chaddr"]).lower() == mac.lower())
+
+
 def describe(msg: Any) -> str:
     kind = getattr(msg.dhcp["options"].get("message_type"), "name", "?")
     server_id = msg.dhcp["options"].get("server_id")
-    return f"{kind} from {msg.eth_src} {msg.ip_src}:{msg.sport}, server id {server_id}"
+    return f"{kind} from {msg.eth_src} {msg.ip_src}:{msg.sport}, server id {server_id}, for {msg.dhcp['chaddr']}"
 
 
 def tell(lifeline: int, line: str) -> bool:

@@ -73,17 +73,21 @@ def ip_table(net: Bridge) -> str:
 def bridge_table(net: Bridge) -> str:
     """Every frame from a port passes that port's chain (`guard_port`); a port prodng did
     not guard carries nothing. DHCP requests go to the host alone (another container would
-    learn their transaction ids) and server messages come from the host alone: its own
-    frames take the output hook, which is not filtered here."""
+    learn their transaction ids) and server messages come from the host alone. The host's
+    own frames take the output hook: there a DHCP answer goes to its client's port alone
+    (dnsmasq broadcasts them), so no container learns another's transaction id."""
     declare = f"""table bridge {net.name} {{
   map ports {{ type ifname : verdict; }}
+  map clients {{ type ifname : verdict; }}
   chain forward {{ type filter hook forward priority filter; policy drop; }}
   chain input {{ type filter hook input priority filter; policy drop; }}
+  chain output {{ type filter hook output priority filter; policy accept; }}
 }}
 """
     chains = {
         "forward": ["udp dport 67 drop", "udp sport 67 drop", "iifname vmap @ports"],
         "input": ["iifname vmap @ports"],
+        "output": ["udp sport 67 udp dport 68 oifname vmap @clients"],
     }
     return declare + _refill("bridge", net.name, chains)
 
@@ -96,12 +100,17 @@ def port_rules(mac: str, address: str | None) -> list[str]:
     """A port speaks only as its container: its MAC, its address (once it has one), DHCP as a
     client for its own MAC (dnsmasq keys leases by MAC alone: --dhcp-ignore-clid), nothing
     else (no IPv6, no VLAN tags, no other ether types)."""
-    chaddr = "0x" + mac.replace(":", "")
     rules = [
         f"ether saddr != {mac} drop",
+        # Read from the frame as sent: `ip saddr` below would match the IPv4 inside a VLAN tag.
+        "ether type != { ip, arp } drop",
         "udp sport 67 drop",  # server messages come from the host alone
         "udp dport 68 drop",  # and only they go to a DHCP client, whatever their source port
-        f"udp dport 67 @ih,224,48 != {chaddr} drop",  # chaddr: DHCP bytes 28-33
+        # A client of its own: op 1, Ethernet (htype 1, hlen 6: dnsmasq keys a lease by all three,
+        # so another type or length is another client, and another lease), no relay (hops, giaddr 0).
+        f"udp dport 67 @ih,224,48 != {_chaddr(mac)} drop",  # chaddr: DHCP bytes 28-33
+        "udp dport 67 @ih,0,32 != 0x01010600 drop",  # op, htype, hlen, hops: DHCP bytes 0-3
+        "udp dport 67 @ih,192,32 != 0 drop",  # giaddr: DHCP bytes 24-27
     ]
     if address:
         arp = "arp htype 1 arp ptype 0x0800 arp hlen 6 arp plen 4"
@@ -110,14 +119,27 @@ def port_rules(mac: str, address: str | None) -> list[str]:
     return rules
 
 
+def _chaddr(mac: str) -> str:
+    return "0x" + mac.replace(":", "")
+
+
 def guard_port(net: Bridge, veth: str, mac: str, address: str | None, owner: str) -> None:
-    """Install or replace the port's chain in one transaction; `owner` names the keeper, so
-    only it (or whoever finds it dead) removes the chain."""
-    chain = f"port-{veth}"
+    """Install or replace the port's chains in one transaction; `owner` names the keeper, so
+    only it (or whoever finds it dead) removes them."""
+    chain, answers = f"port-{veth}", f"to-{veth}"
     run_nft(
         f"add chain bridge {net.name} {chain}\n"
-        + _refill("bridge", net.name, {chain: [*port_rules(mac, address), f'drop comment "{owner}"']})
+        + f"add chain bridge {net.name} {answers}\n"
+        + _refill(
+            "bridge",
+            net.name,
+            {
+                chain: [*port_rules(mac, address), f'drop comment "{owner}"'],
+                answers: [f"@ih,224,48 != {_chaddr(mac)} drop"],  # a DHCP answer for another MAC
+            },
+        )
         + f'add element bridge {net.name} ports {{ "{veth}" : goto {chain} }}\n'
+        + f'add element bridge {net.name} clients {{ "{veth}" : goto {answers} }}\n'
     )
 
 
@@ -132,8 +154,9 @@ def unguard_port(net: Bridge, veth: str, owner: str | None = None) -> None:
     """Remove the port's chain, unless `owner` is given and another keeper holds it now."""
     if owner is not None and port_owner(net, veth) not in (owner, None):
         return
-    run_nft(f'delete element bridge {net.name} ports {{ "{veth}" }}\n', check=False)
-    run_nft(f"delete chain bridge {net.name} port-{veth}\n", check=False)
+    for element, chain in (("ports", f"port-{veth}"), ("clients", f"to-{veth}")):
+        run_nft(f'delete element bridge {net.name} {element} {{ "{veth}" }}\n', check=False)
+        run_nft(f"delete chain bridge {net.name} {chain}\n", check=False)
 
 
 FILTERS = ("mac", "arp", "ipv4", "dhcp-server", "ipv6")  # what port_rules hold a container to, once it has an address
