@@ -228,6 +228,47 @@ def test_killed_keeper_then_stop_tears_down_and_rm_spares_the_ports_new_owner(ne
     assert net.wait_for(lambda: "new-owner" in fetch_from_host("127.0.0.1", 19090), 15, "the new owner's forward")
 
 
+def test_rm_after_a_killed_keeper_spares_the_address_and_ports_new_owner(net: Prodng, names: list[str]) -> None:
+    """Issue 14: the rm of a container whose keeper was killed removed the NAT of its address, which
+    a new owner of that address had switched on since (and took the forward's and address's claims)."""
+    names += ["first", "second"]
+    static = "static:10.89.200.41/16"
+    net("bookworm", static, "--nat", "--name", "first", "-p", "19191:80", "--exec", "sleep 100000")
+    os.kill(_keeper_pid(net, "first"), signal.SIGKILL)  # its network stays, claims and all, but they are free
+    net("bookworm", static, "--nat", "--name", "second", "-p", "19191:80", "--exec", server("second"))
+    net("rm", "-f", "first")
+    assert "10.89.200.41" in in_host("nft", "list", "set", "ip", "prodng0", "nat").stdout
+    assert "19191" in forwards() and "10.89.200.41" in forwards(), forwards()
+    held = {p.name: p.read_text() for p in (runtime_dir() / "claims").iterdir()}
+    assert held.get("ip-10.89.200.41") == "second" and held.get("tcp-19191") == "second", held
+    assert net.wait_for(lambda: "second" in fetch_from_host("127.0.0.1", 19191), 15, "the new owner's forward")
+    net("rm", "-f", "second")  # its own: all gone
+    assert "10.89.200.41" not in in_host("nft", "list", "set", "ip", "prodng0", "nat").stdout
+    assert "19191" not in forwards()
+
+
+def test_a_keeper_waits_for_the_previous_runs_teardown(net: Prodng, names: list[str]) -> None:
+    """A keeper whose teardown outlasted stop's wait (here: stopped) undid, as it went, what the
+    next run's keeper had made by the same name: veth, name, lease, claims, net.json."""
+    names.append("again")
+    net("bookworm", "dhcp", "--name", "again", "-p", "19292:80", "--exec", server("again"))
+    old = _keeper_pid(net, "again")
+    os.kill(old, signal.SIGSTOP)
+    try:
+        restarting = net.popen("restart", "-t", "0", "again")
+        time.sleep(8)  # past stop's wait for the keeper: the new run starts, its keeper waits
+        assert restarting.poll() is None
+    finally:
+        os.kill(old, signal.SIGCONT)  # the old keeper sees its lifeline closed and tears down
+    _, error = restarting.communicate(timeout=60)
+    assert restarting.returncode == 0, error
+    interface = wired(net, "again")
+    assert _keeper_pid(net, "again") != old and str(interface["veth"]) in links()
+    assert net.wait_for(lambda: "again" in fetch_from_host("127.0.0.1", 19292), 15, "the forward")
+    assert (runtime_dir() / "hosts" / "again").exists() and str(interface["mac"]) in leases()
+    assert (runtime_dir() / "claims" / "tcp-19292").read_text() == "again"
+
+
 @pytest.fixture
 def dhcp_blocked() -> Iterator[None]:
     """The DHCP server stops answering: its requests are dropped before they reach it."""

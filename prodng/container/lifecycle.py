@@ -36,6 +36,7 @@ from prodng.network import claims, modes, wiring
 from prodng.storage import btrfs, quota
 
 log = logging.getLogger(__name__)
+KEEPER_TEARDOWN_WAIT = 30.0  # seconds a start waits for the keeper of the previous run to finish its teardown
 
 # ---- lifecycle ----
 
@@ -101,6 +102,10 @@ def start_locked(paths: Paths, name: str) -> Observation:
     record = state.load(paths, name)
     if observe(paths, record).state in ACTIVE:
         raise Conflict(f"container {name} is already running")
+    # A keeper's teardown goes by the container's name (veth, DNS name, lease, claims, net.json):
+    # beside a new run it would undo the new run's network as it went. halt waited 5 s for it.
+    if not polling.until(lambda: not wiring.keeper_alive(paths, name), KEEPER_TEARDOWN_WAIT):
+        raise Conflict(f"the network of container {name}'s previous run is still being undone", hint="try again")
     release_network(paths, record)
     mode = record.network
     if mode.wired:  # the address and host ports are checked and taken before anything starts

@@ -32,7 +32,7 @@ from prodng import pidfd, run
 from prodng.config import Paths
 from prodng.errors import Conflict
 from prodng.network import dnsmasq
-from prodng.network.claims import not_claimed_by_others, release_claims
+from prodng.network.claims import mine_or_nobodys, not_claimed_by_others, release_claims_locked
 from prodng.network.modes import Bridge, Forward, bridge
 from prodng.network.nft import disallow_out, host_tables, remove_forwards, run_nft, unguard_port
 from prodng.network.wiring import (
@@ -116,7 +116,11 @@ def ensure_host_side(paths: Paths, net: Bridge) -> None:
 
 def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...], owner: str | None = None) -> None:
     """Remove the veth, the forwards, the port's filter, the name, the lease and the claims of
-    one container. `owner` is the keeper undoing its own work; else the one net.json names."""
+    one container. `owner` is the keeper undoing its own work; else the one net.json names.
+
+    Objects of the container's own (veth, port chains, name, lease by its MAC) go by its name;
+    shared ones (a host port's forward, an address's NAT) only while the container still holds
+    their claim: a dead keeper's port or address may have a new owner by now (network.claims)."""
     net = bridge(paths.settings)
     wired = read(paths, name)
     with IPRoute() as ipr:
@@ -126,9 +130,12 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...], owner: str 
             except NetlinkError as err:
                 if err.code != errno.ENODEV:
                     raise
-    remove_forwards(net, not_claimed_by_others(paths, name, forwards))
-    if wired.get("outbound") == "nat" and wired.get("ip"):
-        disallow_out(net, str(wired["ip"]))
+    address = str(wired.get("ip") or "")
+    with locked(paths):  # new owners claim under it: what is checked here holds until it is removed
+        remove_forwards(net, not_claimed_by_others(paths, name, forwards))
+        if wired.get("outbound") == "nat" and address and mine_or_nobodys(paths, name, f"ip-{address}"):
+            disallow_out(net, address)
+        release_claims_locked(paths, name)
     unguard_port(net, veth_name(paths, name), owner or keeper_owner(wired))
     directory = runtime_dir(paths)
     mac = str(wired.get("mac") or mac_address(paths, name))
@@ -136,7 +143,6 @@ def teardown(paths: Paths, name: str, forwards: tuple[Forward, ...], owner: str 
     if not released:
         with locked(paths):
             dnsmasq.drop_lease(directory, mac, net)
-    release_claims(paths, name)
     net_file(paths, name).unlink(missing_ok=True)
 
 

@@ -25,7 +25,7 @@ from pyroute2 import IPRoute
 
 from prodng.config import Paths
 from prodng.container import logs, state
-from prodng.network import dnsmasq, host, modes, nft, wiring
+from prodng.network import claims, dnsmasq, host, modes, nft, wiring
 
 NUD_NOARP, NTF_MASTER = 0x40, 0x04  # a static bridge FDB entry (`bridge fdb add ... master static`)
 MODULE = "prodng.network.keeper_server"  # in a keeper's argv: what follows are its arguments
@@ -170,7 +170,11 @@ class Keeper:
             nft.remove_forwards(self.net, self.forwards)
             if self.nat:
                 nft.disallow_out(self.net, self.address)
+            if self.mode.kind == "dhcp":
+                claims.release_address(self.paths, self.name, self.address)
         if changed:
+            if self.mode.kind == "dhcp":  # a static one was claimed before the start
+                claims.claim_leased_address(self.paths, self.name, address)
             self.guard(address)  # the port may now speak from this address, and from no other
             if self.nat:
                 nft.allow_out(self.net, address)
