@@ -46,6 +46,29 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byte
     return header[:10] + struct.pack(">H", checksum(header)) + header[12:] + udp
 
 
+def ipv4_fragments(src: str, dst: str, sport: int, dport: int, payload: bytes, first: int = 8) -> list[bytes]:
+    """One UDP datagram as two IPv4 fragments: the first carries `first` bytes (the UDP header
+    alone by default), the second the rest, so a filter reading the payload finds nothing to read."""
+    datagram = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload
+    pieces = [(0, datagram[:first], 0x2000), (first // 8, datagram[first:], 0)]  # more fragments; the last
+    packets = []
+    for offset, data, flags in pieces:
+        header = struct.pack(
+            ">BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(data),
+            0x4242,
+            flags | offset,
+            64,
+            17,
+            0,
+            *map(socket.inet_aton, (src, dst)),
+        )
+        packets.append(header[:10] + struct.pack(">H", checksum(header)) + header[12:] + data)
+    return packets
+
+
 def dhcp_message(kind: str, xid: int, chaddr: str, yiaddr: str, server_id: str) -> bytes:
     fixed = struct.pack(">BBBBIHH", 2, 1, 6, 0, xid, 0, 0x8000) + socket.inet_aton("0.0.0.0")
     fixed += socket.inet_aton(yiaddr) + socket.inet_aton(server_id) + socket.inet_aton("0.0.0.0")

@@ -9,6 +9,7 @@ Everything runs in the namespaces test_network's `net` fixture and the `lan` fix
 from __future__ import annotations
 
 import json
+import socket
 import struct
 import subprocess
 import sys
@@ -496,6 +497,23 @@ def test_dhcp_requests_only_as_an_ethernet_client_of_its_own(net: Prodng, names:
     assert "10.89.77." not in leases() and leases().count(me) == before.count(me) == 1, leases()
 
 
+def test_fragments_carry_no_dhcp_request_past_the_filter(net: Prodng, names: list[str]) -> None:
+    """A RELEASE for another container's MAC in two IPv4 fragments, the first the UDP header alone:
+    the port's checks have no DHCP fields to read in either fragment."""
+    names += ["victim", "mallory"]
+    for name in names:
+        net("bookworm", "dhcp", "--name", name, "--exec", "sleep 100000")
+    victim, mallory = wired(net, "victim"), wired(net, "mallory")
+    me, ip = str(mallory["mac"]), str(mallory["ip"])
+    server_id = bytes([54, 4]) + socket.inet_aton(GATEWAY)
+    release = netattack.dhcp_request("RELEASE", 0x5EED, str(victim["mac"]), ciaddr=str(victim["ip"]), options=server_id)
+    for first in (8, 16):  # the UDP header alone; with it the first 8 bytes of DHCP
+        fragments = netattack.ipv4_fragments(ip, GATEWAY, 68, 67, release, first=first)
+        send_frames(net, "mallory", *(netattack.ether(me, bridge_mac(), 0x0800, f) for f in fragments))
+    time.sleep(1)
+    assert str(victim["mac"]) in leases()
+
+
 def test_vlan_tagged_frames_are_dropped(net: Prodng, names: list[str]) -> None:
     """`ip saddr` matches the IPv4 inside an 802.1Q tag (nft reads it after the tag): tagged frames
     from the container's own address passed to other containers."""
@@ -538,3 +556,35 @@ def test_no_port_takes_another_containers_mac_in_the_bridge(net: Prodng, names: 
     assert json.loads(spied) == {"SECRET": 0} and json.loads(received)["SECRET"] >= 1, (spied, received)
     entries = [line for line in in_host("bridge", "fdb", "show", "br", "prodng0").stdout.splitlines() if them in line]
     assert entries and all(str(victim["veth"]) in line for line in entries), entries
+
+
+DNS_ANSWERS = r"""
+import socket, struct, sys
+question = b"".join(bytes([len(p)]) + p.encode() for p in sys.argv[2].split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + question, (sys.argv[1], 53))
+answer = s.recv(512)
+count, i = struct.unpack(">H", answer[6:8])[0], 12 + len(question)
+found = []
+for _ in range(count):  # each answer: a name pointer, type, class, ttl, length, address
+    length = struct.unpack(">H", answer[i + 10 : i + 12])[0]
+    found.append(socket.inet_ntoa(answer[i + 12 : i + 12 + length]))
+    i += 12 + length
+print(" ".join(sorted(found)))
+"""
+
+
+def test_a_dns_name_belongs_to_one_container(net: Prodng, names: list[str]) -> None:
+    """DNS is case-blind, container names are not: a container named WEB answered for web.prodng
+    beside web (dnsmasq gave both addresses), taking part of web's traffic."""
+    names += ["web", "WEB", "asker"]
+    net("bookworm", "dhcp", "--name", "web", "--exec", "sleep 100000")
+    net("bookworm", "dhcp", "--name", "asker", "--exec", "sleep 100000")
+    twin = net("bookworm", "dhcp", "--name", "WEB", "--exec", "sleep 100000", check=False)
+    inside = ("nsenter", netns_of(net, "asker"), sys.executable, "-c", DNS_ANSWERS, GATEWAY, "web.prodng")
+    answers = subprocess.run(inside, capture_output=True, text=True).stdout.strip()
+    assert answers == wired(net, "web")["ip"], answers
+    assert twin.returncode != 0 and "DNS name web.prodng is in use by container web" in twin.stderr, twin.stderr
+    net("rm", "-f", "web")
+    net("bookworm", "dhcp", "--name", "WEB", "--exec", "sleep 100000")  # free again

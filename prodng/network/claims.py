@@ -1,12 +1,13 @@
-"""Claims: an address or a host port belongs to one container at a time.
+"""Claims: a DNS name, an address or a host port belongs to one container at a time.
 
-A static address and the host ports are taken under the network lock before anything
-starts; a leased address when its keeper publishes it (dnsmasq gave it out, so whoever
-held it before has lost it). They are released by the keeper's teardown, or by whoever
-finds a dead keeper's work undone: that teardown removes a shared object (a forward, the
-NAT of an address) only while its claim is the container's own or nobody's, under the lock
-new owners claim under, so the rm of a container whose keeper was killed never removes
-what the port's or the address's new owner installed.
+The DNS name (case-blind, as DNS is), a static address and the host ports are taken
+under the network lock before anything starts; a leased address when its keeper
+publishes it (dnsmasq gave it out, so whoever held it before has lost it). They are
+released by the keeper's teardown, or by whoever finds a dead keeper's work undone: that
+teardown removes a shared object (a forward, the NAT of an address) only while its claim
+is the container's own or nobody's, under the lock new owners claim under, so the rm of
+a container whose keeper was killed never removes what the port's or the address's new
+owner installed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from prodng.config import Paths
 from prodng.errors import Conflict
-from prodng.network.modes import Bridge, Forward, Mode, check_static
+from prodng.network.modes import DOMAIN, Bridge, Forward, Mode, check_static
 from prodng.network.wiring import keeper_alive, locked, runtime_dir
 
 # ---- claims: a static address or a host port belongs to one container at a time ----
@@ -28,8 +29,9 @@ def _claim_path(paths: Paths, key: str) -> Path:
 
 
 def claim(paths: Paths, name: str, mode: Mode, forwards: tuple[Forward, ...], net: Bridge) -> None:
-    """Check and take the container's static address and host ports; all or none."""
-    keys = [f"{f.proto}-{f.host_port}" for f in forwards]
+    """Check and take the container's DNS name, static address and host ports; all or none."""
+    # DNS is case-blind and container names are not: web and WEB would both answer for web.prodng.
+    keys = [f"name-{name.lower()}.{DOMAIN}", *(f"{f.proto}-{f.host_port}" for f in forwards)]
     if mode.address:
         check_static(mode, net)
         keys.append(f"ip-{mode.address.ip}")
@@ -38,16 +40,18 @@ def claim(paths: Paths, name: str, mode: Mode, forwards: tuple[Forward, ...], ne
             owner = _claim_path(paths, key)
             holder = owner.read_text() if owner.exists() else ""
             if holder and holder != name and keeper_alive(paths, holder):
-                what = (
-                    key.replace("ip-", "address ").replace("tcp-", "host port tcp/").replace("udp-", "host port udp/")
-                )
-                raise Conflict(f"{what} is in use by container {holder}")
+                raise Conflict(f"{_describe(key)} is in use by container {holder}")
         for f in forwards:
             _check_port_free(f)
         for key in keys:
             owner = _claim_path(paths, key)
             owner.parent.mkdir(parents=True, exist_ok=True)
             owner.write_text(name)
+
+
+def _describe(key: str) -> str:
+    kind, _, what = key.partition("-")
+    return {"name": "DNS name ", "ip": "address ", "tcp": "host port tcp/", "udp": "host port udp/"}[kind] + what
 
 
 def _check_port_free(forward: Forward) -> None:

@@ -86,7 +86,9 @@ def bridge_table(net: Bridge) -> str:
 """
     chains = {
         "forward": ["udp dport 67 drop", "udp sport 67 drop", "iifname vmap @ports"],
-        "input": ["iifname vmap @ports"],
+        # No IP fragment reaches the host: a port's checks of a DHCP request's fields cannot read
+        # them in a fragment, and the host's DHCP and DNS need none.
+        "input": ["ip frag-off & 0x3fff != 0 drop", "iifname vmap @ports"],
         "output": ["udp sport 67 udp dport 68 oifname vmap @clients"],
     }
     return declare + _refill("bridge", net.name, chains)
