@@ -329,6 +329,25 @@ def test_an_install_job_runs_under_the_containers_own_limits(limited: Prodng, tm
     assert "forked" not in limited("ls").stdout
 
 
+def test_memory_high_on_this_hosts_v1_memory_controller(limited: Prodng) -> None:
+    """memory_high is cgroup v2's memory.high; this VM's v2 hierarchy has no memory controller (it is v1's), so
+    it becomes the v1 soft limit (reclaimed first under pressure), on the real hierarchy. The v2 files are
+    tested in test_cgroups_v2."""
+    limited.env["PRODNG_MEMORY_HIGH"] = "32M"
+    try:
+        info = _run(limited, "soft")
+    finally:
+        del limited.env["PRODNG_MEMORY_HIGH"]
+    assert info["limits"]["memory_high"] == 32 * MiB  # type: ignore[index]
+    groups = [Path(p) for p in info["cgroups"]]  # type: ignore[attr-defined]
+    v2 = [g for g in groups if g.is_relative_to("/sys/fs/cgroup/unified")]
+    (memory,) = [g for g in groups if (g / "memory.soft_limit_in_bytes").exists()]
+    assert int((memory / "memory.soft_limit_in_bytes").read_text()) == 32 * MiB
+    assert int((memory / "memory.limit_in_bytes").read_text()) == 64 * MiB
+    assert v2 and not (v2[0] / "memory.high").exists(), "this host's v2 has no memory controller"
+    limited("rm", "-f", "soft")
+
+
 def test_a_container_cannot_grow_the_events_journal_without_end(limited: Prodng) -> None:
     """Its monitor writes what the service causes (an OOM a second, a crash every 10 s) with no verb run
     to rotate the host's events.jsonl: the monitor rotates it past 4 MiB too, under the same lock."""
