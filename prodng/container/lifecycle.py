@@ -108,15 +108,8 @@ def start_locked(paths: Paths, name: str) -> Observation:
         raise Conflict(f"the network of container {name}'s previous run is still being undone", hint="try again")
     release_network(paths, record)
     mode = record.network
-    if mode.wired:  # the address and host ports are checked and taken before anything starts
-        net = modes.bridge(paths.settings)
-        claims.claim(paths, name, mode, record.forwards, net)
-        try:
-            wiring.write_resolv_conf(paths, name, net)
-            start_network_daemons(paths, net)
-        except BaseException:
-            claims.release_claims(paths, name)
-            raise
+    if mode.wired:
+        _claim_network(paths, record)
     directory = paths.container_state(name)
     plan = services.compile_for(paths, record) if services.uses_plan(record) else None
     owners = services.bind_owners(paths, record)
@@ -151,6 +144,19 @@ def start_locked(paths: Paths, name: str) -> Observation:
     if plan:
         _await_units(paths, record, plan)
     return observe(paths, record)
+
+
+def _claim_network(paths: Paths, record: ContainerRecord) -> None:
+    """The address and host ports are checked and taken before anything starts; the host side
+    (bridge, dnsmasq, keeper server) is made by the first wired start and reused after."""
+    net = modes.bridge(paths.settings)
+    claims.claim(paths, record.name, record.network, record.forwards, net)
+    try:
+        wiring.write_resolv_conf(paths, record.name, net)
+        start_network_daemons(paths, net)
+    except BaseException:
+        claims.release_claims(paths, record.name)
+        raise
 
 
 def _await_units(paths: Paths, record: ContainerRecord, plan: services.Plan) -> None:
