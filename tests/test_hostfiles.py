@@ -370,3 +370,30 @@ def test_links_planted_in_a_rw_bind_read_nothing_of_the_host_at_the_next_start(
     assert "PATH=" in environs and "host-secret" not in environs  # the unit's own environment
     assert "host-secret" not in prodng("info", container, "--json").stdout
     assert "host-secret" not in (prodng.root / "state" / container / "config").read_text(errors="replace")
+
+
+def test_maintainer_scripts_read_no_apt_secret_and_no_other_file_of_the_hosts_etc_apt(
+    netns_prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    """The host's sources come into the install (same release); a postinst reads what it finds there.
+    The host's /etc/apt/sources.list.d is replaced, for this prodng alone (a mount namespace of its own),
+    by one holding a private repository's token in its URI and a file apt never reads."""
+    host_parts = tmp_path / "sources.list.d"
+    host_parts.mkdir()
+    (host_parts / "private.list").write_text("deb http://prodng-token-4711:x@deb.example.org/debian bookworm main\n")
+    (host_parts / "old.list.save").write_text("deb http://host-only-file.example.org/debian bookworm main\n")
+    swap = 'mount --bind "$0" /etc/apt/sources.list.d && exec "$@"'
+    unshared = ("unshare", "--mount", "--propagation", "private", "sh", "-c", swap, str(host_parts))
+    private_etc = Prodng(netns_prodng.root, prefix=(*netns_prodng.prefix, *unshared))
+    report = "/var/lib/prodng-apt-report"
+    postinst = f"#!/bin/sh\nls /etc/apt/sources.list.d >{report}\ncat /etc/apt/sources.list.d/* >>{report}\nexit 0\n"
+    deb = built_deb(
+        tmp_path, "prodng-aptsecrets", "X-Prodng-Exec: /bin/sleep 100000\n", {"usr/share/doc/x/README": "x\n"},
+        {"postinst": postinst},
+    )  # fmt: skip
+    private_etc(template, deb, "none", "--name", container)
+    said = netns_prodng("exec", container, "--", "cat", report).stdout
+    assert "deb http://deb.example.org/debian bookworm main" in said, said  # apt's sources, without the secret
+    assert "prodng-token" not in said and "host-only-file" not in said and "old.list.save" not in said, said
+    listed = netns_prodng("exec", container, "--", "ls", "-A", "/etc/apt/sources.list.d").stdout
+    assert "private.list" not in listed  # nothing of them stays in the root

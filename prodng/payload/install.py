@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,6 +50,7 @@ INSTALL = (
     "rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin"
     " && apt-get install -y -q{flags} " + f"{PAYLOAD_DIR}/*.deb && apt-get clean"
 )
+CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]*@")  # http://user:password@host/ -> http://host/
 # What scripts print when a limit of the job stops them (dash says "Cannot fork" at its pids limit).
 LIMIT_ERRORS = (
     "Disk quota exceeded",
@@ -69,17 +71,33 @@ def cache_key(paths: Paths, template: str, payloads: list[Payload], recommends: 
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
-def _host_sources(paths: Paths, template: str) -> tuple[Bind, ...]:
-    """The host's apt sources (updates, security) for the install, when the template is of the
-    host's own release; read-only binds, so nothing of them stays in the root."""
+def _apt_reads(name: str) -> bool:
+    """A file of sources.list.d that apt reads (apt skips other names: *.save, *.disabled, ...)."""
+    return re.fullmatch(r"[A-Za-z0-9_.-]+\.(list|sources)", name) is not None
+
+
+def _host_sources(paths: Paths, template: str, copies: Path, *, credentials: bool) -> tuple[Bind, ...]:
+    """The host's apt sources (updates, security) for the install, when the template is of the host's
+    own release: copies of the files apt reads, bound read-only, so nothing of them stays in the root
+    and nothing else of the host's /etc/apt is in reach. The phase that runs package code gets them
+    without the user:password of any URI (apt needs the URIs to find its lists; the secrets only to
+    download, which that phase does not do): a hostile postinst reads no private repository's token."""
     meta = json.loads(inroot.read_text(paths.template_root(template), templates.METADATA))
     os_release = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
     if f"VERSION_CODENAME={meta['suite']}" not in os_release.split():
         return ()
-    binds = [
-        Bind(str(p), str(p)) for p in (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list")) if p.exists()
-    ]
-    return tuple(binds)
+    host_list, host_parts = Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d")
+    wanted = [(host_list, copies / "sources.list")] if host_list.is_file() else []
+    if host_parts.is_dir():
+        parts = sorted(p for p in host_parts.iterdir() if _apt_reads(p.name) and p.is_file())
+        wanted += [(p, copies / "sources.list.d" / p.name) for p in parts]
+    (copies / "sources.list.d").mkdir(parents=True, exist_ok=True)
+    for source, copy in wanted:
+        text = source.read_text(errors="replace")
+        copy.write_text(text if credentials else CREDENTIALS.sub(r"\1", text))
+        copy.chmod(0o644)
+    binds = [Bind(str(copies / "sources.list"), str(host_list))] if host_list.is_file() else []
+    return (*binds, *([Bind(str(copies / "sources.list.d"), str(host_parts))] if host_parts.is_dir() else []))
 
 
 def _failure(log: str) -> str:
@@ -187,8 +205,10 @@ def installed_root(
         work = cache_dir(paths) / f".build-{key}-{os.getpid()}"
         jobs = paths.state / ".jobs" / f"{key}-install"
         staging = jobs.with_name(f"{key}-payloads")  # under the root, where the sweep finds it
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True, mode=0o700)
+        apt = jobs.with_name(f"{key}-apt")  # copies of the host's apt sources for each phase
+        for scratch in (staging, apt):
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True, mode=0o700)
         btrfs.snapshot(template_root, work)
         limits = validation.with_defaults(limits or Limits(), paths.settings)
         try:
@@ -200,21 +220,17 @@ def installed_root(
             )
             progress(f"installing {names} with dependencies into a sandboxed snapshot of {template}")
             base = ContainerRecord(name=f"install-{key[:8]}", template=template, argv=(), env=APT_ENV, limits=limits)
-            sources = (Bind(str(staging), PAYLOAD_DIR), *_host_sources(paths, template))
+            payload_dir = Bind(str(staging), PAYLOAD_DIR)
             download = replace(
                 base,
                 argv=("/bin/sh", "-c", DOWNLOAD.format(flags=flags)),
                 network=Mode("host"),
-                binds=(*sources, RESOLV_CONF),
+                binds=(payload_dir, *_host_sources(paths, template, apt / "download", credentials=True), RESOLV_CONF),
             )
             _run_phase(paths, download, work, jobs.with_name(f"{key}-download"), names)
-            _run_phase(
-                paths,
-                replace(base, argv=("/bin/sh", "-c", INSTALL.format(flags=flags)), binds=sources),
-                work,
-                jobs,
-                names,
-            )
+            sources = _host_sources(paths, template, apt / "install", credentials=False)
+            install = replace(base, argv=("/bin/sh", "-c", INSTALL.format(flags=flags)), binds=(payload_dir, *sources))
+            _run_phase(paths, install, work, jobs, names)
             _clean_up_after_install(work, names)
             meta = {"template": template, "payloads": [f"{p.package}={p.version}" for p in payloads]}
             inroot.write_text(work, MARKER, json.dumps(meta), 0o644)
@@ -225,6 +241,7 @@ def installed_root(
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(apt, ignore_errors=True)
             shutil.rmtree(jobs, ignore_errors=True)
             shutil.rmtree(jobs.with_name(f"{key}-download"), ignore_errors=True)
     return cached
