@@ -129,12 +129,29 @@ def _selected_verb(args: argparse.Namespace) -> Verb | None:
     return BY_NAME.get(name)
 
 
+_progress_shown = False  # a progress line is on the terminal, not ended yet
+
+
 def _progress(line: str) -> None:
+    global _progress_shown
     if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K" + line[:100])
+        sys.stderr.write("\r\033[K" + terminal.escape(line[:100]))
         sys.stderr.flush()
+        _progress_shown = True
     else:
         print(line, file=sys.stderr, flush=True)
+
+
+def _report(text: str) -> None:
+    """An error line. What a container wrote can be in it (a unit's last log lines, apt's output of a
+    failed install): on a terminal it is escaped as container output is everywhere else, on a line
+    of its own after any progress line."""
+    global _progress_shown
+    if sys.stderr.isatty():
+        sys.stderr.write("\n" if _progress_shown else "")
+        _progress_shown = False
+        text = terminal.escape(text)
+    print(text, file=sys.stderr)
 
 
 def _format_cell(value: object) -> str:
@@ -253,7 +270,7 @@ def agent_main(argv: list[str]) -> int:
         }
         result = actions[args.trust]()
     except ProdngError as err:
-        print(f"prodng: error: {err}", file=sys.stderr)
+        _report(f"prodng: error: {err}")
         return err.exit_code
     columns = ("name", "subject", "fingerprint", "expires")
     trust_verb = Verb("agent trust", "", "GET", "", (), columns, output=Output.TABLE)
@@ -305,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
         return code
     except ProdngError as err:
-        print(f"prodng: error: {err}", file=sys.stderr)
+        _report(f"prodng: error: {err}")
         return err.exit_code
     except KeyboardInterrupt:
         return 130
@@ -316,9 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if isinstance(err, OSError) and (known := from_os_error(err)):
-            print(f"prodng: error: {known}", file=sys.stderr)
+            _report(f"prodng: error: {known}")
             return known.exit_code
-        print(f"prodng: internal error: {type(err).__name__}: {err} (rerun with --debug)", file=sys.stderr)
+        _report(f"prodng: internal error: {type(err).__name__}: {err} (rerun with --debug)")
         return EXIT_INTERNAL
 
 

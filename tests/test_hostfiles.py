@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from probe_helpers import chain, make_probe_root, results
+from test_exec_security import under_pty
 from test_payload import _entry, built_deb, control, crafted_deb
 
 from prodng.container import cgroups
@@ -397,3 +398,25 @@ def test_maintainer_scripts_read_no_apt_secret_and_no_other_file_of_the_hosts_et
     assert "prodng-token" not in said and "host-only-file" not in said and "old.list.save" not in said, said
     listed = netns_prodng("exec", container, "--", "ls", "-A", "/etc/apt/sources.list.d").stdout
     assert "private.list" not in listed  # nothing of them stays in the root
+
+
+def test_what_a_failed_payload_printed_reaches_the_operators_terminal_escaped(
+    prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    """A failed start quotes the unit's last log lines, a failed install apt's telling line: both are the
+    payload's own text, and the CLI's error line must not set the terminal's title or clipboard."""
+    escapes = r"\033]0;owned\007\033]52;c;aGk=\007"
+    unit = f"[Service]\nExecStart=/bin/sh -c 'printf \"{escapes}\\\\n\"; exit 3'\n"
+    failing_unit = built_deb(tmp_path, "prodng-escunit", "", {"lib/systemd/system/prodng-escunit.service": unit})
+    postinst = f"#!/bin/sh\nprintf '{escapes} No space left on device\\n'\nexit 1\n"
+    failing_install = built_deb(
+        tmp_path, "prodng-escinst", "X-Prodng-Exec: /bin/sleep 1\n", {"usr/share/doc/x/README": "x\n"},
+        {"postinst": postinst},
+    )  # fmt: skip
+    for deb, says in ((failing_unit, b"exited with 3"), (failing_install, b"install failed")):
+        status, shown = under_pty(prodng, template, deb, "none", "--name", container, timeout=300)
+        assert status != 0 and says in shown, shown
+        assert b"\x1b]" not in shown and b"\x07" not in shown, shown
+        assert b"\\x1b]52;c;aGk=\\x07" in shown, "shown, as text"
+        assert b"bookwormprodng: error" not in shown, "the error starts a line of its own"
+        prodng("rm", "-f", container, check=False)
