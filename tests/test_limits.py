@@ -396,3 +396,57 @@ def test_classic_qgroups_stop_a_writer_at_the_limit_not_at_the_template(fresh_ro
     subprocess.run(["sync"], check=True)
     used = fresh_root.info("classic")["disk"]
     assert used["limit"] == 200 * MiB and 180 * MiB <= used["used"] <= 204 * MiB, used  # type: ignore[index]
+
+
+# DHCPDISCOVERs with the container's own MAC (the bridge's filters drop any other), sent unicast to the bridge's
+# dnsmasq from an ordinary UDP socket: no capability needed.
+DHCP_FLOOD = r"""
+use Socket;
+my ($gateway, $count) = @ARGV;
+open(my $f, "<", "/sys/class/net/eth0/address") or die "address: $!";
+my $mac = pack("C6", map { hex } split(/:/, scalar <$f>));
+socket(my $s, PF_INET, SOCK_DGRAM, 0) or die "socket: $!";
+my $to = sockaddr_in(67, inet_aton($gateway));
+my $sent = 0;
+for my $i (1 .. $count) {
+    # DISCOVERs, and REQUESTs for an address not offered (dnsmasq NAKs them).
+    my $options = $i % 2 ? pack("C3", 53, 1, 1) : pack("C3 C2 C4", 53, 1, 3, 50, 4, 192, 0, 2, $i % 250);
+    my $packet = pack("C4 N n n a4 a4 a4 a4 a16 a64 a128 N", 1, 1, 6, 0, $i, 0, 0x8000,
+        "", "", "", "", $mac, "", "", 0x63825363) . $options . pack("C", 255);
+    $sent++ if send($s, $packet, 0, $to);
+}
+print "sent=$sent\n";
+"""
+
+
+def _sizes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def test_a_container_cannot_fill_the_hosts_run_with_dnsmasqs_log(tmp_path: Path) -> None:
+    """dnsmasq logged to a file in /run/prodng (a tmpfs of the host's RAM on most hosts): every DHCP packet a
+    container sent was a line or two there, without end or rotation. It logs to the host's syslog now, which
+    bounds what it keeps, and not each lease."""
+    import hashlib
+
+    import template_cache
+
+    from conftest import own_netns
+
+    root = Path(tempfile.mkdtemp(prefix="prodng-test-dhcplog-", dir="/var/tmp"))
+    namespace = f"prodng-lim{os.getpid()}"
+    try:
+        with own_netns(root, namespace) as net:
+            template_cache.ensure(net, "bookworm")
+            net("bookworm", "dhcp", "--name", "flooder", "--exec", "sleep infinity")
+            inode = os.stat(f"/run/netns/{namespace}").st_ino
+            run_dir = Path("/run/prodng") / f"{hashlib.sha256(str(root).encode()).hexdigest()[:8]}-{inode}"
+            before = _sizes(run_dir)
+            flood = net("exec", "flooder", "--", "perl", "-e", DHCP_FLOOD, "10.89.0.1", "2000", timeout=120)
+            assert flood.stdout.strip() == "sent=2000", flood.stdout + flood.stderr
+            time.sleep(1)  # dnsmasq answers in its own time
+            grown = _sizes(run_dir) - before
+            assert grown < 4096, f"prodng's /run grew {grown} bytes for 2000 packets: {sorted(run_dir.rglob('*'))}"
+            net("rm", "-f", "flooder")
+    finally:
+        _teardown(root)
