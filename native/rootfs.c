@@ -71,6 +71,7 @@ static int pivot_into(const char *rootfs, struct pn_error *e)
  * to the writer's memory cgroup, and the size keeps one tmpfs from taking all of the container's.
  */
 #define PN_DEFAULT_TMPFS (64L << 20)
+#define PN_PTY_MAX "256" /* pseudo-terminals per container: a twelfth of what all containers share */
 
 static const char *tmpfs_options(const struct pn_config *c, const char *mode, char *buf, size_t size)
 {
@@ -121,8 +122,10 @@ static int setup_dev(const struct pn_config *c, const int *nodes, struct pn_erro
             return pn_sys(e, "symlink %s", links[i][1]);
     if (mkdir("/dev/pts", 0755) < 0 || mkdir("/dev/shm", 01777) < 0 || mkdir("/dev/mqueue", 0755) < 0)
         return pn_sys(e, "mkdir in /dev");
-    if (do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5",
-                 e) < 0)
+    /* max=: every devpts but the host's draws on one budget (kernel.pty.max less kernel.pty.reserve,
+     * 3072 by default): one container took it all, and no other could open a terminal (exec -t). */
+    if (do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                 "newinstance,ptmxmode=0666,mode=0620,gid=5,max=" PN_PTY_MAX, e) < 0)
         return -1;
     return do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(c, "1777", options, sizeof options),
                     e);

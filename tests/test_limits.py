@@ -348,6 +348,20 @@ def test_memory_high_on_this_hosts_v1_memory_controller(limited: Prodng) -> None
     limited("rm", "-f", "soft")
 
 
+def test_a_container_cannot_take_every_terminal(limited: Prodng) -> None:
+    """Every devpts but the host's draws on kernel.pty.max less kernel.pty.reserve (3072): one container held
+    them all and no neighbour could open a terminal (exec -t failed everywhere). Each devpts has max=256."""
+    limited("run", "probe", "--name", "ptyhog", "--exec", "probe ptys 100000")
+    limited.wait_for(lambda: "ptys=" in limited("logs", "ptyhog").stdout, 30, "the hog to take its terminals")
+    hog = facts(limited("logs", "ptyhog").stdout)
+    assert hog == {"count": "256", "ptys": "ENOSPC"}, hog
+    _run(limited, "ptyneighbour")
+    opened = facts(limited("exec", "ptyneighbour", "--", "probe", "open", "/dev/ptmx", "rw").stdout)
+    assert opened["open"] == "ok", opened
+    for name in ("ptyhog", "ptyneighbour"):
+        limited("rm", "-f", name)
+
+
 def test_a_container_cannot_grow_the_events_journal_without_end(limited: Prodng) -> None:
     """Its monitor writes what the service causes (an OOM a second, a crash every 10 s) with no verb run
     to rotate the host's events.jsonl: the monitor rotates it past 4 MiB too, under the same lock."""

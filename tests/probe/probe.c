@@ -594,6 +594,22 @@ static int cmd_io_uring(int argc, char **argv)
     return report(fd < 0 ? -1 : 0, err, "io_uring_setup");
 }
 
+/* Pseudo-terminals come out of one budget for all containers (kernel.pty.max less the host's reserve). */
+static int cmd_ptys(int argc, char **argv)
+{
+    long hold = 0;
+    if (argc > 1 && parse_long(argv[1], &hold) < 0)
+        return fail("usage: ptys [HOLD_SECONDS]"), USAGE_ERROR;
+    int count = 0;
+    while (open("/dev/ptmx", O_RDWR | O_NOCTTY) >= 0) /* kept open: the point is to hold them */
+        count++;
+    int err = errno;
+    out("count=%d\n", count);
+    report(-1, err, "open /dev/ptmx");
+    sleep_seconds(hold);
+    return 0;
+}
+
 /* Linux AIO contexts come out of one host-wide budget (fs.aio-max-nr): one io_setup can take it all. */
 static int cmd_aio(int argc, char **argv)
 {
@@ -1290,6 +1306,7 @@ static const struct command commands[] = {
     {"tmpfill", cmd_tmpfill, 1, "MB [DIR]: fill DIR/probe-fill-PID (default /tmp)"},
     {"io_uring", cmd_io_uring, 0, "io_uring_setup"},
     {"aio", cmd_aio, 0, "io_setup of the host's whole fs.aio-max-nr"},
+    {"ptys", cmd_ptys, 0, "[HOLD_SECONDS]: open /dev/ptmx until refused, say how many, hold them"},
     {"mknod", cmd_mknod, 4, "PATH b|c MAJOR MINOR"},
     {"btrfs-subvol", cmd_btrfs_subvol, 2, "DIR NAME: BTRFS_IOC_SUBVOL_CREATE (v1 and v2)"},
     {"btrfs-snap", cmd_btrfs_snap, 3, "SRC DIR NAME: BTRFS_IOC_SNAP_CREATE (v1 and v2)"},
