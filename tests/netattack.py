@@ -9,6 +9,7 @@ CAP_NET_RAW could. Nothing here leaves the namespaces the tests made.
     ipv6 IFACE SRC_MAC DST_MAC PAYLOAD
     dhcp IFACE TYPE XID CHADDR YIADDR SRC_MAC SRC_IP SERVER_ID SPORT   (broadcast, three times)
     frames IFACE HEX...                  raw frames, as built by the tests with the helpers here
+    flood IFACE SECONDS HEX...           those frames again and again, as fast as they go, then how many
 """
 
 from __future__ import annotations
@@ -177,6 +178,17 @@ def main(command: str, iface: str, *args: str) -> None:
         for frame in args:
             s.send(bytes.fromhex(frame))
             time.sleep(0.01)
+    elif command == "flood":
+        packets, sent = [bytes.fromhex(text) for text in args[1:]], 0
+        deadline = time.monotonic() + float(args[0])
+        while time.monotonic() < deadline:
+            for packet in packets:
+                try:
+                    s.send(packet)
+                    sent += 1
+                except BlockingIOError:
+                    pass
+        print(sent, flush=True)
     else:
         raise SystemExit(f"unknown command {command}")
 

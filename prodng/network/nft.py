@@ -28,6 +28,10 @@ def _refill(family: str, table: str, chains: dict[str, list[str]]) -> str:
     return "".join(lines)
 
 
+STORM_LIMIT = "limit rate over 500/second burst 1000 packets"  # broadcast and multicast frames, per port
+DHCP_LIMIT = "limit rate over 20/second burst 40 packets"  # DHCP requests to dnsmasq, per port
+
+
 def ip_table(net: Bridge) -> str:
     """Port forwards as one map; from the bridge the host answers only DHCP and DNS on its
     bridge address; routed traffic to or from the bridge only as the network mode allows."""
@@ -79,12 +83,21 @@ def bridge_table(net: Bridge) -> str:
     declare = f"""table bridge {net.name} {{
   map ports {{ type ifname : verdict; }}
   map clients {{ type ifname : verdict; }}
+  set storms {{ type ifname; flags dynamic,timeout; timeout 1m; }}
+  set dhcp_requests {{ type ifname; flags dynamic,timeout; timeout 1m; }}
+  chain prerouting {{ type filter hook prerouting priority filter; policy accept; }}
   chain forward {{ type filter hook forward priority filter; policy drop; }}
   chain input {{ type filter hook input priority filter; policy drop; }}
   chain output {{ type filter hook output priority filter; policy accept; }}
 }}
 """
     chains = {
+        # Storm control, per port and once per frame (the forward hook sees a broadcast once per
+        # port it floods to): one container's floods cost the others and dnsmasq little.
+        "prerouting": [
+            f"meta pkttype {{ broadcast, multicast }} update @storms {{ iifname {STORM_LIMIT} }} drop",
+            f"udp dport 67 update @dhcp_requests {{ iifname {DHCP_LIMIT} }} drop",
+        ],
         "forward": ["udp dport 67 drop", "udp sport 67 drop", "iifname vmap @ports"],
         # No IP fragment reaches the host: a port's checks of a DHCP request's fields cannot read
         # them in a fragment, and the host's DHCP and DNS need none.
@@ -159,6 +172,8 @@ def unguard_port(net: Bridge, veth: str, owner: str | None = None) -> None:
     for element, chain in (("ports", f"port-{veth}"), ("clients", f"to-{veth}")):
         run_nft(f'delete element bridge {net.name} {element} {{ "{veth}" }}\n', check=False)
         run_nft(f"delete chain bridge {net.name} {chain}\n", check=False)
+    for limits in ("storms", "dhcp_requests"):  # its buckets, if it sent any broadcast or DHCP
+        run_nft(f'delete element bridge {net.name} {limits} {{ "{veth}" }}\n', check=False)
 
 
 FILTERS = ("mac", "arp", "ipv4", "dhcp-server", "ipv6")  # what port_rules hold a container to, once it has an address
