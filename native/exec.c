@@ -173,8 +173,10 @@ static int wait_forwarding(pid_t child)
 
 static int apply_request(struct pn_config *c, const struct pn_exec_request *r, struct pn_error *e)
 {
-    if (r->uid >= 0)
+    if (r->uid >= 0) { /* another user: the service's supplementary groups are not its */
         c->uid = r->uid;
+        c->ngroups = 0;
+    }
     if (r->gid >= 0)
         c->gid = r->gid;
     for (int i = 0; i < r->nenv; i++) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 extern char **environ;
@@ -109,9 +110,11 @@ int drop_privileges(const struct pn_config *c, int keep_caps, struct pn_error *e
         if (!(keep_caps && in_caps(c, cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
             return pn_sys(e, "drop capability %d", cap);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    if ((c->gid || c->ngroups) && (setgroups(c->ngroups, (const gid_t *)c->groups) < 0 ||
-                                   setresgid(c->gid, c->gid, c->gid) < 0))
+    /* Always, even for root:0 with no groups: else the caller's supplementary groups (an operator's
+     * adm or docker, the agent's) and umask would be the container's. */
+    if (setgroups(c->ngroups, (const gid_t *)c->groups) < 0 || setresgid(c->gid, c->gid, c->gid) < 0)
         return pn_sys(e, "setgid %d", c->gid);
+    umask(022); /* systemd's default UMask= */
     if (c->ambient && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) /* AmbientCapabilities= survive setuid */
         return pn_sys(e, "keepcaps");
     if (c->uid && setresuid(c->uid, c->uid, c->uid) < 0)

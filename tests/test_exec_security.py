@@ -404,6 +404,26 @@ def test_exec_user_stdin_and_errors(prodng: Prodng, probe_template: str, contain
     assert bad.returncode == 2 and "invalid --user" in bad.stderr
 
 
+def test_the_callers_groups_and_umask_stay_the_callers(prodng: Prodng, probe_template: str, container: str) -> None:
+    """An operator's shell (or the agent) may have supplementary groups (adm, docker) and any umask: neither
+    reaches the service or what exec runs, not even for a root service with no groups of its own."""
+    caller = ["setpriv", "--groups", "4,27,100", "sh", "-c", 'umask 0; exec "$@"', "-", sys.executable, "-m", "prodng"]
+
+    def as_caller(*args: str) -> str:
+        done = subprocess.run([*caller, *args], env=prodng.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    as_caller("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
+    for seen in (
+        as_caller("exec", container, "--", "probe", "cat", "/proc/1/status"),
+        as_caller("exec", container, "--", "probe", "cat", "/proc/self/status"),
+        as_caller("exec", "-u", "0:4242", container, "--", "probe", "cat", "/proc/self/status"),
+    ):
+        status = dict(line.split(":\t", 1) for line in seen.splitlines() if ":\t" in line)
+        assert status["Groups"].strip() == "" and status["Umask"] == "0022", status
+
+
 def test_ctrl_c_at_the_cli_reaches_the_command(prodng: Prodng, probe_template: str, container: str) -> None:
     prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
     cli = prodng.popen("exec", container, "--", "probe", "signals", "INT")
