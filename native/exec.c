@@ -188,7 +188,8 @@ static int apply_request(struct pn_config *c, const struct pn_exec_request *r, s
     return 0;
 }
 
-static int join_and_run(const struct pn_exec_request *r, void (*started)(void), struct pn_error *e)
+static int join_and_run(const struct pn_exec_request *r, void (*joined)(void), void (*started)(void),
+                        struct pn_error *e)
 {
     cleanup_config struct pn_config c = {0};
     if (load_config(r->config, &c, e) < 0 || apply_request(&c, r, e) < 0)
@@ -202,6 +203,11 @@ static int join_and_run(const struct pn_exec_request *r, void (*started)(void), 
     if (setns(pidfd, ALL_NAMESPACES) < 0)
         return pn_fail(e, errno == ESRCH ? PN_ERR_NOT_FOUND : PN_ERR_SYSTEM, errno, "join the container");
     pn_close_now(&pidfd);
+    /*
+     * The caller may let go of the container's lock now. What follows runs in a process the
+     * container can see and signal (SIGSTOP it before it execs): it must never hold up a stop.
+     */
+    joined();
     cleanup_pipe int sync[2] = {-1, -1};
     if (pipe2(sync, O_CLOEXEC) < 0)
         return pn_sys(e, "pipe");
@@ -225,9 +231,9 @@ static int join_and_run(const struct pn_exec_request *r, void (*started)(void), 
 }
 
 /* What is missing (the init gone, its cgroup removed, the command) is not found, whatever the step. */
-int pn_exec_run(const struct pn_exec_request *r, void (*started)(void), struct pn_error *e)
+int pn_exec_run(const struct pn_exec_request *r, void (*joined)(void), void (*started)(void), struct pn_error *e)
 {
-    int status = join_and_run(r, started, e);
+    int status = join_and_run(r, joined, started, e);
     if (status < 0 && e->errnum == ENOENT)
         e->kind = PN_ERR_NOT_FOUND;
     return status;

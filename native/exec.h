@@ -23,9 +23,11 @@ struct pn_exec_request {
  * Join the container (its cgroups, then every namespace of its init at once through a pidfd),
  * fork the command's process (a session and process group of its own, the pty's controlling
  * tty when asked), confine it as the service and exec argv. Returns the command's exit status
- * (128 + signal when killed), or -1 with e filled if the command never started. `started`
- * is called once the command runs (the caller closes its report fd there).
+ * (128 + signal when killed), or -1 with e filled if the command never started. `joined` is
+ * called once we are in the container's cgroups and namespaces (from then on the container's
+ * lock is not needed: a stop kills us with it), `started` once the command runs (the caller
+ * closes its report fd there).
  */
-int pn_exec_run(const struct pn_exec_request *r, void (*started)(void), struct pn_error *e);
+int pn_exec_run(const struct pn_exec_request *r, void (*joined)(void), void (*started)(void), struct pn_error *e);
 
 #endif

@@ -7,8 +7,9 @@
  * Started with an empty environment, its stdio the command's. Before anything else it makes
  * itself non-dumpable, keeps only the fds it was given and moves onto a sealed memfd copy of
  * itself, so that nothing a container may see of it through /proc (exe, environ, fds) leads to
- * the host. REPORT gets "error KIND MESSAGE" if the command could not be started, and EOF once it
- * runs; the exit status is then the command's.
+ * the host. REPORT gets "joined" once it is in the container's cgroups and namespaces, then
+ * "error KIND MESSAGE" if the command could not be started, and EOF once it runs; the exit status
+ * is then the command's.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -24,6 +25,11 @@
               "[--env KEY=VALUE]... -- ARGV...\n"
 
 static int report_fd = -1;
+
+static void joined(void)
+{
+    dprintf(report_fd, "joined\n");
+}
 
 static void started(void)
 {
@@ -124,7 +130,7 @@ int main(int argc, char **argv, char **envp)
         dprintf(report_fd, "error system cannot set up the helper's fds\n");
         return 125;
     }
-    int status = pn_exec_run(&r, started, &e);
+    int status = pn_exec_run(&r, joined, started, &e);
     if (status < 0) {
         pn_error_report(report_fd, &e);
         return 125;

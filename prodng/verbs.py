@@ -27,6 +27,7 @@ class Context:
     paths: Paths
     progress: Callable[[str], None] = lambda line: None
     interactive: bool = False  # True on the CLI: verbs may use the terminal
+    cancelled: Callable[[], bool] | None = None  # true once the agent is stopping: calls in flight end
     _pool_open: bool = field(default=False, repr=False)
     restarted: list[str] = field(default_factory=list)  # by the sweep when the pool was opened
 
@@ -275,6 +276,13 @@ VERBS: tuple[Verb, ...] = (
                 "interactive", "pass stdin to the command", kind=Kind.BOOL, flags=("-i", "--interactive"), default=False
             ),
             Param("user", "UID[:GID] to run as (default: the service's)", flags=("-u", "--user")),
+            Param(
+                "timeout",
+                "seconds before the command gets TERM and the call ends with 124 (0: none on the CLI, 600 over REST)",
+                kind=Kind.FLOAT,
+                flags=("--timeout",),
+                default=0.0,
+            ),
         ),
         output=Output.COMMAND,
         slow=True,

@@ -1,10 +1,16 @@
-"""An agent killed with SIGKILL and restarted sees the same containers, and stopped none of them."""
+"""An agent killed with SIGKILL and restarted sees the same containers, and stopped none of them; an agent
+told to stop does, whatever a container runs for its calls."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from agent_helpers import PORT, Client, start_agent
@@ -54,3 +60,43 @@ def test_agent_restart_changes_no_container(prodng: Prodng, probe_template: str,
         assert proc.wait(timeout=30) == 0
         for name in names:
             prodng("rm", "-f", name)
+
+
+@pytest.mark.root
+def test_a_stopping_agent_ends_the_execs_in_flight(prodng: Prodng, probe_template: str, container: str) -> None:
+    """A REST exec's command that never ends (sleep, or a binary the container replaced) held a thread of the
+    agent, and a TERMed agent waited on that thread for ever."""
+    prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
+    proc = start_agent(prodng)
+    unix = Client(Paths(prodng.root), unix=prodng.root / "agent.sock")
+    answers: list[object] = []
+
+    def call() -> None:
+        try:
+            answers.append(
+                unix.request("POST", "/prodng/exec", {"name": container, "command": ["probe", "sleep", "1e6"]})
+            )
+        except OSError as err:  # the agent may close the connection before it answers
+            answers.append(err)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    prodng.wait_for(lambda: _running(b"probe\0sleep\x001e6\0"), what="the exec's command")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=30) == 0, "the agent ends its execs and exits"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert time.monotonic() - started < 20
+    caller.join(10)
+    assert answers and not caller.is_alive()
+
+
+def _running(cmdline: bytes) -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+                return True
+    return False

@@ -179,6 +179,68 @@ def test_racer_gets_nothing_of_the_agent(prodng: Prodng, probe_template: str, co
     race(prodng, container, probe_template, exec_once)
 
 
+def test_an_exec_stopped_in_its_window_holds_up_nothing(
+    prodng: Prodng, probe_template: str, container: str, unix: Client
+) -> None:
+    """Between its fork and its exec, the command's process is in the container's pid namespace as root: the
+    container can SIGSTOP it there. The container's lock must not be held across that window (stop and rm -f
+    waited on it for ever), and a REST exec must end at its deadline, whatever the container does."""
+    prodng("run", probe_template, "--name", container, "--exec", "probe stopper 600 100 ; sleep 100000")
+    prodng.wait_for(lambda: "stopper=ready" in prodng("logs", container).stdout, what="the stopper")
+
+    def caught() -> int:
+        return prodng("logs", container).stdout.count("stopped=")
+
+    clis: list[subprocess.Popen[str]] = []
+    try:
+        while not caught() and len(clis) < 40:  # about 1 in 5 is caught before its exec, the rest go on
+            clis.append(prodng.popen("exec", container, "--", "probe", "true"))
+            prodng.wait_for(lambda: clis[-1].poll() is not None or caught(), 30, "the exec or the stopper")
+        assert caught(), "positive control: the container caught an exec's process before its exec"
+        rest = [_rest_exec_in_window(unix, container)]  # the lock is free meanwhile
+        while rest[-1] != "caught" and len(rest) < 40:
+            rest.append(_rest_exec_in_window(unix, container))
+        assert rest[-1] == "caught", f"positive control: no REST exec caught before its exec in {len(rest)} tries"
+        started = time.monotonic()
+        prodng("stop", container, "-t", "2", timeout=30)
+        prodng("rm", "-f", container, timeout=30)
+        assert time.monotonic() - started < 20, "stop and rm -f are not held up by a stopped exec"
+        assert clis[-1].wait(30) == 137, "the stopped exec ends with its container"
+    finally:
+        for cli in clis:
+            cli.kill()
+            cli.wait()
+
+
+def _rest_exec_in_window(unix: Client, container: str) -> str:
+    """One REST exec with a 2 s deadline while the stopper lurks: "caught" if it never started."""
+    started = time.monotonic()
+    status, result = unix.request(
+        "POST", "/prodng/exec", {"name": container, "command": ["probe", "true"], "timeout": 2}
+    )
+    assert time.monotonic() - started < 10, "the deadline holds, before or after the exec"
+    assert (status, result.get("exit_code")) in ((503, None), (200, 0)), "0: the stopper let it go on"
+    assert status == 200 or "did not start in time" in result["error"]
+    return "caught" if status == 503 else "ran"
+
+
+def test_rest_exec_ends_at_its_deadline(prodng: Prodng, probe_template: str, container: str, unix: Client) -> None:
+    prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
+    started = time.monotonic()
+    status, result = unix.request(
+        "POST", "/prodng/exec", {"name": container, "command": ["probe", "signals", "-", "TERM"], "timeout": 1}
+    )
+    took = time.monotonic() - started
+    assert status == 200 and result["exit_code"] == 124 and "signals=ready" in result["stdout"], result
+    assert took < 1 + 0.5 + 3 + 3, "TERM at the deadline, ignored; the helper killed 3 s later"
+    status, result = unix.request(
+        "POST", "/prodng/exec", {"name": container, "command": ["probe", "true"], "timeout": -1}
+    )
+    assert status == 400 and "timeout" in result["error"]
+    cli = prodng("exec", "--timeout", "1", container, "--", "probe", "sleep", "100", check=False)
+    assert cli.returncode == 124, "the CLI too, when asked"
+
+
 def test_proc_1_exe_is_no_host_file(prodng: Prodng, probe_template: str, container: str) -> None:
     prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
     out = prodng(

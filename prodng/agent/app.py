@@ -228,7 +228,11 @@ def _view(verb: verbs.Verb) -> Handler:
         values = await request_values(verb, request)
         paths = request.app[PATHS]
         # Long verbs (template build) report progress on the events stream; the answer is the result.
-        ctx = verbs.Context(paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line))
+        ctx = verbs.Context(
+            paths,
+            progress=lambda line: events.emit(paths, "progress", verb.name, line=line),
+            cancelled=request.app[CLOSING].is_set,  # a stopping agent ends its execs instead of waiting on them
+        )
 
         async def call() -> Any:
             return await request.app[LANES][lane_of(verb)].run(verbs.call, verb, ctx, values)

@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 import tty
 from collections.abc import Callable, Iterator
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 Sink = Callable[[bytes], None]
 CHUNK = 65536
+STOP_POLL = 0.5  # how often a bounded exec looks at its deadline
+TIMED_OUT = 124  # the exit code of an exec ended at its deadline, as timeout(1)'s
 
 
 def _drain(fd: int, sink: Sink, limit: int = 16 * CHUNK) -> None:
@@ -41,9 +44,34 @@ def _drain(fd: int, sink: Sink, limit: int = 16 * CHUNK) -> None:
             limit -= len(data)
 
 
-def pump(proc: subprocess.Popen[bytes], outputs: dict[int, Sink], stdin: tuple[int, int] | None = None) -> int:
-    """Copy each output fd to its sink (and stdin[0] to stdin[1]) until the helper exits; its status."""
+class _Ending:
+    """A command past its deadline: TERM (prodng-exec passes it on), then, GRACE later, the helper is
+    killed and whatever the command still does is the container's (its output goes nowhere)."""
+
+    GRACE = 3.0
+
+    def __init__(self, proc: subprocess.Popen[bytes], stop: Callable[[], bool] | None) -> None:
+        self.proc, self.stop = proc, stop
+        self.since: float | None = None
+
+    def check(self) -> None:
+        if self.since is None and self.stop and self.stop():
+            self.since = time.monotonic()
+            self.proc.send_signal(signal.SIGTERM)
+        elif self.since is not None and time.monotonic() - self.since > self.GRACE:
+            self.proc.kill()
+
+
+def pump(
+    proc: subprocess.Popen[bytes],
+    outputs: dict[int, Sink],
+    stdin: tuple[int, int] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """Copy each output fd to its sink (and stdin[0] to stdin[1]) until the helper exits; its status,
+    or TIMED_OUT when stop() turned true first (looked at every STOP_POLL seconds)."""
     pidfd = os.pidfd_open(proc.pid)
+    ending = _Ending(proc, stop)
     with selectors.DefaultSelector() as sel:
         sel.register(pidfd, selectors.EVENT_READ)
         for fd in outputs:
@@ -52,12 +80,15 @@ def pump(proc: subprocess.Popen[bytes], outputs: dict[int, Sink], stdin: tuple[i
             sel.register(stdin[0], selectors.EVENT_READ)
         try:
             while True:
-                for key, _ in sel.select():
+                ready = sel.select(STOP_POLL if stop else None)
+                ending.check()
+                for key, _ in ready:
                     fd = int(key.fd)
                     if fd == pidfd:
                         for out, sink in outputs.items():
                             _drain(out, sink)
-                        return exit_status(proc.wait())
+                        status = exit_status(proc.wait())
+                        return TIMED_OUT if ending.since is not None else status
                     data = _read(fd)
                     if stdin and fd == stdin[0]:
                         if not data or not _write(stdin[1], data):
@@ -177,7 +208,7 @@ def raw_terminal(local: int, master: int) -> Iterator[None]:
         signal.signal(signal.SIGWINCH, previous)
 
 
-def relay_pty(proc: subprocess.Popen[bytes], master: int) -> int:
+def relay_pty(proc: subprocess.Popen[bytes], master: int, stop: Callable[[], bool] | None = None) -> int:
     """The operator's terminal <-> the container's pty until the helper exits."""
     local_in, local_out = sys.stdin.fileno(), sys.stdout.fileno()
     writer = os.dup(master)
@@ -186,4 +217,4 @@ def relay_pty(proc: subprocess.Popen[bytes], master: int) -> int:
         _write(local_out, data)
 
     with raw_terminal(local_in, master):
-        return pump(proc, {master: show}, (local_in, writer))
+        return pump(proc, {master: show}, (local_in, writer), stop)

@@ -75,15 +75,20 @@ def recover(ctx: Context) -> dict[str, object]:
 
 
 EXEC_OUTPUT_MAX = 1024 * 1024
+EXEC_TIMEOUT = 600.0  # over REST: an agent thread is never held without end by what a container runs
 
 
 def exec(
-    ctx: Context, name: str, command: list[str], tty: bool, interactive: bool, user: str | None
+    ctx: Context, name: str, command: list[str], tty: bool, interactive: bool, user: str | None, timeout: float
 ) -> dict[str, object]:
     if ctx.interactive and tty:  # the CLI relays the operator's terminal to a pty made in the container
-        return {"name": name, "exit_code": enter.exec_terminal(ctx.paths, name, command, user)}
+        stop = enter.bounded(timeout, ctx.cancelled)
+        return {"name": name, "exit_code": enter.exec_terminal(ctx.paths, name, command, user, stop)}
     if ctx.interactive:
-        return {"name": name, "exit_code": enter.exec_attached(ctx.paths, name, command, stdin=interactive, user=user)}
+        stop = enter.bounded(timeout, ctx.cancelled)
+        code = enter.exec_attached(ctx.paths, name, command, stdin=interactive, user=user, stop=stop)
+        return {"name": name, "exit_code": code}
     if tty or interactive:
         raise InvalidRequest("-t and -i need the CLI", hint="over REST, exec returns the command's output")
-    return enter.exec_captured(ctx.paths, name, command, EXEC_OUTPUT_MAX, user)
+    stop = enter.bounded(timeout or EXEC_TIMEOUT, ctx.cancelled)
+    return enter.exec_captured(ctx.paths, name, command, EXEC_OUTPUT_MAX, user, stop)

@@ -1271,6 +1271,61 @@ static int cmd_racer(int argc, char **argv)
     return 0;
 }
 
+/* stopper: what a hostile root in a container does to hold an exec in its window (after the
+ * fork, before the command runs): SIGSTOP each process that appears in our pid namespace and
+ * keep it stopped if it was caught there (its exe not ours to look at yet: the exec's own code;
+ * `stopped=PID`), else let it go on (`released=PID`). Ends after COUNT (default 1) caught. */
+/* Whether PID is stopped now (state T), waiting up to 100 ms: a stop is only taken on the way back to
+ * user space (and one sent in the middle of an execve may be dropped). Until then, its exe may say
+ * either. */
+static int stopped_state(pid_t pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    for (double end = now() + 0.1; now() < end;) {
+        char *close_paren = read_file(path, stat, sizeof stat) > 0 ? strrchr(stat, ')') : NULL;
+        if (!close_paren)
+            return 0;
+        if (close_paren[1] == ' ' && close_paren[2] == 'T')
+            return 1;
+    }
+    return 0;
+}
+
+static int cmd_stopper(int argc, char **argv)
+{
+    double seconds = atof(argv[1]);
+    long count = argc > 2 ? atol(argv[2]) : 1, stopped = 0;
+    char buf[32];
+    racer.pid_max = read_file("/proc/sys/kernel/pid_max", buf, sizeof buf) > 0 ? atol(buf) + 1 : 4194305;
+    racer.reported = calloc(racer.pid_max / 8 + 1, 1);
+    mark_existing();
+    int last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+    long last = read_last_pid(last_pid_fd);
+    out("%s=ready pid=%d\n", current, getpid());
+    for (double end = now() + seconds; now() < end && stopped < count;) {
+        long latest = read_last_pid(last_pid_fd);
+        for (long pid = last + 1; pid <= latest && stopped < count; pid++) {
+            if (pid >= racer.pid_max || racer.reported[pid / 8] & (1 << pid % 8))
+                continue;
+            racer.reported[pid / 8] |= 1 << pid % 8;
+            if (kill((pid_t)pid, SIGSTOP) < 0 || !stopped_state((pid_t)pid))
+                continue;
+            char link[64], exe[256];
+            snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+            if (readlink(link, exe, sizeof exe - 1) < 0) {
+                out("stopped=%ld\n", pid);
+                stopped++;
+            } else {
+                kill((pid_t)pid, SIGCONT);
+                out("released=%ld\n", pid);
+            }
+        }
+        last = latest > last ? latest : last;
+    }
+    return 0;
+}
+
 /* ---- dispatch ---- */
 
 struct command {
@@ -1322,6 +1377,7 @@ static const struct command commands[] = {
     {"signals", cmd_signals, 1, "LOG [IGNORE]: comma lists (or -); print signal=NAME, run forever"},
     {"ticker", cmd_ticker, 1, "FILE [CHILDREN]: sleeping children, a counter in FILE every 20 ms"},
     {"writer", cmd_writer, 1, "PATH|- [SECONDS]: detach and keep writing to PATH and stdout"},
+    {"stopper", cmd_stopper, 1, "SECONDS [COUNT]: SIGSTOP new processes caught before their exec, COUNT (1) of them"},
     {"racer", cmd_racer, 1, "SECONDS [--marker TEXT]: the exec race (issue 12)"},
 };
 
