@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Prodng
+from conftest import Prodng, own_netns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -94,7 +94,8 @@ CASES = [
     # knot-resolver enables only kresd.target: its README.Debian says to enable kresd@1 (so does systemd)
     Case("knot-resolver", tcp("127.0.0.1:53", dns_query("localhost"), "udp"), "\n1234", args=("--unit", "kresd@1")),
     Case("nsd", tcp("127.0.0.1:53", dns_query("localhost"), "udp"), "\n1234"),
-    # nmbd waits for a broadcast interface, which a loopback-only container lacks: smbd alone
+    # nmbd waits for a broadcast interface, which a loopback-only container lacks: smbd alone (with one,
+    # every unit: test_samba_starts_whole_on_a_network)
     Case("samba", tcp("127.0.0.1:445", SMB1_NEGOTIATE), "SMB", args=("--unit", "smbd")),
     Case(
         "prosody",
@@ -182,6 +183,24 @@ def test_package_starts_and_answers(prodng: Prodng, template: str, debs: Path, c
     assert isinstance(services, list) and services
     probe(prodng, container, case.probe, case.expect)
     stopped_quickly(prodng, container)
+
+
+@pytest.mark.packages
+def test_samba_starts_whole_on_a_network(prodng: Prodng, template: str, debs: Path, container: str) -> None:
+    """No --unit: on a bridge (dhcp) nmbd has the broadcast interface it waits for, and samba starts as
+    on a Debian host: nmbd and smbd up, samba-ad-dc skipped by its ExecCondition (no AD DC set up).
+    Created in the host's namespace (apt fetches the dependencies), started in the test's own."""
+    prodng("create", template, deb_of(debs, "samba"), "dhcp", "--name", container, timeout=900)
+    with own_netns(prodng.root, f"prodng-smb{os.getpid()}") as net:
+        try:
+            net("start", container, timeout=300)
+            units = {s["name"]: s["state"] for s in services_of(net, container)}
+            assert units["nmbd.service"] == "running" and units["smbd.service"] == "running", units
+            assert units["samba-ad-dc.service"] == "skipped", units
+            probe(net, container, tcp("127.0.0.1:445", SMB1_NEGOTIATE), "SMB")
+            stopped_quickly(net, container)
+        finally:
+            net("rm", "-f", container, check=False)
 
 
 def test_chrony_fails_for_want_of_cap_sys_time(prodng: Prodng, template: str, debs: Path, container: str) -> None:
