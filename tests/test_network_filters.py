@@ -621,3 +621,22 @@ def test_broadcast_and_dhcp_floods_are_limited_per_port(net: Prodng, names: list
     flooding.communicate(timeout=30)
     offers = seen.count('"OFFER"')
     assert 30 <= offers <= 40 + 20 * 5, offers
+
+
+def test_the_keeper_takes_no_answer_sent_from_inside_the_container(net: Prodng, names: list[str]) -> None:
+    """The keeper's DHCP socket sits on the container's eth0, where it also sees the frames the
+    container sends. With NET_RAW (which prodng does not give) a container saw its keeper's renewal
+    and answered it itself, as the server, before the server could: its keeper bound the address it
+    was told, and the port's filter then let the container speak as that address."""
+    names.append("victim")
+    net("bookworm", "dhcp", "--name", "victim", "--exec", "sleep 100000")
+    victim = wired(net, "victim")
+    mac = str(victim["mac"])
+    with server_deaf_to(mac):
+        watch, xid = _renewal_xid(net, victim)
+        watch.kill()
+        forged_xid = (xid & 0xFFFFFFF0) | 4  # marked as sent while REQUESTING: a new binding
+        for source in (mac, bridge_mac()):  # as the server, out of eth0, from either MAC
+            attack(net, "victim", "dhcp", "eth0", "ACK", str(forged_xid), mac, FORGED, source, GATEWAY, GATEWAY, "67")
+        time.sleep(1)
+    assert wired(net, "victim")["ip"] == victim["ip"] and FORGED not in addresses(net, "victim")

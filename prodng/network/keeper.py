@@ -27,6 +27,7 @@ from prodng.config import Paths
 from prodng.container import logs, state
 from prodng.network import claims, dnsmasq, host, modes, nft, wiring
 
+SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23  # linux/socket.h, linux/if_packet.h (Linux 4.20)
 NUD_NOARP, NTF_MASTER = 0x40, 0x04  # a static bridge FDB entry (`bridge fdb add ... master static`)
 MODULE = "prodng.network.keeper_server"  # in a keeper's argv: what follows are its arguments
 CLONE_NEWNET = 0x40000000
@@ -322,6 +323,15 @@ class DhcpThread(threading.Thread):
             already drops forgeries from containers; this holds even where a filter is missing (a
             port not ours), and against the real server's answer to another client made to carry
             this client's transaction id (a container can ask the server for that: issue 14)."""
+
+            async def __aenter__(self) -> Any:
+                """The client's packet socket on eth0 would also see the frames the container
+                sends: a container with NET_RAW (prodng gives none) could answer its own keeper as
+                the server, before the server. Only frames that came in are read (before the
+                service starts, so nothing of the container's is queued yet)."""
+                entered = await super().__aenter__()
+                self._sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                return entered
 
             async def _process_msg(self, msg: Any) -> None:
                 if from_server(msg, server) and to_client(msg, mac):
