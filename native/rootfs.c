@@ -246,20 +246,14 @@ int open_bind_target(int rootfd, const char *target, int is_dir, struct pn_error
  * Clone the source's whole tree, set the flags on every mount of it (a bound / keeps /proc, /sys/fs/cgroup and
  * /dev/shm under it read-only too) before it is attached anywhere, then attach it at the resolved target.
  */
-static int attach_bind(const char *source, int target, const char *options, size_t len, struct pn_error *e)
+static int attach_bind(int named, const char *source, int target, const char *options, size_t len, struct pn_error *e)
 {
     char owner[64];
     unsigned uid, gid;
     int owned = option_value(options, len, "owner=", owner, sizeof owner);
     if (owned && sscanf(owner, "%u:%u", &uid, &gid) != 2)
         return pn_fail(e, PN_ERR_INVALID, 0, "bind %s: bad owner %s", source, owner);
-    /* An owned bind changes what its owner's files are: its source is named exactly, no symlink on the way
-     * (one swapped in since the request was checked would aim the map at another tree). */
-    cleanup_fd int named = owned ? pn_openat2(AT_FDCWD, source, O_PATH, 0, 0x04ULL /* NO_SYMLINKS */) : -1;
-    if (owned && named < 0)
-        return pn_fail(e, PN_ERR_REFUSED, -named, "bind source %s (owner= takes no path through a symlink)", source);
-    cleanup_fd int tree = owned ? open_tree(named, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH)
-                                : open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    cleanup_fd int tree = open_tree(named, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
     if (tree < 0)
         return pn_fail(e, PN_ERR_INVALID, errno, "bind source %s", source);
     if (owned && idmap_tree(tree, source, uid, gid, e) < 0)
@@ -278,6 +272,21 @@ static int attach_bind(const char *source, int target, const char *options, size
     return 0;
 }
 
+/*
+ * A bind's source is named exactly, no symlink on the way: prodng stores the real path when the bind is asked
+ * for, and mounts it at every start (restarts included). A symlink swapped in since would aim the bind at
+ * another tree: a container that writes a parent of the source through a :rw bind made it `-> /` and read the
+ * host's root at its next restart. An owned bind would aim its idmap at another tree the same way.
+ */
+static int open_bind_source(const char *source, struct pn_error *e)
+{
+    int fd = pn_openat2(AT_FDCWD, source, O_PATH, 0, 0x04ULL /* NO_SYMLINKS */);
+    if (fd == -ELOOP)
+        return pn_fail(e, PN_ERR_REFUSED, 0, "bind source %s goes through a symlink now (a bind takes its real path)",
+                       source);
+    return fd < 0 ? pn_fail(e, PN_ERR_INVALID, -fd, "bind source %s", source) : fd;
+}
+
 static int setup_binds(const struct pn_config *c, struct pn_error *e)
 {
     char source[4096];
@@ -288,11 +297,14 @@ static int setup_binds(const struct pn_config *c, struct pn_error *e)
         const char *src = strchr(c->binds[i], 0x1f) + 1;
         const char *target = strchr(src, 0x1f) + 1;
         snprintf(source, sizeof source, "%.*s", (int)(target - 1 - src), src);
+        cleanup_fd int named = open_bind_source(source, e);
         struct stat st;
-        if (stat(source, &st) < 0)
+        if (named < 0)
+            return -1;
+        if (fstat(named, &st) < 0)
             return pn_fail(e, PN_ERR_INVALID, errno, "bind source %s", source);
         cleanup_fd int at = open_bind_target(rootfd, target, S_ISDIR(st.st_mode), e);
-        if (at < 0 || attach_bind(source, at, c->binds[i], (size_t)(src - 1 - c->binds[i]), e) < 0)
+        if (at < 0 || attach_bind(named, source, at, c->binds[i], (size_t)(src - 1 - c->binds[i]), e) < 0)
             return -1;
     }
     return 0;

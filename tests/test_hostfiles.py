@@ -420,3 +420,24 @@ def test_what_a_failed_payload_printed_reaches_the_operators_terminal_escaped(
         assert b"\\x1b]52;c;aGk=\\x07" in shown, "shown, as text"
         assert b"bookwormprodng: error" not in shown, "the error starts a line of its own"
         prodng("rm", "-f", container, check=False)
+
+
+def test_a_bind_source_swapped_for_a_link_through_another_bind_shows_nothing_of_the_host(
+    prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    """A :rw data directory with a read-only config directory inside it bound over /etc/app: through the
+    first bind the container swaps the second's source for `-> /`; binds are mounted again at every start
+    (a restart, or the restart policy), and the host's root must not be what /etc/app shows then."""
+    data = tmp_path / "srv"
+    (data / "conf").mkdir(parents=True)
+    (data / "conf" / "app.conf").write_text("the app's\n")
+    (tmp_path / "named").symlink_to(data)  # a source named through a link is kept as its real path
+    prodng(template, "none", "--name", container, "--exec", "sleep 100000",
+           "--bind", f"{tmp_path}/named:/srv:rw", "--bind", f"{tmp_path}/named/conf:/etc/app")  # fmt: skip
+    assert prodng("exec", container, "--", "cat", "/etc/app/app.conf").stdout == "the app's\n"
+    prodng("exec", container, "--", "sh", "-c", "mv /srv/conf /srv/conf.old && ln -s / /srv/conf")
+    assert os.readlink(data / "conf") == "/"
+    result = prodng("restart", container, check=False)
+    assert result.returncode != 0 and "goes through a symlink" in result.stderr, result.stderr
+    shown = prodng("exec", container, "--", "ls", "/etc/app", check=False).stdout
+    assert "shadow" not in shown and "boot" not in shown, shown

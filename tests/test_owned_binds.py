@@ -110,7 +110,7 @@ def test_a_source_swapped_for_a_symlink_after_create_is_refused_at_start(
     data.rmdir()
     data.symlink_to(target)
     result = prodng("start", container, check=False)
-    assert result.returncode != 0 and "owner= takes no path through a symlink" in result.stderr, result.stderr
+    assert result.returncode != 0 and "goes through a symlink" in result.stderr, result.stderr
     assert (target / "config").read_text() == "root's\n"
     assert (target / "config").stat().st_uid == 0
 

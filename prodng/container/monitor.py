@@ -6,6 +6,7 @@ container's init from it (see container.lifecycle for the whole spawn path).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prodng.config import Paths
@@ -85,7 +86,8 @@ def config_bytes(
     pairs += [("cap", str(c)) for c in caps]
     pairs += [("rundir", d) for d in record.run_dirs]
     if record.network.wired and directory == paths.container_state(record.name):
-        pairs += [("bind", f"ro\x1f{wiring.resolv_conf_path(paths, record.name)}\x1f/etc/resolv.conf")]
+        resolv_conf = os.path.realpath(wiring.resolv_conf_path(paths, record.name))  # binds take no symlink
+        pairs += [("bind", f"ro\x1f{resolv_conf}\x1f/etc/resolv.conf")]
         pairs += [("keeper", a) for a in wiring.keeper_argv(paths, record.name)]
         pairs += [("keeper_server", str(wiring.keeper_server(paths)))]
     pairs += plan or []

@@ -30,7 +30,8 @@ USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10}")
 
 def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
     """HOST:CONTAINER[:OPTIONS]: read-only, nosuid and nodev on the whole bound tree unless OPTIONS
-    (comma-separated) say rw, suid or dev; owner=USER idmaps the tree for a user of the container."""
+    (comma-separated) say rw, suid or dev; owner=USER idmaps the tree for a user of the container.
+    HOST is kept as its real path."""
     binds = []
     for spec in specs:
         parts = spec.split(":")
@@ -49,7 +50,11 @@ def parse_binds(specs: list[str]) -> tuple[Bind, ...]:
             raise InvalidRequest(f"bind target {target!r} is managed by prodng")
         if owners:
             _check_owned_source(source, owners[0])
-        bind = Bind(source, clean, "rw" not in flags, dev="dev" in flags, suid="suid" in flags)
+        # Kept as its real path, resolved now, as the operator named it: the init mounts it at every start with
+        # no symlink allowed on the way, so one swapped in later (a container writing a parent of it through a
+        # :rw bind) cannot aim the bind at another tree of the host.
+        real = os.path.realpath(source)
+        bind = Bind(real, clean, "rw" not in flags, dev="dev" in flags, suid="suid" in flags)
         binds.append(replace(bind, owner=owners[0]) if owners else bind)
     return tuple(binds)
 

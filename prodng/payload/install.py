@@ -34,7 +34,6 @@ MARKER = ".prodng-install.json"
 INSTALL_TIMEOUT = 1200.0
 POLICY_RC_D = "usr/sbin/policy-rc.d"
 APT_ENV = ("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none")
-RESOLV_CONF = Bind("/etc/resolv.conf", "/etc/resolv.conf")
 # Two jobs in the same snapshot. The first has the network and runs apt only: it fetches the lists and
 # every .deb the payloads need into /var/cache/apt/archives (--download-only runs no maintainer script).
 # An update that cannot reach a mirror is no failure by itself: payloads without dependencies install
@@ -96,8 +95,13 @@ def _host_sources(paths: Paths, template: str, copies: Path, *, credentials: boo
         text = source.read_text(errors="replace")
         copy.write_text(text if credentials else CREDENTIALS.sub(r"\1", text))
         copy.chmod(0o644)
-    binds = [Bind(str(copies / "sources.list"), str(host_list))] if host_list.is_file() else []
-    return (*binds, *([Bind(str(copies / "sources.list.d"), str(host_parts))] if host_parts.is_dir() else []))
+    binds = [_bind(copies / "sources.list", str(host_list))] if host_list.is_file() else []
+    return (*binds, *([_bind(copies / "sources.list.d", str(host_parts))] if host_parts.is_dir() else []))
+
+
+def _bind(source: Path, target: str) -> Bind:
+    """A read-only bind of the install; by its real path, as the init takes a bind's source."""
+    return Bind(os.path.realpath(source), target)
 
 
 def _failure(log: str) -> str:
@@ -220,12 +224,13 @@ def installed_root(
             )
             progress(f"installing {names} with dependencies into a sandboxed snapshot of {template}")
             base = ContainerRecord(name=f"install-{key[:8]}", template=template, argv=(), env=APT_ENV, limits=limits)
-            payload_dir = Bind(str(staging), PAYLOAD_DIR)
+            payload_dir = _bind(staging, PAYLOAD_DIR)
+            resolv_conf = _bind(Path("/etc/resolv.conf"), "/etc/resolv.conf")  # often a link to /run/...
             download = replace(
                 base,
                 argv=("/bin/sh", "-c", DOWNLOAD.format(flags=flags)),
                 network=Mode("host"),
-                binds=(payload_dir, *_host_sources(paths, template, apt / "download", credentials=True), RESOLV_CONF),
+                binds=(payload_dir, *_host_sources(paths, template, apt / "download", credentials=True), resolv_conf),
             )
             _run_phase(paths, download, work, jobs.with_name(f"{key}-download"), names)
             sources = _host_sources(paths, template, apt / "install", credentials=False)

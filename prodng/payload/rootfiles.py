@@ -33,20 +33,24 @@ class RootFiles:
     root: Path
     binds: tuple[tuple[str, str], ...] = ()  # (host source, container target): the target shows the source
 
-    def _locate(self, path: str) -> Located:
-        """Which tree a container path lives in and the rest of it. A bind's source is resolved the
-        host's way, as the mount of it was (it is the operator's path); a file's source lives in its
-        directory."""
+    def _locate(self, path: str) -> Located | None:
+        """Which tree a container path lives in and the rest of it; None under a bind whose source has a
+        symlink on the way now (the init refuses to mount it: binds take their real path). A file's
+        source lives in its directory."""
         for source, target in sorted(self.binds, key=lambda b: -len(b[1])):
             if path == target or path.startswith(target.rstrip("/") + "/"):
-                real = os.path.realpath(source)
+                named = posixpath.normpath(source)
+                if os.path.realpath(named) != named:
+                    return None
                 rest = path[len(target) :]
-                if os.path.isdir(real):
-                    return Path(real), rest
-                return Path(posixpath.dirname(real)), "/" + posixpath.basename(real) + rest
+                if os.path.isdir(named):
+                    return Path(named), rest
+                return Path(posixpath.dirname(named)), "/" + posixpath.basename(named) + rest
         return self.root, path
 
-    def _lstat(self, where: Located) -> os.stat_result | None:
+    def _lstat(self, where: Located | None) -> os.stat_result | None:
+        if where is None:
+            return None
         base, rest = where
         try:
             return os.stat(base) if rest in ("", "/") else inroot.lstat(base, rest)
@@ -67,7 +71,7 @@ class RootFiles:
                 continue
             where = self._locate("/" + "/".join([*done, name]))
             st = self._lstat(where) if (parts or follow_last) else None
-            if st is not None and stat.S_ISLNK(st.st_mode):
+            if where is not None and st is not None and stat.S_ISLNK(st.st_mode):
                 links += 1
                 if links > MAX_LINKS:
                     return None
@@ -114,7 +118,7 @@ class RootFiles:
         if parent is None or name in ("", ".", ".."):
             return None
         where = self._locate(posixpath.join(parent, name))
-        if where[1] in ("", "/"):  # a bind's target: a mount point, never a link
+        if where is None or where[1] in ("", "/"):  # a bind's target: a mount point, never a link
             return None
         try:
             return inroot.readlink(*where)
