@@ -380,6 +380,24 @@ def test_a_container_cannot_grow_the_events_journal_without_end(limited: Prodng)
     limited("rm", "-f", "crasher")
 
 
+def test_an_install_job_is_held_to_the_containers_memory(limited: Prodng, tmp_path: Path) -> None:
+    """--memory 128M is the install job's too: a postinst holding 300 MB is killed, and the run says it was
+    the memory limit (dpkg said only "Killed")."""
+    import template_cache
+
+    template_cache.ensure(limited, "bookworm")
+    deb = _script_deb(tmp_path, "prodng-hog", "x=$(head -c 300M /dev/zero | tr '\\0' a)")
+    failed = limited(
+        "bookworm", str(deb), "--name", "hogged", "--memory", "128M", "--disk", "400M", check=False, timeout=600
+    )
+    error = failed.stderr.splitlines()[-1]
+    assert failed.returncode == 2, failed.stderr
+    assert error == (
+        "prodng: error: prodng-hog: install failed: out of memory: the kernel killed a process at the memory limit"
+        " of 128 MiB"
+    ), failed.stderr
+
+
 def _classic_qgroups(pool: Path) -> None:
     """Quotas as a kernel without squota (before 6.7, Debian 12's own) has them: classic qgroups."""
     from prodng.storage import quota

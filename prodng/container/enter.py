@@ -222,6 +222,8 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
             raise SystemFailure(f"{record.name}: gave up after {timeout:g} s")
         status = state.read_status_file(status_file)
         log = (directory / "log").read_text(errors="replace") if (directory / "log").exists() else ""
+        if cgroups.oom_kills(groups) and record.limits.memory:  # its scripts only say "Killed"
+            log += f"out of memory: the kernel killed a process at the memory limit of {record.limits.memory // 2**20} MiB\n"
         return int(status.get("exit_code", 1)), log
     finally:
         cgroups.kill_all(groups)

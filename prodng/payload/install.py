@@ -57,6 +57,7 @@ LIMIT_ERRORS = (
     "Cannot allocate memory",
     "Resource temporarily",
     "Cannot fork",
+    "out of memory: ",  # enter.run_job's line when the job's memory cgroup killed a process
 )
 
 
