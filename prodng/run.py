@@ -16,9 +16,12 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 from prodng.errors import SystemFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (short verbs import this module)
+if TYPE_CHECKING:
+    from typing import IO
 
 log = logging.getLogger(__name__)
 
