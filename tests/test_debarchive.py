@@ -133,3 +133,14 @@ def test_a_truncated_member_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cut.deb").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(InvalidRequest, match=r"not a valid Debian binary package \(truncated ar member\)"):
         deb.inspect(str(tmp_path / "cut.deb"))
+
+
+def test_no_zstd_tool_is_said_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host without the zstd tool cannot read a zstd payload: that is said (exit 5), not 'not a valid package'."""
+    from prodng import run
+    from prodng.errors import SystemFailure
+
+    made = ar_deb(tmp_path / "z.deb", control_tar(), ("data.tar.zst", zstd_frame([bytes(1024)])))
+    monkeypatch.setitem(run.BASE_ENV, "PATH", str(tmp_path))  # where run.require looks for tools
+    with pytest.raises(SystemFailure, match="zstd is not installed"):
+        deb.inspect(str(made))

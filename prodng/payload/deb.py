@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from debian.deb822 import Deb822
 
-from prodng.errors import InvalidRequest
+from prodng.errors import InvalidRequest, ProdngError
 from prodng.payload import debarchive
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -120,7 +120,7 @@ def inspect(path: str, disk_limit: int | None = None) -> Payload:
         package = _check_control(label, control)
         with debarchive.tar_stream(fd, data_part) as tar:
             units, unpacked = _walk_data(tar, label, package, disk_limit)
-    except InvalidRequest:
+    except ProdngError:  # what it says (a refusal, or no zstd tool on this host)
         raise
     except Exception as err:  # a hostile archive can break the parser in any way: all mean "not a .deb"
         raise InvalidRequest(f"{label}: not a valid Debian binary package ({err or type(err).__name__})") from None
