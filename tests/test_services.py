@@ -292,7 +292,14 @@ FLAKY = (
     "n=$(cat /run/flaky-count 2>/dev/null || echo 0); echo $((n + 1)) > /run/flaky-count; echo attempt $n; "
     '[ "$n" -ge 2 ] && exec sleep 100000; sleep 1.5; exit 3'
 )
-BROKEN = "echo opening the widget store; logger -t widgetd no widgets configured; echo giving up >&2; sleep 3; exit 7"
+# The syslog line goes from a sender that lives on after it: the init learns a sender's unit from its
+# session (getsid of the datagram's SCM_CREDENTIALS pid), which a sender already gone cannot tell, as
+# journald cannot (a `logger` lost that race under load).
+SYSLOG = (
+    'perl -MSocket -e "socket(S, PF_UNIX, SOCK_DGRAM, 0) and connect(S, pack_sockaddr_un(q(/dev/log)))'
+    ' and send(S, q(<13>widgetd: no widgets configured), 0); sleep 2"'
+)
+BROKEN = f"echo opening the widget store; {SYSLOG}; echo giving up >&2; sleep 1; exit 7"
 
 
 def agent_metrics(prodng: Prodng) -> dict[str, dict[tuple[str, str], float]]:
