@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common import bench_context, fresh_container, ms, remove_all, start_idle
 
-from prodng.container import lifecycle, state
+from prodng.container import freezer, lifecycle, state
 from prodng.storage import btrfs
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
@@ -73,8 +73,8 @@ def freeze_thaw(ctx) -> list[float]:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(RUNS * 5):
         start = time.perf_counter()
-        lifecycle.set_frozen(ctx.paths, "bench-freeze", True)
-        lifecycle.set_frozen(ctx.paths, "bench-freeze", False)
+        freezer.set_frozen(ctx.paths, "bench-freeze", True)
+        freezer.set_frozen(ctx.paths, "bench-freeze", False)
         times.append(time.perf_counter() - start)
     lifecycle.remove(ctx.paths, "bench-freeze", force=True)
     return times

@@ -1,12 +1,15 @@
-"""The prodng command line, generated from the verb table (prodng/verbs.py)."""
+"""The prodng command line, generated from the verb table (prodng/verbs.py).
+
+Start-up is part of every command's cost: `prodng ls`, `info` and `freeze` stay under twice
+the bare interpreter's (bench/cli.py). So argparse, json and logging are imported only where
+needed, and the common command line (a verb, its one-word arguments, global options) is read
+here by hand, as argparse would read it; anything else (help, a verb's own options, lists,
+`--`, usage errors) goes to argparse (prodng/argparser.py), built from the same table.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,95 +17,17 @@ from pathlib import Path
 from prodng import terminal
 from prodng.config import open_root
 from prodng.errors import ProdngError, from_os_error
-from prodng.params import Kind, Param
+from prodng.params import Kind
 from prodng.verbs import BY_NAME, VERBS, Output, Verb, call, context
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs CLI start-up time
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any
 
 EXIT_INTERNAL = 70
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"prodng: error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--root", default=default, help="state and pool directory (PRODNG_ROOT, /var/lib/prodng)")
-    parser.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS if suppress else False, help="machine-readable output"
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS if suppress else False,
-        help="log every command; show tracebacks",
-    )
-    parser.add_argument(
-        "--remote", default=default, metavar="URL", help="run the verb on an agent: https://HOST:PORT or unix:PATH"
-    )
-    parser.add_argument("--cert", default=default, help="client certificate for --remote (default: the agent's)")
-    parser.add_argument("--key", default=default, help="client key for --remote")
-    parser.add_argument("--cacert", default=default, help="CA to verify the agent with (default: the agent's)")
-
-
-def _word_parser(param: Param) -> Callable[[str], object]:
-    def convert(text: str) -> object:
-        try:
-            return param.parse(text)
-        except ProdngError as err:  # argparse reports it as a usage error: one line, exit 2
-            raise argparse.ArgumentTypeError(err.message) from None
-
-    return convert
-
-
-def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
-    options: dict[str, Any] = dict(param.kind.cli_options, help=param.help)
-    if param.kind.parse_word:
-        options["type"] = _word_parser(param)
-    if param.positional:
-        if param.kind is Kind.LIST:
-            options = {"nargs": "+", "help": param.help}
-        parser.add_argument(param.name, **options)
-    else:
-        parser.add_argument(*param.flags, dest=param.name, default=param.default, **options)
-
-
-def build_parser(word: str | None = None) -> Parser:
-    """The whole command line, or only the verbs starting with WORD: building all of
-    them would be a good part of a short verb's run time."""
-    parser = Parser(
-        prog="prodng",
-        description="Run services in hermetic copy-on-write chroots.",
-        epilog="prodng TEMPLATE [PAYLOAD] [NETMODE] is short for prodng run ...",
-    )
-    _global_options(parser, suppress=False)
-    subparsers = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
-    groups: dict[str, argparse._SubParsersAction[Parser]] = {}
-    for verb in VERBS:
-        words = verb.name.split()
-        if word is not None and words[0] != word:
-            continue
-        target = subparsers
-        if len(words) == 2:
-            if words[0] not in groups:
-                group = subparsers.add_parser(words[0], help=f"{words[0]} verbs")
-                groups[words[0]] = group.add_subparsers(dest="subverb", metavar="VERB", parser_class=Parser)
-            target = groups[words[0]]
-        sub = target.add_parser(words[-1], help=verb.help, description=verb.help)
-        _global_options(sub, suppress=True)
-        for param in verb.params:
-            _add_param(sub, param)
-    return parser
-
-
 OPTIONS_WITH_VALUES = {"--root", "--remote", "--cert", "--key", "--cacert"}
+FLAGS = {"--json", "--debug"}
 
 
 def _first_word(argv: list[str]) -> int:
@@ -122,11 +47,43 @@ def _with_implicit_run(argv: list[str]) -> list[str]:
     return argv
 
 
-def _selected_verb(args: argparse.Namespace) -> Verb | None:
-    if not args.verb:
+def read_plain(argv: list[str]) -> tuple[Verb, dict[str, object], dict[str, Any]] | None:
+    """`[OPTION...] VERB [WORD...]`, global options anywhere after the verb's name too, with one
+    plain word for each positional parameter of the verb (all of them single words): the verb,
+    its arguments (the others at their defaults) and the global options, exactly as argparse
+    reads that line. None for any other line, which argparse reads (or refuses)."""
+    options: dict[str, Any] = {"root": None, "json": False, "debug": False}
+    options.update(remote=None, cert=None, key=None, cacert=None)
+    words: list[tuple[int, str]] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in FLAGS:
+            options[word[2:]] = True
+        elif word in OPTIONS_WITH_VALUES and index + 1 < len(argv) and not argv[index + 1].startswith("-"):
+            index += 1
+            options[word[2:]] = argv[index]
+        elif word.startswith("-"):  # help, a verb's option, --, an option's =form or abbreviation
+            return None
+        else:
+            words.append((index, word))
+        index += 1
+    if not words:
         return None
-    name = f"{args.verb} {args.subverb}" if getattr(args, "subverb", None) else args.verb
-    return BY_NAME.get(name)
+    verb = BY_NAME.get(words[0][1])
+    if verb is None and len(words) > 1 and words[1][0] == words[0][0] + 1:  # `template ls`: next to each other
+        verb = BY_NAME.get(f"{words[0][1]} {words[1][1]}")
+    if verb is None:
+        return None
+    given = [word for _, word in words[len(verb.name.split()) :]]
+    positional = [p for p in verb.params if p.positional]
+    if len(given) != len(positional) or any(p.kind is not Kind.STR for p in positional):
+        return None
+    values: dict[str, object] = dict(zip((p.name for p in positional), given, strict=True))
+    for p in verb.params:
+        if not p.positional:
+            values[p.name] = [] if p.kind is Kind.LIST and p.default is None else p.default
+    return verb, values, options
 
 
 _progress_shown = False  # a progress line is on the terminal, not ended yet
@@ -166,10 +123,16 @@ def _shown(text: str, tty: bool) -> str:
     return terminal.escape(text) if tty else text
 
 
+def _json(value: object, **options: Any) -> str:
+    import json  # the table and field outputs of the short verbs need none
+
+    return json.dumps(value, **options)
+
+
 def _line(item: object, as_json: bool, tty: bool) -> str:
     """A log record (prodng/container/logs.py), an event or a line of text, as one line."""
     if as_json or (isinstance(item, dict) and "source" not in item):
-        return json.dumps(item)
+        return _json(item)
     if isinstance(item, dict):
         own = item["source"] == "prodng" and tty
         return terminal.own_line(str(item["line"])) if own else _shown(str(item["line"]), tty)
@@ -186,13 +149,13 @@ def render(verb: Verb, result: object, as_json: bool) -> int:
         return 0
     if verb.output is Output.COMMAND and isinstance(result, dict):
         if as_json:
-            print(json.dumps(result))
+            print(_json(result))
         else:  # over --remote the command's output comes back in the answer
             sys.stdout.write(_shown(str(result.get("stdout", "")), tty))
             sys.stderr.write(_shown(str(result.get("stderr", "")), sys.stderr.isatty()))
         return int(str(result["exit_code"]))  # the command's own output is all it prints
     if as_json:
-        print(json.dumps(result, indent=1, default=str))
+        print(_json(result, indent=1, default=str))
     elif verb.output is Output.TABLE and isinstance(result, list) and (verb.columns or result):
         columns = verb.columns or tuple(result[0])
         rows = [[_shown(_format_cell(r.get(c)), tty) for c in columns] for r in result]
@@ -230,31 +193,14 @@ def _unit_lines(unit: dict[str, object]) -> list[str]:
     return [head] + ([f"      | {line}" for line in log] if failed and isinstance(log, list) else [])
 
 
-def _agent_parser() -> Parser:
-    parser = Parser(prog="prodng agent", description="serve every verb over HTTPS and a unix socket")
-    _global_options(parser, suppress=False)
-    parser.add_argument("--listen", default="127.0.0.1", help="bind address (loopback by default)")
-    parser.add_argument("--port", type=int, default=1337)
-    parser.add_argument("--socket", default=None, help="unix socket (default ROOT/agent.sock)")
-    sub = parser.add_subparsers(dest="action", parser_class=Parser)
-    trust = sub.add_parser("trust", help="manage trusted client certificates").add_subparsers(
-        dest="trust", required=True, parser_class=Parser
-    )
-    add = trust.add_parser("add", help="trust a client certificate (PEM)")
-    add.add_argument("name")
-    add.add_argument("pem")
-    trust.add_parser("ls", help="list trusted client certificates")
-    trust.add_parser("rm", help="stop trusting a client certificate").add_argument("name")
-    for p in trust.choices.values():
-        _global_options(p, suppress=True)
-    return parser
-
-
 def agent_main(argv: list[str]) -> int:
     """The agent and its trust store: host administration, deliberately not a REST verb."""
+    import logging
+
+    from prodng import argparser
     from prodng.agent import credentials  # cryptography: imported by agent commands only
 
-    args = _agent_parser().parse_args(argv)
+    args = argparser.agent_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     try:
         paths = open_root(args.root)
@@ -277,20 +223,35 @@ def agent_main(argv: list[str]) -> int:
     return render(trust_verb, result, args.json)
 
 
-def _values(parser: Parser, verb: Verb, args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
-    """The verb's arguments from what argparse made of the command line."""
-    values = {p.name: getattr(args, p.name) for p in verb.params}
-    spill = next((p for p in verb.params if p.positional and p.kind is Kind.LIST), None)
-    if spill and extra and not any(e.startswith("-") for e in extra):
-        values[spill.name] = values[spill.name] + extra  # positionals after options
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    for p in verb.params:
-        if p.kind is Kind.LIST and values[p.name] is None:
-            values[p.name] = []
-        elif p.kind is Kind.ARGV and values[p.name][:1] == ["--"]:
-            values[p.name] = values[p.name][1:]  # `exec NAME -- CMD`: the -- only ends prodng's options
-    return values
+def _configure_logging(debug: bool) -> None:
+    """Log lines are the message alone, on stderr; --debug adds each command prodng runs.
+    Left alone when neither --debug asks nor the verb's modules import logging (the short verbs
+    log through prodng.logger): what reaches an unconfigured logging at WARNING or above is
+    printed just the same, the message alone on stderr (logging's last resort)."""
+    if debug or "logging" in sys.modules:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+
+
+def _run(verb: Verb, values: dict[str, object], options: dict[str, Any]) -> int:
+    """Run the verb, here or on an agent (--remote), and print its result."""
+    if options["remote"]:
+        _configure_logging(options["debug"])
+        from prodng.agent import remote  # http.client and ssl: for --remote only
+
+        paths = open_root(options["root"])
+        connection = remote.connect(options["remote"], paths, options["cert"], options["key"], options["cacert"])
+        result = remote.call(connection, verb, values)
+    else:
+        verb.handler_function()  # its modules first: whether they use logging decides _configure_logging
+        _configure_logging(options["debug"])
+        result = call(verb, context(options["root"], _progress, interactive=True), values)
+    if sys.stderr.isatty() and verb.progress:  # end the progress line
+        sys.stderr.write("\n")
+    code = render(verb, result, options["json"])
+    sys.stdout.flush()  # here, not at exit: a closed pipe is then caught in main
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -299,38 +260,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if raw[index : index + 1] == ["agent"]:
         return agent_main(raw[:index] + raw[index + 1 :])
     raw = _with_implicit_run(raw)
-    word = raw[index] if index < len(raw) and not {"-h", "--help"} & set(raw[:index]) else None
-    parser = build_parser(word)
-    args, extra = parser.parse_known_args(raw)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
-    verb = _selected_verb(args)
-    if verb is None:
-        parser.print_help()
-        return 2
-    values = _values(parser, verb, args, extra)
-    try:
-        if args.remote:
-            from prodng.agent import remote  # http.client and ssl: for --remote only
+    read = read_plain(raw)
+    if read is None:
+        from prodng import argparser
 
-            connection = remote.connect(args.remote, open_root(args.root), args.cert, args.key, args.cacert)
-            result = remote.call(connection, verb, values)
-        else:
-            result = call(verb, context(args.root, _progress, interactive=True), values)
-        if sys.stderr.isatty() and verb.progress:  # end the progress line
-            sys.stderr.write("\n")
-        code = render(verb, result, args.json)
-        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
-        return code
+        word = raw[index] if index < len(raw) and not {"-h", "--help"} & set(raw[:index]) else None
+        verb, values, options = argparser.read(raw, word)
+        if verb is None:  # its help was printed
+            return 2
+    else:
+        verb, values, options = read
+    try:
+        return _run(verb, values, options)
     except ProdngError as err:
         _report(f"prodng: error: {err}")
         return err.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `prodng ls | head`: the reader has all it wanted
+        import signal
+
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 128 + signal.SIGPIPE
     except Exception as err:  # an unexpected failure is still one line unless --debug
-        if args.debug:
+        if options["debug"]:
             raise
         if isinstance(err, OSError) and (known := from_os_error(err)):
             _report(f"prodng: error: {known}")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prodng.errors import InvalidRequest
+from prodng.frozen import field, frozen
 from prodng.settings import Settings, load
 
 DEFAULT_ROOT = Path("/var/lib/prodng")
 
 
-@dataclass(frozen=True)
+@frozen
 class Paths:
     """Where prodng's files are, and the host's settings (built once, see prodng.settings)."""
 
@@ -58,9 +58,14 @@ class Paths:
         """Cgroups are host-wide: a second root (tests, benchmarks) must not collide with the first."""
         if self.root == DEFAULT_ROOT:
             return name
+        return f"{name}@{self.digest()[:8]}"
+
+    def digest(self, *words: str) -> str:
+        """sha256 of the root and words, NUL-separated, in hex: names of host-wide objects
+        (cgroups, veths, /run directories) that stay the same for a root and differ between roots."""
         import hashlib  # OpenSSL's load is a good part of a short verb's start-up; few verbs need this
 
-        return f"{name}@{hashlib.sha256(str(self.root).encode()).hexdigest()[:8]}"
+        return hashlib.sha256("\0".join((str(self.root), *words)).encode()).hexdigest()
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:

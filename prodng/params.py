@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prodng.config import parse_int, parse_number
 from prodng.errors import InvalidRequest
+from prodng.frozen import frozen
 
 
 def _text(raw: object) -> str:
@@ -78,7 +78,7 @@ class Kind(enum.Enum):
         return self.name.lower()
 
 
-@dataclass(frozen=True)
+@frozen
 class Param:
     name: str
     help: str

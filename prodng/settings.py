@@ -18,10 +18,10 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from prodng.errors import InvalidRequest
+from prodng.frozen import fields, frozen, replace
 
 GiB = 1024**3
 
@@ -33,7 +33,7 @@ def _host_memory() -> int:
     return 0
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     pool_size: int = 64 * GiB  # the pool image's apparent size (sparse), before first use
     bridge: str = "prodng0"
@@ -58,7 +58,7 @@ class Settings:
         return [f"{s.key}={s.unparse(getattr(self, s.key))}" for s in TABLE if s.keeper]
 
 
-@dataclass(frozen=True)
+@frozen
 class Setting:
     key: str
     parse: Callable[[str], object]

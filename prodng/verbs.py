@@ -14,22 +14,30 @@ import functools
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from prodng.config import Paths, open_root
 from prodng.container import state
+from prodng.frozen import frozen
 from prodng.params import Kind, Param
 from prodng.storage import recipes
 
 
-@dataclass
 class Context:
-    paths: Paths
-    progress: Callable[[str], None] = lambda line: None
-    interactive: bool = False  # True on the CLI: verbs may use the terminal
-    cancelled: Callable[[], bool] | None = None  # true once the agent is stopping: calls in flight end
-    _pool_open: bool = field(default=False, repr=False)
-    restarted: list[str] = field(default_factory=list)  # by the sweep when the pool was opened
+    """What a handler runs with: the root, how to report progress, and the pool once opened."""
+
+    def __init__(
+        self,
+        paths: Paths,
+        progress: Callable[[str], None] | None = None,
+        interactive: bool = False,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.progress = progress or (lambda line: None)
+        self.interactive = interactive  # True on the CLI: verbs may use the terminal
+        self.cancelled = cancelled  # true once the agent is stopping: calls in flight end
+        self._pool_open = False
+        self.restarted: list[str] = []  # by the sweep when the pool was opened
 
     def pool(self) -> None:
         """Mount and lay out the pool on first use (idempotent, recovers after reboot)."""
@@ -62,7 +70,7 @@ class Output(enum.Enum):
     COMMAND = "command"  # a command's own output and its exit code as prodng's (exec)
 
 
-@dataclass(frozen=True)
+@frozen
 class Verb:
     """One operation. What the faces treat differently is said here, never by testing the name."""
 
@@ -225,8 +233,8 @@ VERBS: tuple[Verb, ...] = (
         "prodng.handlers.control:kill",
         (NAME, Param("signal", "signal name or number", flags=("-s", "--signal"), default="KILL")),
     ),
-    Verb("freeze", "freeze every process of a container", "POST", "prodng.handlers.control:freeze", (NAME,)),
-    Verb("thaw", "thaw a frozen container", "POST", "prodng.handlers.control:thaw", (NAME,)),
+    Verb("freeze", "freeze every process of a container", "POST", "prodng.handlers.freezer:freeze", (NAME,)),
+    Verb("thaw", "thaw a frozen container", "POST", "prodng.handlers.freezer:thaw", (NAME,)),
     Verb("rm", "remove a container and its root", "POST", "prodng.handlers.control:rm", (NAME, FORCE)),
     Verb(
         "recover",
@@ -376,7 +384,7 @@ BY_NAME = {v.name: v for v in VERBS}
 def context(
     root: str | None = None, progress: Callable[[str], None] | None = None, interactive: bool = False
 ) -> Context:
-    return Context(open_root(root), progress or (lambda line: None), interactive)
+    return Context(open_root(root), progress, interactive)
 
 
 def call(verb: Verb, ctx: Context, values: dict[str, object]) -> object:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from prodng import cli
+from prodng import argparser, cli
 from prodng.verbs import VERBS
 
 
 def _subcommands() -> set[str]:
-    parser = cli.build_parser()
+    parser = argparser.build_parser()
     found = set()
     top = next(a for a in parser._actions if a.dest == "verb")
     for name, sub in top.choices.items():  # type: ignore[union-attr]
@@ -80,3 +80,70 @@ def test_short_verbs_import_nothing_heavy() -> None:
     )
     result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+PLAIN_LINES = [
+    ["ls"],
+    ["--json", "ls"],
+    ["ls", "--json", "--debug"],
+    ["--root", "/x", "info", "web"],
+    ["info", "web", "--root", "/y", "--root", "/z"],
+    ["--root", "/a", "freeze", "--root", "/b", "web"],
+    ["thaw", ""],
+    ["stop", "web"],
+    ["kill", "web"],
+    ["logs", "web"],
+    ["query", "SELECT 1"],
+    ["template", "ls"],
+    ["template", "info", "bookworm"],
+    ["--remote", "unix:/s", "--cert", "c", "--key", "k", "--cacert", "a", "rm", "web"],
+    ["events"],
+    ["pool"],
+]
+ARGPARSE_LINES = [
+    [],
+    ["--help"],
+    ["info", "-h"],
+    ["stop", "-t", "3", "web"],
+    ["kill", "-s", "HUP", "web"],
+    ["logs", "-f", "web"],
+    ["--js", "ls"],  # an abbreviation: argparse's to take or refuse
+    ["--root=/x", "ls"],
+    ["--root", "-x", "ls"],
+    ["info", "--", "web"],
+    ["info", "-web"],
+    ["template", "--json", "ls"],
+    ["exec", "web", "true"],
+    ["upgrade", "web", "a.deb"],
+    ["bookworm", "svc.deb", "dhcp"],
+    ["info"],
+    ["info", "a", "b"],
+]
+
+
+def test_the_plain_reader_reads_as_argparse_does() -> None:
+    """The CLI reads the common command lines itself (start-up time): what it reads, it reads as argparse does."""
+    for line in PLAIN_LINES:
+        plain = cli.read_plain(cli._with_implicit_run(line))
+        assert plain is not None, line
+        assert plain == argparser.read(cli._with_implicit_run(line), None), line
+
+
+def test_the_plain_reader_leaves_the_rest_to_argparse() -> None:
+    for line in ARGPARSE_LINES:
+        assert cli.read_plain(cli._with_implicit_run(line)) is None, line
+
+
+def test_short_verbs_start_without_argparse_dataclasses_or_logging() -> None:
+    """What bench/cli.py measures, by what is imported: the plain reader, frozen value classes and the lazy logger
+    keep argparse, dataclasses and logging (about 15 ms of CPU together) out of `ls`, `info` and `freeze`."""
+    code = (
+        "import sys\n"
+        "from prodng import cli, verbs\n"
+        "verb, values, options = cli.read_plain(sys.argv[1:])\n"
+        "verb.handler_function()\n"
+        "print(sorted(m for m in ('argparse', 'dataclasses', 'logging', 'hashlib', 'shutil') if m in sys.modules))\n"
+    )
+    for line in (["ls"], ["info", "web"], ["freeze", "web"], ["thaw", "web"]):
+        result = subprocess.run([sys.executable, "-I", "-c", code, *line], capture_output=True, text=True, check=True)
+        assert result.stdout.strip() == "[]", line

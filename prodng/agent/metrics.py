@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from prodng.config import Paths
-from prodng.container import cgroups, observe, services, state
+from prodng.container import cgroups, observe, state
 from prodng.storage import quota
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -71,7 +71,7 @@ class ContainerCollector(Collector):
             for s in STATES:
                 families["state"].add_metric([name, s], 1.0 if s == seen.state else 0.0)
             families["restarts"].add_metric([name], seen.restarts)
-            for unit in services.read_units(self.paths, name)[1]:
+            for unit in state.read_units(self.paths, name)[1]:
                 labels = [name, str(unit["name"])]
                 families["unit"].add_metric(labels, 1.0 if unit["state"] in ("running", "exited") else 0.0)
                 families["unit_restarts"].add_metric(labels, float(str(unit["restarts"])))

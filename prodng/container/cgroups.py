@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import errno
 import functools
-import logging
 import os
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 
 from prodng import polling
 from prodng.container.state import Limits
 from prodng.errors import InvalidRequest, SystemFailure
+from prodng.frozen import frozen
+from prodng.logger import Logger
 
-log = logging.getLogger(__name__)
+log = Logger(__name__)
 
 V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct", "devices")
 # The devices a container (and an install job) may open or make, as docker and runc allow them: the
@@ -39,7 +39,7 @@ DEVICE_ALLOW = (
 CPU_PERIOD_US = 100_000
 
 
-@dataclass(frozen=True)
+@frozen
 class Hierarchy:
     mount: Path
     version: int

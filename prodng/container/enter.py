@@ -10,17 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from prodng import polling, run
 from prodng.config import Paths
 from prodng.container import cgroups, state
-from prodng.container.lifecycle import running_container, spawn_monitor
+from prodng.container.lifecycle import spawn_monitor
 from prodng.container.monitor import config_bytes
-from prodng.container.observe import ContainerState
+from prodng.container.observe import ContainerState, running_container
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
+from prodng.frozen import replace
 
 EXEC = Path(__file__).resolve().parents[1] / "libexec" / "prodng-exec"
 Stop = Callable[[], bool]  # true once a call must end: its deadline passed, the agent is stopping

@@ -1,4 +1,5 @@
-"""Container lifecycle: create, start, stop, kill, freeze, thaw, rm. The spawn path starts here.
+"""Container lifecycle: create, start, stop, kill, rm (freeze and thaw: container.freezer).
+The spawn path starts here.
 
 Spawn path, in the order things happen:
 1. `create` (the request checked by handlers/create.py) snapshots the template, or the root
@@ -22,16 +23,16 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from prodng import faults, pidfd, polling, run
 from prodng.config import Paths
 from prodng.container import cgroups, events, services, state
 from prodng.container.monitor import SHIM, config_bytes
-from prodng.container.observe import ACTIVE, ContainerState, Observation, observe
+from prodng.container.observe import ACTIVE, ContainerState, Observation, observe, running_container
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, InvalidRequest, SystemFailure, from_native
+from prodng.frozen import replace
 from prodng.network import claims, modes, wiring
 from prodng.storage import btrfs, quota
 
@@ -217,14 +218,6 @@ def release_network(paths: Paths, record: ContainerRecord) -> None:
         host.teardown(paths, record.name, record.forwards)
 
 
-def running_container(paths: Paths, name: str) -> tuple[ContainerRecord, Observation]:
-    record = state.load(paths, name)
-    observed = observe(paths, record)
-    if observed.state not in (ContainerState.RUNNING, ContainerState.FROZEN):
-        raise Conflict(f"container {name} is not running (it is {observed.state})")
-    return record, observed
-
-
 def _signal(pid: int, start: int, sig: int) -> None:
     """Signal pid only while it is the process that started at start (pidfd: no reused pid is hit)."""
     pidfd.send_signal(pid, sig, still_it=lambda: state.same_process(pid, start))
@@ -284,15 +277,6 @@ def kill(paths: Paths, name: str, sig: int = signal.SIGKILL) -> Observation:
         else:
             status = state.read_status(paths, name)
             _signal(int(status.get("init_pid", 0)), int(status.get("init_start", 0)), sig)  # the init forwards it
-        return observe(paths, record)
-
-
-def set_frozen(paths: Paths, name: str, frozen: bool) -> Observation:
-    with state.locked(paths, name):
-        record, before = running_container(paths, name)
-        cgroups.set_frozen(record.cgroups, frozen)
-        if (before.state == ContainerState.FROZEN) != frozen:
-            events.emit(paths, "frozen" if frozen else "thawed", name)
         return observe(paths, record)
 
 

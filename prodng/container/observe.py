@@ -7,13 +7,13 @@ monitor's status file, never from a cached field: the record holds only what was
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, replace
 
 from prodng import locks
 from prodng.config import Paths
-from prodng.container import cgroups, services, state
+from prodng.container import cgroups, state
 from prodng.container.state import ContainerRecord, Limits
-from prodng.errors import NotFound
+from prodng.errors import Conflict, NotFound
+from prodng.frozen import asdict, frozen, replace
 from prodng.network import wiring
 
 
@@ -31,7 +31,7 @@ SUPERVISED = ("restarting", "running", "starting")  # a monitor's states while i
 MONITOR_KILLED = "monitor killed"
 
 
-@dataclass(frozen=True)
+@frozen
 class Observation:
     state: ContainerState
     pid: int | None = None
@@ -78,6 +78,14 @@ def observe(paths: Paths, record: ContainerRecord) -> Observation:
     return replace(seen, exit_code=code, finished_at=finished)
 
 
+def running_container(paths: Paths, name: str) -> tuple[ContainerRecord, Observation]:
+    record = state.load(paths, name)
+    observed = observe(paths, record)
+    if observed.state not in (ContainerState.RUNNING, ContainerState.FROZEN):
+        raise Conflict(f"container {name} is not running (it is {observed.state})")
+    return record, observed
+
+
 # ---- reading ----
 
 
@@ -91,7 +99,7 @@ def summarize(
 ) -> dict[str, object]:
     name = record.name
     wired = wiring.describe(paths, name) if observed.state in ACTIVE else {}
-    _boot, units = services.read_units(paths, name)
+    _boot, units = state.read_units(paths, name)
     summary: dict[str, object] = {
         "name": name,
         "state": str(observed.state),
@@ -100,7 +108,7 @@ def summarize(
         "network": str(record.network),
         "ip": wired.get("ip", ""),
         "command": " ".join(record.argv) or " ".join(str(u["name"]) for u in units),
-        "units": services.count(units),
+        "units": count_up(units),
         "created": record.created,
         "started_at": observed.started_at,
         "restarts": observed.restarts,
@@ -134,7 +142,7 @@ def summarize(
 
 def _unfinished_swap(paths: Paths, name: str) -> str:
     """An upgrade's journal (container.upgrade): the record may not match the root until it is done."""
-    if not (paths.container_state(name) / "swap.json").exists():
+    if not state.swap_journal(paths, name).exists():
         return ""
     if locks.is_held(paths.locks / f"container-{name}.lock"):
         return "an upgrade or rollback is in progress"
@@ -174,3 +182,9 @@ def list_all(paths: Paths) -> list[dict[str, object]]:
         except NotFound:
             continue  # removed while we looked
     return rows
+
+
+def count_up(units: list[dict[str, object]]) -> str:
+    """For ls: units up (running, or exited with RemainAfterExit) of those planned."""
+    up = sum(1 for u in units if u["state"] in ("running", "exited"))
+    return f"{up}/{len(units)}" if units else ""

@@ -14,32 +14,36 @@ policy says so).
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import replace
 
 from prodng.config import Paths
 from prodng.container import events, state
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, NotFound, ProdngError
+from prodng.frozen import replace
+from prodng.logger import Logger
 
-log = logging.getLogger(__name__)
+log = Logger(__name__)
 
 STAGING = (".next", ".older", ".incoming")
 
 
 def recover_locked(paths: Paths, name: str) -> None:
-    """Repair NAME's half-done work; the caller holds NAME's lock."""
-    from prodng.container import lifecycle, upgrade
-
+    """Repair NAME's half-done work; the caller holds NAME's lock. What repairs imports lifecycle
+    (which needs this module): imported only when there is something to repair, so that a verb
+    that finds nothing (most of them, and `freeze`) starts without it."""
     directory = paths.container_state(name)
     if not directory.is_dir():
         return
     if not state.exists(paths, name):
+        from prodng.container import lifecycle
+
         log.info("container %s: discarding what a killed create or rm left", name)
         lifecycle.discard(paths, name)
         return
-    if upgrade.journal_path(paths, name).exists():
+    if state.swap_journal(paths, name).exists():
+        from prodng.container import upgrade
+
         log.info("container %s: undoing an upgrade that did not finish", name)
         upgrade.recover_swap(paths, name)
     record = state.load(paths, name)

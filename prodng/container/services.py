@@ -1,5 +1,6 @@
 """A container's services: the plan compiled from its root for the init's service manager (native/
-services.c), and the units' states the manager reports (the monitor keeps them in status.units).
+services.c), and waiting for the units to start (their states, as the manager reports them in
+status.units, are read by container.state).
 
 A container run from a .deb without --exec or X-Prodng-Exec runs its plan: the units systemd would
 start at boot, or those picked with --unit.
@@ -11,16 +12,16 @@ import time
 from pathlib import Path
 
 from prodng.config import Paths
+from prodng.container import state
 from prodng.container.monitor import DEFAULT_CAPS
 from prodng.container.state import ContainerRecord
 from prodng.errors import InvalidRequest, ServiceFailed
 from prodng.payload.plan import Plan, ServicePlan, compile_plan, id_table
 
-__all__ = ["Plan", "compile_for", "plan_pairs", "read_units", "wait_started"]
+__all__ = ["Plan", "compile_for", "plan_pairs", "wait_started"]
 from prodng.payload.rootfiles import RootFiles
 
 BOOT_WAIT_MAX = 600.0  # seconds: no unit's TimeoutStartSec= makes `start` wait longer
-UNIT_FIELDS = ("name", "state", "pid", "restarts", "exit_code", "boot_failed", "since", "error")
 
 
 def uses_plan(record: ContainerRecord) -> bool:
@@ -99,30 +100,6 @@ def plan_pairs(plan: Plan, record: ContainerRecord) -> list[tuple[str, str]]:
     return pairs
 
 
-def read_units(paths: Paths, name: str) -> tuple[str, list[dict[str, object]]]:
-    """('starting'|'done'|'', the units as the manager last reported them)."""
-    try:
-        text = (paths.container_state(name) / "status.units").read_text()
-    except FileNotFoundError:
-        return "", []
-    boot, units = "", []
-    for line in text.splitlines():
-        if line.startswith("boot="):
-            boot = line[5:]
-        elif line.startswith("unit\t"):
-            values = line.split("\t")[1:]
-            if len(values) == len(UNIT_FIELDS):  # an init from before the output's tail was reported
-                values.append("")
-            if len(values) == len(UNIT_FIELDS) + 1:
-                row: dict[str, object] = dict(zip(UNIT_FIELDS, values, strict=False))
-                row["log"] = [text for text in values[-1].split("\x1f") if text]  # its last lines of output
-                for key in ("pid", "restarts", "exit_code", "boot_failed"):
-                    row[key] = int(str(row[key]))
-                row["since"] = float(str(row["since"]))
-                units.append(row)
-    return boot, units
-
-
 def failures(units: list[dict[str, object]]) -> list[dict[str, object]]:
     return [u for u in units if u["boot_failed"] or u["state"] == "failed"]
 
@@ -133,7 +110,7 @@ def wait_started(paths: Paths, record: ContainerRecord, plan: Plan, init_alive) 
     deadline = time.monotonic() + limit
     delay = 0.005
     while time.monotonic() < deadline:
-        boot, units = read_units(paths, record.name)
+        boot, units = state.read_units(paths, record.name)
         if boot == "done" or (boot and not init_alive()):
             break
         time.sleep(delay)
@@ -151,9 +128,3 @@ def wait_started(paths: Paths, record: ContainerRecord, plan: Plan, init_alive) 
     if not any(u["state"] in ("running", "exited") for u in units):
         why = "; ".join(f"{u['name']} {u['state']}" + (f" ({u['error']})" if u["error"] else "") for u in units)
         raise ServiceFailed(f"{record.name}: no unit is running: {why}\n{lines}")
-
-
-def count(units: list[dict[str, object]]) -> str:
-    """For ls: units up (running, or exited with RemainAfterExit) of those planned."""
-    up = sum(1 for u in units if u["state"] in ("running", "exited"))
-    return f"{up}/{len(units)}" if units else ""

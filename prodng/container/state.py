@@ -8,18 +8,19 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from prodng import locks
 from prodng.config import Paths
 from prodng.errors import InvalidRequest, NotFound
+from prodng.frozen import asdict, fields, frozen
 from prodng.network.modes import Forward, Mode, parse_forwards, parse_mode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs CLI start-up time
 if TYPE_CHECKING:
     from typing import Any
 
+UNIT_FIELDS = ("name", "state", "pid", "restarts", "exit_code", "boot_failed", "since", "error")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -51,7 +52,7 @@ def boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     """The limits in force, host defaults filled in at create (validation.with_defaults)."""
 
@@ -63,7 +64,7 @@ class Limits:
     disk: int | None = None  # bytes, the btrfs qgroup limit of the container's root
 
 
-@dataclass(frozen=True)
+@frozen
 class Bind:
     source: str
     target: str
@@ -91,7 +92,7 @@ class Restart(enum.StrEnum):
     ON_FAILURE = "on-failure"
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerRecord:
     """What was asked for; what is happening now is read from the kernel and the monitor.
 
@@ -103,7 +104,7 @@ class ContainerRecord:
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
     binds: tuple[Bind, ...] = ()
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = Limits()
     restart: Restart = Restart.NO
     restart_max: int = 0
     network: Mode = Mode("none")
@@ -172,6 +173,11 @@ def load(paths: Paths, name: str) -> ContainerRecord:
         raise NotFound(f"no such container: {name}") from None
 
 
+def swap_journal(paths: Paths, name: str) -> Path:
+    """An upgrade's or rollback's journal (container.upgrade): there while one is unfinished."""
+    return paths.container_state(name) / "swap.json"
+
+
 def exists(paths: Paths, name: str) -> bool:
     return record_path(paths, name).is_file()
 
@@ -205,3 +211,27 @@ def read_status_file(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def read_units(paths: Paths, name: str) -> tuple[str, list[dict[str, object]]]:
+    """('starting'|'done'|'', the units as the manager last reported them)."""
+    try:
+        text = (paths.container_state(name) / "status.units").read_text()
+    except FileNotFoundError:
+        return "", []
+    boot, units = "", []
+    for line in text.splitlines():
+        if line.startswith("boot="):
+            boot = line[5:]
+        elif line.startswith("unit\t"):
+            values = line.split("\t")[1:]
+            if len(values) == len(UNIT_FIELDS):  # an init from before the output's tail was reported
+                values.append("")
+            if len(values) == len(UNIT_FIELDS) + 1:
+                row: dict[str, object] = dict(zip(UNIT_FIELDS, values, strict=False))
+                row["log"] = [text for text in values[-1].split("\x1f") if text]  # its last lines of output
+                for key in ("pid", "restarts", "exit_code", "boot_failed"):
+                    row[key] = int(str(row[key]))
+                row["since"] = float(str(row["since"]))
+                units.append(row)
+    return boot, units

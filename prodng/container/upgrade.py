@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from prodng import faults
@@ -24,6 +23,7 @@ from prodng.container.lifecycle import halt, release_network, start_locked
 from prodng.container.observe import ACTIVE, Observation, observe
 from prodng.container.state import ContainerRecord
 from prodng.errors import Conflict, ProdngError
+from prodng.frozen import replace
 from prodng.storage import btrfs
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ Stage = Callable[[ContainerRecord, Path], ContainerRecord]
 
 def _previous(paths: Paths, name: str) -> tuple[Path, Path]:
     return paths.containers / f".{name}.previous", paths.container_state(name) / "record.previous.json"
-
-
-def journal_path(paths: Paths, name: str) -> Path:
-    return paths.container_state(name) / "swap.json"
 
 
 def upgrade(paths: Paths, name: str, stage: Stage) -> Observation:
@@ -108,12 +104,12 @@ def _swap(
     except BaseException:
         recover_swap(paths, name)
         raise
-    journal_path(paths, name).unlink()  # the commit: from here on the new version stays
+    state.swap_journal(paths, name).unlink()  # the commit: from here on the new version stays
     return observed
 
 
 def _write_journal(paths: Paths, name: str, journal: dict[str, object]) -> None:
-    state.write_atomic(journal_path(paths, name), json.dumps(journal))
+    state.write_atomic(state.swap_journal(paths, name), json.dumps(journal))
 
 
 def recover_swap(paths: Paths, name: str) -> None:
@@ -121,7 +117,7 @@ def recover_swap(paths: Paths, name: str) -> None:
 
     Renames are undone newest first; the one in flight when a kill came is done exactly
     when its source is gone (each source exists before its rename, each destination not)."""
-    path = journal_path(paths, name)
+    path = state.swap_journal(paths, name)
     journal = json.loads(path.read_text())
     on_disk = state.load(paths, name)
     halt(paths, on_disk, signal.SIGKILL, 0)

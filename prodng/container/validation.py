@@ -7,12 +7,12 @@ import os
 import posixpath
 import re
 import secrets
-from dataclasses import replace
 
 from prodng.config import Paths
 from prodng.container import state
 from prodng.container.state import Bind, Limits
 from prodng.errors import InvalidRequest
+from prodng.frozen import replace
 from prodng.network import modes
 from prodng.settings import Settings
 

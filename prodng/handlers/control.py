@@ -1,4 +1,4 @@
-"""Verbs on an existing container: start, stop, kill, freeze, thaw, rm, rollback, exec."""
+"""Verbs on an existing container: start, stop, kill, rm, rollback, exec (freeze, thaw: handlers.freezer)."""
 
 from __future__ import annotations
 
@@ -46,16 +46,6 @@ def parse_signal(text: str) -> int:
 
 def kill(ctx: Context, name: str, signal: str) -> dict[str, object]:
     lifecycle.kill(ctx.paths, name, parse_signal(signal))
-    return observe.describe(ctx.paths, name)
-
-
-def freeze(ctx: Context, name: str) -> dict[str, object]:
-    lifecycle.set_frozen(ctx.paths, name, True)
-    return observe.describe(ctx.paths, name)
-
-
-def thaw(ctx: Context, name: str) -> dict[str, object]:
-    lifecycle.set_frozen(ctx.paths, name, False)
     return observe.describe(ctx.paths, name)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import replace
 from pathlib import Path
 
 from prodng import faults
@@ -12,6 +11,7 @@ from prodng.container import lifecycle, observe, services, state, validation
 from prodng.container.state import ContainerRecord, Limits
 from prodng.container.upgrade import upgrade as upgrade_container
 from prodng.errors import InvalidRequest, NotFound
+from prodng.frozen import replace
 from prodng.payload import deb, install, plan
 from prodng.storage import btrfs, recipes, templates
 from prodng.verbs import Context

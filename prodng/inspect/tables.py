@@ -135,10 +135,8 @@ def deb_packages(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
 
 def service_rows(paths: Paths, wanted: set[str] | None) -> Iterator[Row]:
     """Every unit of each container's service plan, as its init last reported it."""
-    from prodng.container import services
-
     for record, _ in _containers(paths, wanted):
-        for unit in services.read_units(paths, record.name)[1]:
+        for unit in state.read_units(paths, record.name)[1]:
             yield {"container": record.name, **{k: v for k, v in unit.items() if k not in ("boot_failed", "log")}}
 
 

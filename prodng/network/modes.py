@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
 from prodng.errors import InvalidRequest
+from prodng.frozen import frozen
 from prodng.settings import Settings
 
 MODES = ("none", "host", "dhcp", "static:ADDR/LEN[,gw=ADDR]")
@@ -19,7 +19,7 @@ DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 DOMAIN = "prodng"
 
 
-@dataclass(frozen=True)
+@frozen
 class Mode:
     kind: str  # none, host, dhcp, static
     address: ipaddress.IPv4Interface | None = None
@@ -53,7 +53,7 @@ def parse_mode(text: str) -> Mode:
     return Mode("static", address, gateway)
 
 
-@dataclass(frozen=True)
+@frozen
 class Forward:
     proto: str
     host_port: int
@@ -81,7 +81,7 @@ def parse_forwards(specs: list[str] | tuple[str, ...]) -> tuple[Forward, ...]:
 # ---- the bridge (settings bridge, subnet) ----
 
 
-@dataclass(frozen=True)
+@frozen
 class Bridge:
     name: str
     interface: ipaddress.IPv4Interface  # the bridge's own address: gateway and DNS server

@@ -7,7 +7,6 @@ anyone. The runtime directory is per prodng root *and* per network namespace.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -31,17 +30,13 @@ def keeper_argv(paths: Paths, name: str) -> list[str]:
     return [sys.executable, "-I", "-m", "prodng.network.keeper_server", str(paths.root), name, *settings]
 
 
-def _digest(paths: Paths, name: str) -> str:
-    return hashlib.sha256(f"{paths.root}\0{name}".encode()).hexdigest()
-
-
 def veth_name(paths: Paths, name: str) -> str:
-    return "pn" + _digest(paths, name)[:12]
+    return "pn" + paths.digest(name)[:12]
 
 
 def mac_address(paths: Paths, name: str) -> str:
     """Locally administered and stable, so dnsmasq gives a restarted container its old address."""
-    raw = _digest(paths, name)[12:22]
+    raw = paths.digest(name)[12:22]
     return "02:" + ":".join(raw[i : i + 2] for i in range(0, 10, 2))
 
 
@@ -49,7 +44,7 @@ def runtime_dir(paths: Paths) -> Path:
     """dnsmasq's files and the claims, per prodng root and per network namespace, in /run:
     a reboot empties it, as it stops every container."""
     netns = os.stat("/proc/thread-self/ns/net").st_ino
-    return Path("/run/prodng") / f"{hashlib.sha256(str(paths.root).encode()).hexdigest()[:8]}-{netns}"
+    return Path("/run/prodng") / f"{paths.digest()[:8]}-{netns}"
 
 
 def keeper_server(paths: Paths) -> Path:

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from prodng import locks
@@ -25,6 +24,7 @@ from prodng.config import Paths
 from prodng.container import cgroups, enter, validation
 from prodng.container.state import Bind, ContainerRecord, Limits
 from prodng.errors import POOL_FULL_HINT, InvalidRequest, SystemFailure
+from prodng.frozen import replace
 from prodng.network.modes import Mode
 from prodng.payload.deb import Payload
 from prodng.storage import btrfs, inroot, quota, templates

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from prodng.errors import SystemFailure
+from prodng.frozen import frozen
+from prodng.logger import Logger
 from prodng.storage import btrfs
 
-log = logging.getLogger(__name__)
+log = Logger(__name__)
 
 # linux/btrfs.h: _IOWR(0x94, 40, quota_ctl_args{u64 cmd, status}), _IOR(0x94, 43, qgroup_limit_args
 # {u64 qgroupid; limit{u64 flags, max_rfer, max_excl, rsv_rfer, rsv_excl}}), _IOR(0x94, 31, fs_info_args[1024]).
@@ -39,7 +39,7 @@ LIMIT_MAX_RFER, LIMIT_MAX_EXCL = 1 << 0, 1 << 1
 NO_LIMIT = 2**64 - 1
 
 
-@dataclass(frozen=True)
+@frozen
 class Usage:
     used: int  # bytes the subvolume's qgroup counts (exclusive)
     limit: int | None  # its max_exclusive, None when unlimited

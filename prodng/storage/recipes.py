@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prodng.errors import InvalidRequest, NotFound
+from prodng.frozen import frozen
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}")  # matched in full: no trailing newline
 SUITE_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
@@ -17,14 +17,14 @@ KNOWN = set(REQUIRED) | {"Description", "Variant", "Components", "Packages", "Mi
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
-@dataclass(frozen=True)
+@frozen
 class Recipe:
     name: str
     suite: str
     variant: str = "minbase"
     components: tuple[str, ...] = ("main",)
     packages: tuple[str, ...] = ()
-    mirror: str = field(default="")
+    mirror: str = ""
 
     def resolved_mirror(self) -> str:
         return self.mirror or host_mirror()
