@@ -16,7 +16,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from prodng import locks
@@ -197,7 +198,6 @@ def installed_root(
     scripts can take no more than the service they install could."""
     template_root = templates.require(paths, template)
     key = cache_key(paths, template, payloads, recommends)
-    flags = "" if recommends else " --no-install-recommends"
     cached = cache_dir(paths) / key
     cache_dir(paths).mkdir(exist_ok=True)
     names = ", ".join(p.package for p in payloads)
@@ -208,46 +208,70 @@ def installed_root(
         for stale in cache_dir(paths).glob(f".build-{key}-*"):
             btrfs.delete_subvolume(stale)
         work = cache_dir(paths) / f".build-{key}-{os.getpid()}"
-        jobs = paths.state / ".jobs" / f"{key}-install"
-        staging = jobs.with_name(f"{key}-payloads")  # under the root, where the sweep finds it
-        apt = jobs.with_name(f"{key}-apt")  # copies of the host's apt sources for each phase
-        for scratch in (staging, apt):
-            shutil.rmtree(scratch, ignore_errors=True)
-            scratch.mkdir(parents=True, mode=0o700)
-        btrfs.snapshot(template_root, work)
         limits = validation.with_defaults(limits or Limits(), paths.settings)
-        try:
+        with _job_directories(paths, key) as jobs, btrfs.staged(work, cached, source=template_root):
             quota.apply(paths.pool, work, limits.disk)
-            for p in payloads:
-                shutil.copyfile(p.path, staging / f"{p.package}_{p.version.replace(':', '%3a')}_{p.architecture}.deb")
+            _stage_payloads(payloads, jobs.payloads)
             inroot.write_text(
                 work, POLICY_RC_D, "#!/bin/sh\n# prodng: no daemon starts during install\nexit 101\n", 0o755
             )
             progress(f"installing {names} with dependencies into a sandboxed snapshot of {template}")
-            base = ContainerRecord(name=f"install-{key[:8]}", template=template, argv=(), env=APT_ENV, limits=limits)
-            payload_dir = _bind(staging, PAYLOAD_DIR)
-            resolv_conf = _bind(Path("/etc/resolv.conf"), "/etc/resolv.conf")  # often a link to /run/...
-            download = replace(
-                base,
-                argv=("/bin/sh", "-c", DOWNLOAD.format(flags=flags)),
-                network=Mode("host"),
-                binds=(payload_dir, *_host_sources(paths, template, apt / "download", credentials=True), resolv_conf),
-            )
-            _run_phase(paths, download, work, jobs.with_name(f"{key}-download"), names)
-            sources = _host_sources(paths, template, apt / "install", credentials=False)
-            install = replace(base, argv=("/bin/sh", "-c", INSTALL.format(flags=flags)), binds=(payload_dir, *sources))
-            _run_phase(paths, install, work, jobs, names)
+            _run_apt(paths, template, work, jobs, limits, recommends, names)
             _clean_up_after_install(work, names)
             meta = {"template": template, "payloads": [f"{p.package}={p.version}" for p in payloads]}
             inroot.write_text(work, MARKER, json.dumps(meta), 0o644)
-            btrfs.set_read_only(work)
-            os.rename(work, cached)
-        except BaseException:
-            btrfs.delete_subvolume(work)
-            raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(apt, ignore_errors=True)
-            shutil.rmtree(jobs, ignore_errors=True)
-            shutil.rmtree(jobs.with_name(f"{key}-download"), ignore_errors=True)
     return cached
+
+
+class _Jobs:
+    """Where one install's files live on the host, under the root (state/.jobs/KEY-*), where
+    sweep_orphans finds what a killed install left: the payloads handed to the jobs and the
+    directory of each job (its config, log and cgroups), and the copies of the host's apt sources
+    each job gets (see _host_sources)."""
+
+    def __init__(self, paths: Paths, key: str) -> None:
+        self.key = key
+        self.payloads = paths.state / ".jobs" / f"{key}-payloads"
+        self.apt = paths.state / ".jobs" / f"{key}-apt"
+        self.download = paths.state / ".jobs" / f"{key}-download"
+        self.install = paths.state / ".jobs" / f"{key}-install"
+
+
+@contextmanager
+def _job_directories(paths: Paths, key: str) -> Iterator[_Jobs]:
+    jobs = _Jobs(paths, key)
+    for scratch in (jobs.payloads, jobs.apt):
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True, mode=0o700)
+    try:
+        yield jobs
+    finally:
+        for directory in (jobs.payloads, jobs.apt, jobs.install, jobs.download):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _stage_payloads(payloads: list[Payload], staging: Path) -> None:
+    """The .debs under the names apt reads their identity from (an epoch's ':' escaped as dpkg does)."""
+    for p in payloads:
+        shutil.copyfile(p.path, staging / f"{p.package}_{p.version.replace(':', '%3a')}_{p.architecture}.deb")
+
+
+def _run_apt(
+    paths: Paths, template: str, work: Path, jobs: _Jobs, limits: Limits, recommends: bool, names: str
+) -> None:
+    """apt in two sandboxed jobs in the snapshot: the download with the host's network (and the
+    credentials of its sources), then the install with neither (see DOWNLOAD and INSTALL)."""
+    flags = "" if recommends else " --no-install-recommends"
+    base = ContainerRecord(name=f"install-{jobs.key[:8]}", template=template, argv=(), env=APT_ENV, limits=limits)
+    payload_dir = _bind(jobs.payloads, PAYLOAD_DIR)
+    resolv_conf = _bind(Path("/etc/resolv.conf"), "/etc/resolv.conf")  # often a link to /run/...
+    download = replace(
+        base,
+        argv=("/bin/sh", "-c", DOWNLOAD.format(flags=flags)),
+        network=Mode("host"),
+        binds=(payload_dir, *_host_sources(paths, template, jobs.apt / "download", credentials=True), resolv_conf),
+    )
+    _run_phase(paths, download, work, jobs.download, names)
+    sources = _host_sources(paths, template, jobs.apt / "install", credentials=False)
+    install = replace(base, argv=("/bin/sh", "-c", INSTALL.format(flags=flags)), binds=(payload_dir, *sources))
+    _run_phase(paths, install, work, jobs.install, names)

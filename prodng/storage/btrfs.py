@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import btrfsutil  # type: ignore[import-not-found]
@@ -51,6 +53,27 @@ def snapshot(source: Path, dest: Path, *, read_only: bool = False) -> None:
         btrfsutil.create_snapshot(str(source), str(dest), read_only=read_only)
     except (btrfsutil.BtrfsUtilError, OSError) as err:
         raise _fail("snapshot", source, err) from None
+
+
+@contextmanager
+def staged(
+    work: Path, final: Path, *, source: Path | None = None, make_room: Callable[[], None] = lambda: None
+) -> Iterator[Path]:
+    """A subvolume at work to fill (a snapshot of source, or empty), published read-only at
+    final only if the body succeeds (make_room clears the way just before), deleted otherwise.
+    Templates and cached installs are made this way: no one ever sees a half-made root."""
+    if source is None:
+        create_subvolume(work)
+    else:
+        snapshot(source, work)
+    try:
+        yield work
+        set_read_only(work)
+        make_room()
+        os.rename(work, final)
+    except BaseException:
+        delete_subvolume(work)
+        raise
 
 
 def delete_subvolume(path: Path) -> None:

@@ -79,16 +79,13 @@ def _staged(paths: Paths, name: str, *, force: bool) -> Iterator[Path]:
         if final.exists() and not force:
             raise Conflict(f"template {name} already exists", hint="use --force to replace it")
         work = paths.templates / f"{BUILD_PREFIX}{name}-{os.getpid()}"
-        btrfs.create_subvolume(work)
-        try:
-            yield work
-            btrfs.set_read_only(work)
+
+        def make_room() -> None:
             if final.exists():
                 _remove(paths, name)
-            os.rename(work, final)
-        except BaseException:
-            btrfs.delete_subvolume(work)
-            raise
+
+        with btrfs.staged(work, final, make_room=make_room):
+            yield work
 
 
 def build(paths: Paths, name: str, progress: Progress, *, force: bool = False) -> TemplateInfo:
