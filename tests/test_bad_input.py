@@ -136,6 +136,26 @@ def test_unbalanced_quote_in_exec_start_refused_before_install(tmp_path: Path) -
         deb.inspect(path)
 
 
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "[Service]\nExecStart=/bin/echo \\\n  'unbalanced\n",  # a continued line is one line
+        "[Service]\nExecStart=/bin/echo \\\n# a comment inside a continuation is dropped\n  'unbalanced",
+        "[Unit]\nDescription=x\n[Service]\nExecStartPre=/bin/true\nExecReload=/bin/kill \"-HUP\n",
+    ],
+)
+def test_unit_read_as_systemd_reads_it_before_install(tmp_path: Path, unit: str) -> None:
+    """deb.inspect reads a shipped unit with the parser the service is made with (payload/units.py)."""
+    with pytest.raises(InvalidRequest, match="Exec.*quotation"):
+        deb.inspect(_deb_with(tmp_path, "", unit))
+
+
+def test_exec_start_reset_by_an_empty_assignment_is_not_checked(tmp_path: Path) -> None:
+    """`ExecStart=` empties the list (systemd.unit(5)): what came before it is never run, so never refused."""
+    unit = "[Service]\nExecStart=/bin/echo 'unbalanced\nExecStart=\nExecStart=/bin/true\n"
+    assert deb.inspect(_deb_with(tmp_path, "", unit)).units == ("/lib/systemd/system/quoted.service",)
+
+
 def test_unbalanced_quote_in_x_prodng_exec_refused(tmp_path: Path) -> None:
     path = _deb_with(tmp_path, 'X-Prodng-Exec: /bin/echo "unbalanced\n', None)
     with pytest.raises(InvalidRequest, match="X-Prodng-Exec.*quotation"):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from debian.deb822 import Deb822
 
 from prodng.errors import InvalidRequest, ProdngError
-from prodng.payload import debarchive
+from prodng.payload import debarchive, units
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 VERSION_RE = re.compile(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$")
@@ -119,7 +119,7 @@ def inspect(path: str, disk_limit: int | None = None) -> Payload:
             control = _control(tar, label)
         package = _check_control(label, control)
         with debarchive.tar_stream(fd, data_part) as tar:
-            units, unpacked = _walk_data(tar, label, package, disk_limit)
+            shipped, unpacked = _walk_data(tar, label, package, disk_limit)
     except ProdngError:  # what it says (a refusal, or no zstd tool on this host)
         raise
     except Exception as err:  # a hostile archive can break the parser in any way: all mean "not a .deb"
@@ -135,7 +135,7 @@ def inspect(path: str, disk_limit: int | None = None) -> Payload:
         architecture=control["Architecture"],
         sha256=_checksum(path),
         exec_field=control.get("X-Prodng-Exec", "").strip(),
-        units=tuple(sorted(units)),
+        units=tuple(sorted(shipped)),
         unpacked_size=unpacked,
     )
 
@@ -174,17 +174,17 @@ def _check_control(label: str, control: Deb822) -> str:
 def _walk_data(tar: tarfile.TarFile, label: str, package: str, disk_limit: int | None) -> tuple[list[str], int]:
     """Every member of data.tar checked as its header comes: its size against the disk limit, its
     path and kind, and a unit's command lines; returns the units and the unpacked size."""
-    units, total = [], 0
+    shipped, total = [], 0
     for member in debarchive.headers(tar):
         total = _add_size(total, member, label, disk_limit)
         if why := _check_member(member):
             raise InvalidRequest(f"{label} ({package}): {why}")
         name = posixpath.normpath(member.name.removeprefix("./"))
         if name.startswith(UNIT_DIRS) and name.endswith(".service") and "@" not in name and not member.isdir():
-            units.append("/" + name)
+            shipped.append("/" + name)
             if why := _unit_commands_error(tar, member):
                 raise InvalidRequest(f"{label} ({package}): /{name}: {why}")
-    return units, total
+    return shipped, total
 
 
 def _split_error(command: str) -> str | None:
@@ -200,27 +200,10 @@ def _unit_commands_error(data: tarfile.TarFile, member: tarfile.TarInfo) -> str 
     handle = data.extractfile(member) if member.isfile() and member.size <= 1024**2 else None
     if handle is None:
         return None  # a link or a huge file: read later, from the installed root
-    entries = _unit_section(handle.read().decode(errors="replace"), "Service")
-    for key, value in entries:
+    service = units.parse(handle.read().decode(errors="replace")).get("Service", {})
+    for key, values in service.items():
         if key.startswith("Exec") or key == "Environment":
-            if why := _split_error(value):
-                return f"{key}: {why}"
+            for value in values:
+                if why := _split_error(value):
+                    return f"{key}: {why}"
     return None
-
-
-def _unit_section(text: str, section: str) -> list[tuple[str, str]]:
-    entries, current, pending = [], "", ""
-    for raw in text.splitlines():
-        line = pending + raw.strip()
-        pending = ""
-        if line.endswith("\\"):
-            pending = line[:-1] + " "
-            continue
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            current = line.strip("[]")
-        elif current == section and "=" in line:
-            key, value = line.split("=", 1)
-            entries.append((key.strip(), value.strip()))
-    return entries
