@@ -119,6 +119,8 @@ def _refuse(self: object, name: str, *_value: object) -> None:
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: type[T]) -> type[T]:
     """Make cls a frozen value class of its annotated fields (see the module's docstring)."""
+    if any(hasattr(base, "__frozen_fields__") for base in cls.__mro__[1:]):
+        raise TypeError(f"{cls.__name__}: a frozen class does not inherit fields; spell them out")
     cls.__frozen_fields__ = _fields_of(cls)  # type: ignore[attr-defined]
     methods = {"__init__": _init, "__eq__": _eq, "__hash__": _hash, "__repr__": _repr}
     for name, method in methods.items():
