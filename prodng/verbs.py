@@ -158,6 +158,7 @@ RUN_PARAMS = (
         default=False,
     ),
 )
+STOP_TIMEOUT = Param("timeout", "seconds before KILL", kind=Kind.FLOAT, flags=("-t", "--timeout"), default=10.0)
 FORCE = Param("force", "even if in use / running", kind=Kind.BOOL, flags=("-f", "--force"), default=False)
 LS_COLUMNS = ("name", "state", "template", "pid", "network", "ip", "restarts", "units", "limits", "command")
 
@@ -209,14 +210,14 @@ VERBS: tuple[Verb, ...] = (
         "stop: TERM, then KILL after the timeout",
         "POST",
         "prodng.handlers.control:stop",
-        (NAME, Param("timeout", "seconds before KILL", kind=Kind.FLOAT, flags=("-t", "--timeout"), default=10.0)),
+        (NAME, STOP_TIMEOUT),
     ),
     Verb(
         "restart",
         "stop (as stop does), then start again and wait for every unit",
         "POST",
         "prodng.handlers.control:restart",
-        (NAME, Param("timeout", "seconds before KILL", kind=Kind.FLOAT, flags=("-t", "--timeout"), default=10.0)),
+        (NAME, STOP_TIMEOUT),
         needs_pool=True,
     ),
     Verb(
