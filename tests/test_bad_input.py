@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_payload import built_deb
 
 from prodng import run
 from prodng.config import parse_size
@@ -116,18 +117,9 @@ def test_failed_nft_is_one_telling_line() -> None:
 
 
 def _deb_with(tmp_path: Path, control_extra: str, unit: str | None) -> str:
-    root = tmp_path / "pkg"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN/control").write_text(
-        "Package: quoted\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
-        f"Description: test\n{control_extra}"
+    return built_deb(
+        tmp_path, "quoted", control_extra, {} if unit is None else {"lib/systemd/system/quoted.service": unit}
     )
-    if unit is not None:
-        (root / "lib/systemd/system").mkdir(parents=True)
-        (root / "lib/systemd/system/quoted.service").write_text(unit)
-    out = tmp_path / "quoted.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(out)], check=True, capture_output=True)
-    return str(out)
 
 
 def test_unbalanced_quote_in_exec_start_refused_before_install(tmp_path: Path) -> None:
@@ -141,7 +133,7 @@ def test_unbalanced_quote_in_exec_start_refused_before_install(tmp_path: Path) -
     [
         "[Service]\nExecStart=/bin/echo \\\n  'unbalanced\n",  # a continued line is one line
         "[Service]\nExecStart=/bin/echo \\\n# a comment inside a continuation is dropped\n  'unbalanced",
-        "[Unit]\nDescription=x\n[Service]\nExecStartPre=/bin/true\nExecReload=/bin/kill \"-HUP\n",
+        '[Unit]\nDescription=x\n[Service]\nExecStartPre=/bin/true\nExecReload=/bin/kill "-HUP\n',
     ],
 )
 def test_unit_read_as_systemd_reads_it_before_install(tmp_path: Path, unit: str) -> None:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_payload import built_deb
 
 from prodng.config import Paths
 from prodng.container import cgroups
@@ -298,17 +299,10 @@ def test_reboot_starts_restartable_containers(prodng: Prodng, probe_template: st
 
 
 def _slow_deb(tmp_path: Path, name: str, seconds: int) -> str:
-    root = tmp_path / name
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN/control").write_text(
-        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
-        "Description: an install that takes its time\nX-Prodng-Exec: /bin/sleep 100000\n"
+    """An install that takes its time."""
+    return built_deb(
+        tmp_path, name, "X-Prodng-Exec: /bin/sleep 100000\n", {}, {"postinst": f"#!/bin/sh\nsleep {seconds}\n"}
     )
-    (root / "DEBIAN/postinst").write_text(f"#!/bin/sh\nsleep {seconds}\n")
-    (root / "DEBIAN/postinst").chmod(0o755)
-    out = tmp_path / f"{name}.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(out)], check=True, capture_output=True)
-    return str(out)
 
 
 def _install_leftovers(prodng: Prodng) -> list[str]:
@@ -406,17 +400,9 @@ def test_full_pool_during_install_is_a_system_failure_with_a_hint(fresh_root: Pr
     pool = fresh_root.root / "pool"
     free = os.statvfs(pool).f_bavail * os.statvfs(pool).f_frsize
     subprocess.run(["fallocate", "-l", str(max(free - 150 * 1024**2, 0)), str(pool / "filler")], check=True)
-    root = tmp_path / "crash-filler"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN/control").write_text(
-        "Package: crash-filler\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
-        "Description: fills the disk\nX-Prodng-Exec: /bin/sleep 100000\n"
-    )
-    (root / "DEBIAN/postinst").write_text("#!/bin/sh\nset -e\ndd if=/dev/zero of=/var/filler bs=1M count=600\n")
-    (root / "DEBIAN/postinst").chmod(0o755)
-    deb = tmp_path / "crash-filler.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
-    result = fresh_root("run", "bookworm", str(deb), "--name", "filler", check=False, timeout=600)
+    fills = {"postinst": "#!/bin/sh\nset -e\ndd if=/dev/zero of=/var/filler bs=1M count=600\n"}
+    deb = built_deb(tmp_path, "crash-filler", "X-Prodng-Exec: /bin/sleep 100000\n", {}, fills)
+    result = fresh_root("run", "bookworm", deb, "--name", "filler", check=False, timeout=600)
     assert result.returncode == 5, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("prodng:")]  # beside progress lines
     assert len(errors) == 1 and "No space left on device" in errors[0] and "prodng prune" in errors[0], errors

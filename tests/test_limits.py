@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from deb_bombs import bomb_deb
 from probe_helpers import chain, facts, make_probe_root, results
+from test_payload import built_deb
 
 from conftest import Prodng, _teardown
 
@@ -271,17 +272,9 @@ def test_tmpfs_pages_are_charged_to_the_container(limited: Prodng) -> None:
 
 
 def _script_deb(directory: Path, package: str, postinst: str) -> Path:
-    root = directory / f"{package}-root"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN/control").write_text(
-        f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n"
-        "Description: a maintainer script\nX-Prodng-Exec: /bin/sleep 100000\n"
-    )
-    (root / "DEBIAN/postinst").write_text(f"#!/bin/sh\nset -e\n{postinst}\n")
-    (root / "DEBIAN/postinst").chmod(0o755)
-    deb = directory / f"{package}.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
-    return deb
+    """A package whose postinst runs these shell lines (set -e)."""
+    scripts = {"postinst": f"#!/bin/sh\nset -e\n{postinst}\n"}
+    return Path(built_deb(directory, package, "X-Prodng-Exec: /bin/sleep 100000\n", {}, scripts))
 
 
 def test_an_install_job_is_held_to_the_disk_quota(limited: Prodng, tmp_path: Path) -> None:
