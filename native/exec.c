@@ -148,16 +148,23 @@ static void __attribute__((noreturn)) run_command(struct pn_config *c, const str
     exec_service(c, (const char *const *)r->argv, syncfd);
 }
 
-/* Until the command ends: the caller's signals (it may not reach into the container) go to it. */
-static int wait_forwarding(pid_t child)
+/* The caller's signals that go on to the command, and SIGCHLD (it ended), all blocked from before
+ * the fork: one that comes while the command starts (the caller saw its first output and sent a
+ * Ctrl-C) waits for wait_forwarding instead of ending us, the command left running without us.
+ * The command gets an empty mask back (exec_service). */
+static void block_forwarded(sigset_t *set)
 {
-    sigset_t set;
-    sigemptyset(&set);
+    sigemptyset(set);
     int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-        sigaddset(&set, forwarded[i]);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+        sigaddset(set, forwarded[i]);
+    sigaddset(set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, set, NULL);
+}
+
+/* Until the command ends: the caller's signals (it may not reach into the container) go to it. */
+static int wait_forwarding(pid_t child, const sigset_t *set)
+{
     int status;
     for (;;) {
         pid_t got = waitpid(child, &status, WNOHANG);
@@ -165,7 +172,7 @@ static int wait_forwarding(pid_t child)
             return exit_code(status);
         if (got < 0 && errno != EINTR)
             return 127;
-        int sig = sigwaitinfo(&set, NULL);
+        int sig = sigwaitinfo(set, NULL);
         if (sig > 0 && sig != SIGCHLD)
             kill(child, sig);
     }
@@ -211,6 +218,8 @@ static int join_and_run(const struct pn_exec_request *r, void (*joined)(void), v
     cleanup_pipe int sync[2] = {-1, -1};
     if (pipe2(sync, O_CLOEXEC) < 0)
         return pn_sys(e, "pipe");
+    sigset_t forwarded;
+    block_forwarded(&forwarded);
     pid_t child = fork(); /* only children of a setns(CLONE_NEWPID) caller are in the pid namespace */
     if (child < 0)
         return pn_sys(e, "fork");
@@ -227,7 +236,7 @@ static int join_and_run(const struct pn_exec_request *r, void (*joined)(void), v
     }
     pn_close_now(&sync[0]);
     started();
-    return wait_forwarding(child); /* holding nothing: no stdio, no pipe, no pidfd */
+    return wait_forwarding(child, &forwarded); /* holding nothing: no stdio, no pipe, no pidfd */
 }
 
 /* What is missing (the init gone, its cgroup removed, the command) is not found, whatever the step. */
