@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.metrics_core import Metric
+
 from prodng.agent import credentials, remote
 from prodng.config import Paths
 
@@ -62,3 +64,17 @@ def start_agent(prodng: Prodng) -> subprocess.Popen[str]:
     prodng.wait_for(lambda: sock.exists() or proc.poll() is not None, 30, "the agent")
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     return proc
+
+
+def metric_families(prodng: Prodng) -> list[Metric]:
+    """GET /metrics of an agent started for the call, parsed from Prometheus' text format."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    agent = start_agent(prodng)
+    try:
+        status, text = Client(Paths(prodng.root), unix=prodng.root / "agent.sock").request("GET", "/metrics")
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    assert status == 200
+    return list(text_string_to_metric_families(str(text)))

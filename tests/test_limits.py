@@ -158,21 +158,9 @@ def test_defaults_hold_and_hurt_only_the_container(limited: Prodng) -> None:
 
 def _assert_metrics(prodng: Prodng, name: str) -> None:
     """/metrics of the agent says the same: OOM kills, disk use and quota."""
-    from agent_helpers import Client, start_agent
-    from prometheus_client.parser import text_string_to_metric_families
+    from agent_helpers import metric_families
 
-    from prodng.config import Paths
-
-    agent = start_agent(prodng)
-    try:
-        status, text = Client(Paths(prodng.root), unix=prodng.root / "agent.sock").request("GET", "/metrics")
-    finally:
-        agent.terminate()
-        agent.wait(timeout=30)
-    assert status == 200
-    values = {
-        f.name: {s.labels.get("name"): s.value for s in f.samples} for f in text_string_to_metric_families(str(text))
-    }
+    values = {f.name: {s.labels.get("name"): s.value for s in f.samples} for f in metric_families(prodng)}
     assert values["prodng_container_oom_kills"][name] >= 1
     assert values["prodng_container_disk_limit_bytes"][name] == 96 * MiB
     assert values["prodng_container_disk_bytes"][name] >= 80 * MiB

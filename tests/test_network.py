@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,24 @@ def test_a_keeper_waits_for_the_previous_runs_teardown(net: Prodng, names: list[
     assert (runtime_dir() / "claims" / "tcp-19292").read_text() == "again"
 
 
+@contextmanager
+def host_listener(port: int, serve: str) -> Iterator[None]:
+    """A TCP socket s listening on every address of the test's host namespace (as an agent bound to
+    0.0.0.0 would be), then `serve` run; it listens when this enters and is gone when it leaves."""
+    code = (
+        f"import socket, time\ns = socket.socket()\ns.bind(('0.0.0.0', {port}))\ns.listen()\nprint('up', flush=True)\n"
+    )
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", HOSTNS, "python3", "-c", code + serve], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert listener.stdout and listener.stdout.readline().strip() == "up"
+        yield
+    finally:
+        listener.kill()
+        listener.wait()
+
+
 @pytest.fixture
 def dhcp_blocked() -> Iterator[None]:
     """The DHCP server stops answering: its requests are dropped before they reach it."""
@@ -344,27 +363,9 @@ def test_address_and_host_port_in_use(net: Prodng, names: list[str]) -> None:
     port = net("bookworm", "dhcp", "--name", "twin", "-p", "18181:80", "--exec", "sleep 1", check=False)
     assert port.returncode != 0 and "host port tcp/18181 is in use" in port.stderr
     # A port a host process listens on.
-    listener = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            HOSTNS,
-            "python3",
-            "-c",
-            "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 18282)); s.listen();"
-            " print('up', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert listener.stdout and listener.stdout.readline().strip() == "up"
+    with host_listener(18282, "time.sleep(60)"):
         busy = net("bookworm", "dhcp", "--name", "twin", "-p", "18282:80", "--exec", "sleep 1", check=False)
         assert busy.returncode != 0 and "host port 18282/tcp is in use on the host" in busy.stderr
-    finally:
-        listener.kill()
-        listener.wait()
     assert "twin" not in net("ls").stdout
     assert links() == before
 
@@ -409,27 +410,9 @@ def test_isolation_from_the_host(net: Prodng, names: list[str]) -> None:
     names.append("prisoner")
     net("bookworm", "dhcp", "--name", "prisoner", "--exec", "sleep 1000")
     # A service on every host address (as an agent bound to 0.0.0.0 would be).
-    listener = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            HOSTNS,
-            "python3",
-            "-c",
-            "import socket; s=socket.socket(); s.bind(('0.0.0.0', 1337)); s.listen();"
-            " print('up', flush=True)\nwhile True: c,_=s.accept(); c.sendall(b'agent\\n'); c.close()",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert listener.stdout and listener.stdout.readline().strip() == "up"
+    with host_listener(1337, "while True: c,_=s.accept(); c.sendall(b'agent\\n'); c.close()"):
         assert fetch_from_host(GATEWAY, 1337) == "agent"  # the port is there ...
         assert fetch_inside(net, "prisoner", GATEWAY, 1337) == ""  # ... but not through the bridge
-    finally:
-        listener.kill()
-        listener.wait()
     # No IPv6 on the host's side of the bridge: router advertisements from containers land nowhere.
     veth = wired(net, "prisoner")["veth"]
     for interface in ("prodng0", veth):

@@ -26,12 +26,19 @@ HOST_DPKG_STATUS = Path("/var/lib/dpkg/status")
 def debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real packages from Debian's archive (apt-get download never touches the host's dpkg)."""
     folder = tmp_path_factory.mktemp("archive")
-    wanted = ["hello", "redis-server", "nginx", "nginx-common"]
-    cmd = ["apt-get", "download", "-q", *wanted]
+    apt_download(folder, ["hello", "redis-server", "nginx", "nginx-common"])
+    return folder
+
+
+def apt_download(folder: Path, packages: list[str]) -> None:
+    """These packages' .debs from Debian's archive into folder; the host's package lists are updated
+    first only if they are too old to name them."""
+    if not packages:
+        return
+    cmd = ["apt-get", "download", "-q", *packages]
     if subprocess.run(cmd, cwd=folder, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
-    return folder
 
 
 def _one(folder: Path, package: str) -> str:

@@ -10,7 +10,6 @@ runs those, `-m ''` all).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,14 +123,11 @@ CASES = [
 @pytest.fixture(scope="module")
 def debs() -> Path:
     """The top-level packages, downloaded once into a cache that outlives the test session."""
+    from test_payload import apt_download
+
     CACHE.mkdir(parents=True, exist_ok=True)
     wanted = [c.package for c in CASES] + ["chrony", "openvpn", "php8.2-fpm"]
-    missing = [p for p in wanted if not list(CACHE.glob(f"{p}_*.deb"))]
-    if missing:
-        cmd = ["apt-get", "download", "-q", *missing]
-        if subprocess.run(cmd, cwd=CACHE, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(cmd, cwd=CACHE, check=True, capture_output=True)
+    apt_download(CACHE, [p for p in wanted if not list(CACHE.glob(f"{p}_*.deb"))])
     return CACHE
 
 
@@ -304,21 +300,11 @@ BROKEN = f"echo opening the widget store; {SYSLOG}; echo giving up >&2; sleep 1;
 
 def agent_metrics(prodng: Prodng) -> dict[str, dict[tuple[str, str], float]]:
     """GET /metrics of a real agent: family -> (container, unit) -> value."""
-    from agent_helpers import Client, start_agent
-    from prometheus_client.parser import text_string_to_metric_families
+    from agent_helpers import metric_families
 
-    from prodng.config import Paths
-
-    agent = start_agent(prodng)
-    try:
-        status, text = Client(Paths(prodng.root), unix=prodng.root / "agent.sock").request("GET", "/metrics")
-    finally:
-        agent.terminate()
-        agent.wait(timeout=30)
-    assert status == 200
     return {
         f.name: {(s.labels.get("name", ""), s.labels.get("unit", "")): s.value for s in f.samples}
-        for f in text_string_to_metric_families(str(text))
+        for f in metric_families(prodng)
     }
 
 
