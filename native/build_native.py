@@ -23,7 +23,7 @@ LIBS = ["seccomp"]
 # never a fork of Python.
 MODULE_SOURCES = ["util.c", "inroot.c", "devices.c", "module.c"]
 SHIM_SOURCES = ["util.c", "config.c", "sandbox.c", "inroot.c", "idmap.c", "rootfs.c",
-                "init.c", "services.c", "pathops.c", "logsock.c", "keeper.c", "monitor.c", "selfexec.c", "shim_main.c"]
+                "init.c", "services.c", "svcproc.c", "svcreport.c", "pathops.c", "logsock.c", "keeper.c", "monitor.c", "selfexec.c", "shim_main.c"]
 EXEC_SOURCES = ["util.c", "config.c", "sandbox.c", "selfexec.c", "exec.c", "exec_main.c"]
 
 ffibuilder = FFI()
