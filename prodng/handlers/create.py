@@ -59,7 +59,8 @@ def _record(
     unit: list[str],
     no_recommends: bool,
 ) -> tuple[ContainerRecord, list[deb.Payload]]:
-    """Check every argument of run/create; nothing is touched yet."""
+    """Check every argument of run/create; nothing is touched yet. (Its signature is the verbs'
+    parameters, one per line, as the verb table hands them over; the body is some 35 lines.)"""
     template, payload_files, positional_net = _split_run_args(args)
     recipes.check_name(template)  # before it becomes part of a generated container name
     argv = _exec_argv(exec, payload_files)

@@ -212,16 +212,7 @@ def compile_unit(
     spec = execline.Specifiers(unit.name, hostname, user, uid, user, gid, _home(files, user) if uid else "/root")
     skip = conditions(files, unit, caps, spec)
     env = {**_environment(files, unit, spec), **env_override}
-    kind = unit.get("Service", "Type") or ("simple" if unit.all("Service", "ExecStart") else "oneshot")
-    if kind not in TYPES:
-        raise InvalidRequest(f"{unit.name}: unknown Type={kind}")
-    kind = TYPES[kind]
-    cmds: list[tuple[str, Command]] = []
-    for key, phase in PHASES.items():
-        for value in unit.all("Service", key):
-            cmds += [(phase, c) for c in execline.commands(spec.expand(value), env)]
-    if kind != "oneshot" and sum(1 for p, _ in cmds if p == "start") != 1:
-        raise InvalidRequest(f"{unit.name}: Type={kind} needs exactly one ExecStart")
+    kind, cmds = _type_and_commands(unit, spec, env)
     if kind == "notify":
         env["NOTIFY_SOCKET"] = "/run/systemd/notify"
     workdir = spec.expand(unit.get("Service", "WorkingDirectory", "/")).lstrip("-")
@@ -257,6 +248,24 @@ def compile_unit(
             if w.removeprefix("CAP_") in caps
         ),
     )
+
+
+def _type_and_commands(
+    unit: units.Unit, spec: execline.Specifiers, env: dict[str, str]
+) -> tuple[str, list[tuple[str, Command]]]:
+    """Type= (systemd's default: simple with an ExecStart, else oneshot) and every Exec*= command by
+    phase, specifiers and variables expanded; only a oneshot may have other than one ExecStart."""
+    kind = unit.get("Service", "Type") or ("simple" if unit.all("Service", "ExecStart") else "oneshot")
+    if kind not in TYPES:
+        raise InvalidRequest(f"{unit.name}: unknown Type={kind}")
+    kind = TYPES[kind]
+    cmds: list[tuple[str, Command]] = []
+    for key, phase in PHASES.items():
+        for value in unit.all("Service", key):
+            cmds += [(phase, c) for c in execline.commands(spec.expand(value), env)]
+    if kind != "oneshot" and sum(1 for p, _ in cmds if p == "start") != 1:
+        raise InvalidRequest(f"{unit.name}: Type={kind} needs exactly one ExecStart")
+    return kind, cmds
 
 
 def unit_name(text: str) -> str:
