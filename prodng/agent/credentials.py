@@ -109,10 +109,13 @@ def ensure(paths: Paths, server_names: tuple[str, ...] = LOOPBACK) -> Files:
     if f.ca.exists() and f.server.exists() and f.client.exists():
         return f
     ca_key = _key()
-    ca = _issue("prodng local CA", ca_key, None, ca_key, ca=True)
+    # Names of this root's own: OpenSSL finds an issuer by its name, and a client certificate made by another
+    # root's CA of the same name failed its signature check against ours ("trust add" of it never worked).
+    unique = os.urandom(4).hex()
+    ca = _issue(f"prodng local CA {unique}", ca_key, None, ca_key, ca=True)
     server_key, client_key = _key(), _key()
     server = _issue("prodng agent", server_key, ca, ca_key, server_names=server_names)
-    client = _issue("prodng cli", client_key, ca, ca_key, client=True)
+    client = _issue(f"prodng cli {unique}", client_key, ca, ca_key, client=True)
     for path, key in ((f.ca_key, ca_key), (f.server_key, server_key), (f.client_key, client_key)):
         _write_key(path, key)
     write_atomic(f.server, _pem(server) + _pem(ca), mode=0o644)
