@@ -29,6 +29,7 @@ ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
 STREAMS = web.AppKey("streams", ThreadPoolExecutor)
 CLOSING = web.AppKey("closing", asyncio.Event)
 MAX_BODY = 256 * 1024
+BODY_SECONDS = 10.0  # a real client sends its (at most 256 KiB) body at once
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,7 +93,13 @@ async def request_values(verb: verbs.Verb, request: web.Request) -> dict[str, ob
             raise InvalidRequest(f"unknown parameter {key!r} for {verb.name}")
     if request.method == "POST" and request.can_read_body:
         try:
-            body = json.loads(await request.read() or b"{}")
+            # A body sent a byte at a time would hold its connection for ever (the idle timeout only
+            # covers a request not yet begun).
+            text = await asyncio.wait_for(request.read(), BODY_SECONDS)
+        except TimeoutError:
+            raise InvalidRequest(f"the request body did not arrive within {BODY_SECONDS:g} s") from None
+        try:
+            body = json.loads(text or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise InvalidRequest("malformed JSON body") from None
         if not isinstance(body, dict):
