@@ -380,7 +380,10 @@ def test_info_and_table_show_mac_address_and_filters(net: Prodng, names: list[st
     net("bookworm", "static:10.89.200.31/16", "--name", "shown", "--exec", "sleep 100000")
     interface = wired(net, "shown")
     assert interface["ip"] == "10.89.200.31" and str(interface["mac"]).startswith("02:")
-    assert interface["filters"] == "mac,arp,ipv4,dhcp-server,ipv6" and interface["outbound"] == "bridge"
+    assert (
+        interface["filters"] == "mac,arp,ipv4,dhcp-server,dhcp-client,ipv6,vlan,fdb,storm"
+        and interface["outbound"] == "bridge"
+    )
     rows = net.json("query", "SELECT name, ip, mac, filters, outbound FROM prodng_containers WHERE name = 'shown'")
     assert rows == [
         {

@@ -263,7 +263,7 @@ TABLES: tuple[Table, ...] = (
             ("pid", "INTEGER"),
             ("ip", "TEXT"),
             ("mac", "TEXT"),
-            ("filters", "TEXT"),  # the bridge's per-port filters holding it: mac,arp,ipv4,dhcp-server,ipv6
+            ("filters", "TEXT"),  # the bridge's per-port filters holding it (network.nft.FILTERS)
             ("outbound", "TEXT"),  # nat: beyond the bridge, masqueraded; bridge: containers and published ports only
             ("network", "TEXT"),
             ("command", "TEXT"),

@@ -176,7 +176,9 @@ def unguard_port(net: Bridge, veth: str, owner: str | None = None) -> None:
         run_nft(f'delete element bridge {net.name} {limits} {{ "{veth}" }}\n', check=False)
 
 
-FILTERS = ("mac", "arp", "ipv4", "dhcp-server", "ipv6")  # what port_rules hold a container to, once it has an address
+# What holds a container on the bridge once it has an address: port_rules, its DHCP answers
+# (to-VETH), the port's static FDB entry (keeper.wire) and storm control (bridge prerouting).
+FILTERS = ("mac", "arp", "ipv4", "dhcp-server", "dhcp-client", "ipv6", "vlan", "fdb", "storm")
 
 
 def allow_out(net: Bridge, address: str) -> None:
