@@ -643,3 +643,39 @@ def test_the_keeper_takes_no_answer_sent_from_inside_the_container(net: Prodng, 
             attack(net, "victim", "dhcp", "eth0", "ACK", str(forged_xid), mac, FORGED, source, GATEWAY, GATEWAY, "67")
         time.sleep(1)
     assert wired(net, "victim")["ip"] == victim["ip"] and FORGED not in addresses(net, "victim")
+
+
+MANY_QUERIES = r"""
+import socket, struct, sys
+question = b"\x01x\x06prodng\x00" + struct.pack(">HH", 1, 1)
+for i in range(int(sys.argv[2])):  # each from a port of its own: a flow of its own to the host
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + question, (sys.argv[1], 53))
+print("sent")
+"""
+
+
+def test_dns_to_the_host_holds_no_conntrack_entries(net: Prodng, names: list[str]) -> None:
+    """Each DNS query a container sent from a new port was a conntrack entry in the host's
+    namespace for 30 s (65,535 ports per container; the table holds 262,144 on this host, and a
+    full table drops every new connection of the host's): DNS and DHCP to the host are untracked."""
+    names.append("chatty")
+    net("bookworm", "dhcp", "--name", "chatty", "--exec", "sleep 100000")
+
+    def tracked() -> int:
+        return int(in_host("cat", "/proc/sys/net/netfilter/nf_conntrack_count").stdout)
+
+    before = tracked()
+    sent = subprocess.run(
+        ["nsenter", netns_of(net, "chatty"), sys.executable, "-c", MANY_QUERIES, GATEWAY, "2000"],
+        capture_output=True,
+        text=True,
+    )
+    assert sent.stdout.strip() == "sent", sent.stderr
+    assert tracked() - before < 100, (before, tracked())
+    answer = subprocess.run(
+        ["nsenter", netns_of(net, "chatty"), sys.executable, "-c", DNS_QUERY, GATEWAY, "chatty.prodng"],
+        capture_output=True,
+        text=True,
+    )
+    assert answer.stdout.strip() == wired(net, "chatty")["ip"]  # DNS works, untracked

@@ -44,10 +44,24 @@ def ip_table(net: Bridge) -> str:
   chain postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
   chain input {{ type filter hook input priority filter; policy accept; }}
   chain forward {{ type filter hook forward priority filter; policy accept; }}
+  chain untracked_in {{ type filter hook prerouting priority raw; policy accept; }}
+  chain untracked_out {{ type filter hook output priority raw; policy accept; }}
 }}
 """
     dnat = "fib daddr type local dnat ip to meta l4proto . th dport map @forwards"
+    dhcp, dns = "udp dport 67", "meta l4proto { tcp, udp } th dport 53"
     chains = {
+        # The host's DHCP and DNS keep no conntrack entry: each query from a new port was one, for
+        # 30 s, in the host's table (262,144 on a typical host; full, it drops the host's every new
+        # connection), and a container has 65,535 ports. The input chain takes them statelessly.
+        "untracked_in": [
+            f'iifname "{name}" ip daddr {{ {gateway}, 255.255.255.255 }} {dhcp} notrack',
+            f'iifname "{name}" ip daddr {gateway} {dns} notrack',
+        ],
+        "untracked_out": [
+            f'oifname "{name}" ip saddr {gateway} udp sport 67 notrack',
+            f'oifname "{name}" ip saddr {gateway} meta l4proto {{ tcp, udp }} th sport 53 notrack',
+        ],
         "prerouting": [dnat],
         "output": [dnat],
         "postrouting": [
@@ -56,9 +70,9 @@ def ip_table(net: Bridge) -> str:
         ],
         "input": [
             f'iifname "{name}" ct state established,related accept',
-            f'iifname "{name}" udp dport 67 ip daddr {{ {gateway}, 255.255.255.255 }} accept',
+            f'iifname "{name}" ip daddr {{ {gateway}, 255.255.255.255 }} {dhcp} accept',
             # Not the host's other addresses: a resolver there would be a way out.
-            f'iifname "{name}" ip daddr {gateway} meta l4proto {{ tcp, udp }} th dport 53 accept',
+            f'iifname "{name}" ip daddr {gateway} {dns} accept',
             f'iifname "{name}" drop',
         ],
         "forward": [
