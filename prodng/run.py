@@ -194,8 +194,6 @@ def spawn_daemon(
     """
     log.debug("+ %s", _describe(cmd))
     # posix_spawn (vfork) rather than Popen: this is on the start path, and it is twice as fast.
-    for fd in pass_fds:
-        os.set_inheritable(fd, True)
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(
@@ -207,6 +205,10 @@ def spawn_daemon(
                 (os.POSIX_SPAWN_DUP2, devnull, 0),
                 (os.POSIX_SPAWN_DUP2, devnull, 1),
                 (os.POSIX_SPAWN_DUP2, devnull, 2),
+                # The passed fds lose close-on-exec in the child alone (a dup2 onto itself does that,
+                # glibc >= 2.29). Made inheritable here, they went to whatever another thread spawned
+                # meanwhile: a keeper server kept a start's ready pipe, and that start never returned.
+                *((os.POSIX_SPAWN_DUP2, fd, fd) for fd in pass_fds),
             ],
         )
     finally:

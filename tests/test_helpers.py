@@ -1,12 +1,14 @@
-"""The shared helpers for processes and deadlines (prodng/pidfd.py, prodng/polling.py), on real processes."""
+"""The shared helpers for processes and deadlines (prodng/pidfd.py, prodng/polling.py, run.spawn_daemon), on real processes."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
-from prodng import pidfd, polling
+from prodng import pidfd, polling, run
 
 
 def test_a_process_that_is_no_longer_the_one_meant_is_not_signalled() -> None:
@@ -46,3 +48,20 @@ def test_until_answers_as_soon_as_the_condition_holds_and_gives_up_at_the_deadli
     began = time.monotonic()
     assert not polling.until(lambda: False, 0.1)
     assert 0.1 <= time.monotonic() - began < 1
+
+
+def test_spawn_daemon_passes_fds_to_its_child_alone(tmp_path: Path) -> None:
+    """The fds a daemon is given stay close-on-exec here: made inheritable in the parent, they went
+    to whatever another thread spawned meanwhile (bench/network.py, 20 starts at once: a keeper
+    server kept one start's ready pipe open, and that start waited for its EOF for 6 minutes)."""
+    read_end, write_end = os.pipe()
+    seen = tmp_path / "seen"
+    try:
+        status = run.spawn_daemon(
+            ["/bin/sh", "-c", f"[ -e /proc/self/fd/{write_end} ] && : > {seen}"], pass_fds=[write_end]
+        )
+        assert status == 0 and seen.exists()  # the daemon has it ...
+        assert not os.get_inheritable(write_end)  # ... and nothing else spawned from here gets it
+    finally:
+        os.close(read_end)
+        os.close(write_end)
