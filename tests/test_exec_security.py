@@ -486,6 +486,23 @@ def test_the_callers_groups_and_umask_stay_the_callers(prodng: Prodng, probe_tem
         assert status["Groups"].strip() == "" and status["Umask"] == "0022", status
 
 
+def test_exec_i_ends_with_its_command_whatever_holds_its_stdin(
+    prodng: Prodng, probe_template: str, container: str
+) -> None:
+    """The command leaves a daemon holding its stdin and never reading it: the CLI, still feeding it the
+    operator's input, blocked in write() for ever (a Ctrl-C only went on to the helper, gone already)."""
+    prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
+    cli = f"{shlex.quote(sys.executable)} -m prodng exec -i {container} -- probe writer /dev/null 60"
+    started = time.monotonic()
+    fed = subprocess.run(["sh", "-c", f"yes | {cli}"], env=prodng.env, capture_output=True, text=True, timeout=60)
+    assert fed.returncode == 0 and "writer=ok" in fed.stdout, fed.stderr
+    assert time.monotonic() - started < 20, "the CLI ends when the command does"
+    big = bytes(range(256)) * 8192  # 2 MiB: many times a pipe's room, fed as the command takes it
+    cat = [sys.executable, "-m", "prodng", "exec", "-i", container, "--", "probe", "cat", "/dev/stdin"]
+    copied = subprocess.run(cat, env=prodng.env, input=big, capture_output=True, timeout=60)
+    assert copied.returncode == 0 and copied.stdout == big
+
+
 def test_ctrl_c_at_the_cli_reaches_the_command(prodng: Prodng, probe_template: str, container: str) -> None:
     prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
     cli = prodng.popen("exec", container, "--", "probe", "signals", "INT")

@@ -62,6 +62,47 @@ class _Ending:
             self.proc.kill()
 
 
+class _Feed:
+    """The caller's input on its way to the command, never blocking us: what the command has not taken yet
+    waits here (and no more is read) while its output and its end are still watched. A daemon the command
+    left holding its stdin, never reading, blocked the CLI in write() for ever (a Ctrl-C only went on to
+    the helper, gone by then)."""
+
+    def __init__(self, sel: selectors.BaseSelector, source: int, sink: int) -> None:
+        self.sel, self.source, self.sink = sel, source, sink
+        self.pending = b""
+        os.set_blocking(sink, False)
+        sel.register(source, selectors.EVENT_READ)
+
+    def ready(self, fd: int) -> bool:
+        """fd (source or sink) is ready: read or write; False once the feed is over (and closed)."""
+        if fd == self.source:
+            data = _read(fd)
+            if data is None:
+                return True
+            if not data:  # the caller's input ended: so does the command's
+                return self.close()
+            self.pending = data
+        try:
+            self.pending = self.pending[os.write(self.sink, self.pending) :]
+        except BlockingIOError:
+            pass
+        except OSError:  # EPIPE: no one reads it any more
+            return self.close()
+        waiting, watched = (self.sink, self.source) if self.pending else (self.source, self.sink)
+        if fd == watched:  # switch: wait for room to write, or for more to read
+            self.sel.unregister(watched)
+            self.sel.register(waiting, selectors.EVENT_WRITE if waiting == self.sink else selectors.EVENT_READ)
+        return True
+
+    def close(self) -> bool:
+        for fd in (self.source, self.sink):
+            if fd in self.sel.get_map():
+                self.sel.unregister(fd)
+        os.close(self.sink)
+        return False
+
+
 def pump(
     proc: subprocess.Popen[bytes],
     outputs: dict[int, Sink],
@@ -76,8 +117,7 @@ def pump(
         sel.register(pidfd, selectors.EVENT_READ)
         for fd in outputs:
             sel.register(fd, selectors.EVENT_READ)
-        if stdin:
-            sel.register(stdin[0], selectors.EVENT_READ)
+        feed = _Feed(sel, *stdin) if stdin else None
         try:
             while True:
                 ready = sel.select(STOP_POLL if stop else None)
@@ -89,24 +129,22 @@ def pump(
                             _drain(out, sink)
                         status = exit_status(proc.wait())
                         return TIMED_OUT if ending.since is not None else status
-                    data = _read(fd)
-                    if stdin and fd == stdin[0]:
-                        if not data or not _write(stdin[1], data):
-                            sel.unregister(fd)
-                            os.close(stdin[1])
-                            stdin = None
-                    elif data and _delivered(outputs[fd], data):
+                    if feed and fd in (feed.source, feed.sink):
+                        feed = feed if feed.ready(fd) else None
                         continue
-                    else:  # EOF, or our reader is gone (`exec ... | head`): the command gets EPIPE, as it would
-                        sel.unregister(fd)
-                        del outputs[fd]
-                        os.close(fd)
+                    data = _read(fd)
+                    if data is None or (data and _delivered(outputs[fd], data)):
+                        continue
+                    # EOF, or our reader is gone (`exec ... | head`): the command gets EPIPE, as it would
+                    sel.unregister(fd)
+                    del outputs[fd]
+                    os.close(fd)
         finally:
             os.close(pidfd)
             for fd in outputs:
                 os.close(fd)
-            if stdin:
-                os.close(stdin[1])
+            if feed:
+                os.close(feed.sink)
 
 
 def _delivered(sink: Sink, data: bytes) -> bool:
@@ -122,9 +160,13 @@ def exit_status(status: int) -> int:
     return 128 - status if status < 0 else status
 
 
-def _read(fd: int) -> bytes:
+def _read(fd: int) -> bytes | None:
+    """What fd has (b"" at its end); None when it has nothing after all (a pty master we also write to
+    is non-blocking)."""
     try:
         return os.read(fd, CHUNK)
+    except BlockingIOError:
+        return None
     except OSError:  # EIO: a pty whose other side is gone
         return b""
 
