@@ -441,3 +441,52 @@ def test_a_bind_source_swapped_for_a_link_through_another_bind_shows_nothing_of_
     assert result.returncode != 0 and "goes through a symlink" in result.stderr, result.stderr
     shown = prodng("exec", container, "--", "ls", "/etc/app", check=False).stdout
     assert "shadow" not in shown and "boot" not in shown, shown
+
+
+HOOK_SCRIPT = r"""#!/bin/bash
+out=/var/lib/prodng-hook-report
+timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/PORT; head -c 100 <&3' >>$out 2>&1 || echo direct=unreachable >>$out
+relay=$(for f in /proc/[0-9]*/cmdline; do tr '\0' '\n' <$f; echo; done 2>/dev/null |
+  sed -n 's#^Acquire::http::Proxy=http://127.0.0.1:\([0-9]*\)/$#\1#p' | head -1)
+echo relay=${relay:-none} >>$out
+for ask in "CONNECT 127.0.0.1:PORT" "GET http://127.0.0.1:PORT/" "GET http://example.org/"; do
+  timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$relay; printf '$ask HTTP/1.1\r\nHost: x\r\n\r\n' >&3; head -1 <&3" >>$out 2>&1
+done
+exit 0
+"""
+
+
+def test_the_download_phase_reaches_the_mirrors_alone_whatever_the_templates_apt_config(
+    netns_prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    """A template whose apt.conf.d runs a hook at `apt-get update` (an imported root can carry anything):
+    the hook runs in the download job, which reaches nothing but the relay, and the relay connects only to
+    the hosts of the apt sources, never to the host's 127.0.0.1 or elsewhere."""
+    port = 20000 + (os.getpid() + 7) % 20000
+    listener = subprocess.Popen(
+        [*netns_prodng.prefix, sys.executable, "-c", LISTENER, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    hooked = netns_prodng.root / "pool" / "templates" / f".hooked-{os.getpid()}"
+    subprocess.run(["btrfs", "subvolume", "snapshot", str(netns_prodng.root / "pool/templates" / template), str(hooked)],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "listening"
+        (hooked / "usr/local/sbin/prodng-hook").write_text(HOOK_SCRIPT.replace("PORT", str(port)))
+        (hooked / "etc/apt/apt.conf.d/99prodng-hook").write_text(
+            'APT::Update::Pre-Invoke { "bash /usr/local/sbin/prodng-hook"; };\n'
+        )
+        netns_prodng("template", "import", "hooked", str(hooked), "--force")
+        deb = built_deb(
+            tmp_path, "prodng-hooked", "X-Prodng-Exec: /bin/sleep 100000\n", {"usr/share/doc/x/README": "x\n"}
+        )
+        netns_prodng("hooked", deb, "none", "--name", container)
+        said = netns_prodng("exec", container, "--", "cat", "/var/lib/prodng-hook-report").stdout
+    finally:
+        netns_prodng("rm", "-f", container, check=False)
+        netns_prodng("template", "rm", "hooked", "--force", check=False)
+        subprocess.run(["btrfs", "subvolume", "delete", str(hooked)], check=False, capture_output=True)
+        listener.kill()
+        heard = listener.communicate()[0]
+    assert "connected" not in heard, "the download job reached the host's 127.0.0.1"
+    assert "direct=unreachable" in said and "relay=none" not in said, said
+    assert said.count("HTTP/1.1 403 Forbidden") == 3, said  # the host's port, directly or by URL, and any other host

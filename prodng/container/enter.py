@@ -198,8 +198,16 @@ def exec_terminal(paths: Paths, name: str, argv: list[str], user: str | None = N
     return exec_io.relay_pty(proc, master, stop)
 
 
-def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path, timeout: float) -> tuple[int, str]:
-    """Run argv once in rootfs with full isolation (an install phase); returns exit code and output."""
+def run_job(
+    paths: Paths,
+    record: ContainerRecord,
+    rootfs: Path,
+    directory: Path,
+    timeout: float,
+    start: Callable[[Path], None] = spawn_monitor,
+) -> tuple[int, str]:
+    """Run argv once in rootfs with full isolation (an install phase); returns exit code and output.
+    start(config) starts the job's monitor (in a network namespace of the caller's choosing)."""
     leaf = paths.cgroup_leaf(f"job-{directory.name}")
     directory.mkdir(parents=True, exist_ok=True)
     groups = cgroups.create(leaf, record.limits)
@@ -213,7 +221,7 @@ def run_job(paths: Paths, record: ContainerRecord, rootfs: Path, directory: Path
         state.write_atomic(config, config_bytes(paths, job, rootfs, directory), durable=False)
         status_file = directory / "status"
         with run.watchdog(groups):  # the job dies with its caller
-            spawn_monitor(config)
+            start(config)
             done = polling.until(
                 lambda: state.read_status_file(status_file).get("state") == "exited", timeout, most=0.1
             )

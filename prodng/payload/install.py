@@ -23,10 +23,12 @@ from pathlib import Path
 from prodng import locks
 from prodng.config import Paths
 from prodng.container import cgroups, enter, validation
+from prodng.container.lifecycle import spawn_monitor
 from prodng.container.state import Bind, ContainerRecord, Limits
 from prodng.errors import POOL_FULL_HINT, InvalidRequest, SystemFailure
 from prodng.frozen import replace
 from prodng.network.modes import Mode
+from prodng.payload import aptrelay
 from prodng.payload.deb import Payload
 from prodng.storage import btrfs, inroot, quota, templates
 
@@ -35,13 +37,15 @@ MARKER = ".prodng-install.json"
 INSTALL_TIMEOUT = 1200.0
 POLICY_RC_D = "usr/sbin/policy-rc.d"
 APT_ENV = ("DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none")
-# Two jobs in the same snapshot. The first has the network and runs apt only: it fetches the lists and
-# every .deb the payloads need into /var/cache/apt/archives (--download-only runs no maintainer script).
+# Two jobs in the same snapshot. The first runs apt only: it fetches the lists and every .deb the payloads
+# need into /var/cache/apt/archives (--download-only runs no maintainer script), through the relay
+# (prodng/payload/aptrelay.py), its only way out: {proxy} points apt at it, over any apt.conf of the template.
 # An update that cannot reach a mirror is no failure by itself: payloads without dependencies install
 # from what the root has, and a missing dependency fails the download with apt's own message.
 # Recommends come too (as apt installs them by default: unbound's root key is one) unless the caller
 # says --no-recommends; {flags} is where that goes.
-DOWNLOAD = "apt-get update -qq; apt-get install -y -q --download-only{flags} " + f"{PAYLOAD_DIR}/*.deb"
+DOWNLOAD = "apt-get{proxy} update -qq; apt-get{proxy} install -y -q --download-only{flags} " + f"{PAYLOAD_DIR}/*.deb"
+PROXY = " -o Acquire::http::Proxy=http://127.0.0.1:{port}/ -o Acquire::https::Proxy=http://127.0.0.1:{port}/"
 # The second runs the package code (preinst, postinst, triggers) in a network namespace of its own with
 # nothing but loopback, from the cache. apt's binary caches are rebuilt first: the first apt's hold the
 # local payloads as fetched, under a relative name dpkg cannot install ("Pathname to install is not
@@ -106,6 +110,28 @@ def _bind(source: Path, target: str) -> Bind:
     return Bind(os.path.realpath(source), target)
 
 
+def _relay(paths: Paths, template: str, host_sources: Path) -> aptrelay.Relay:
+    """The download job's relay: to the hosts of the host's sources (copies in host_sources, which may
+    name a local cache on 127.0.0.1), of the template's own sources and of its recipe's mirror."""
+    local: set[aptrelay.Destination] = set()
+    for copy in sorted(host_sources.rglob("*")):
+        if copy.is_file():
+            local |= aptrelay.destinations(copy.read_text(errors="replace"))
+    root = paths.template_root(template)
+    texts = [json.loads(inroot.read_text(root, templates.METADATA)).get("mirror", "")]
+    try:
+        names = [f"etc/apt/sources.list.d/{n}" for n in inroot.listdir(root, "etc/apt/sources.list.d") if _apt_reads(n)]
+    except OSError:
+        names = []
+    for name in ["etc/apt/sources.list", *names]:
+        try:
+            texts.append(inroot.read_text(root, name))
+        except OSError:
+            continue
+    own = set().union(*(aptrelay.destinations(text) for text in texts))
+    return aptrelay.Relay(local | own, local)
+
+
 def _failure(log: str) -> str:
     """The most telling line of apt's output: a limit the job hit (its quota, its memory) beats
     dpkg's own reason, which beats apt's summary."""
@@ -130,8 +156,15 @@ def _clean_up_after_install(work: Path, names: str) -> None:
         raise InvalidRequest(f"{names}: the install left {PAYLOAD_DIR} changed ({err.strerror})") from None
 
 
-def _run_phase(paths: Paths, job: ContainerRecord, work: Path, directory: Path, names: str) -> None:
-    code, log = enter.run_job(paths, job, work, directory, INSTALL_TIMEOUT)
+def _run_phase(
+    paths: Paths,
+    job: ContainerRecord,
+    work: Path,
+    directory: Path,
+    names: str,
+    start: Callable[[Path], None] = spawn_monitor,
+) -> None:
+    code, log = enter.run_job(paths, job, work, directory, INSTALL_TIMEOUT, start)
     if code != 0:
         why = _failure(log)
         if "No space left on device" in why:  # the host's pool, not the package: exit 5 and what to do
@@ -259,19 +292,20 @@ def _stage_payloads(payloads: list[Payload], staging: Path) -> None:
 def _run_apt(
     paths: Paths, template: str, work: Path, jobs: _Jobs, limits: Limits, recommends: bool, names: str
 ) -> None:
-    """apt in two sandboxed jobs in the snapshot: the download with the host's network (and the
+    """apt in two sandboxed jobs in the snapshot: the download through the relay to the mirrors (with the
     credentials of its sources), then the install with neither (see DOWNLOAD and INSTALL)."""
     flags = "" if recommends else " --no-install-recommends"
     base = ContainerRecord(name=f"install-{jobs.key[:8]}", template=template, argv=(), env=APT_ENV, limits=limits)
     payload_dir = _bind(jobs.payloads, PAYLOAD_DIR)
-    resolv_conf = _bind(Path("/etc/resolv.conf"), "/etc/resolv.conf")  # often a link to /run/...
-    download = replace(
-        base,
-        argv=("/bin/sh", "-c", DOWNLOAD.format(flags=flags)),
-        network=Mode("host"),
-        binds=(payload_dir, *_host_sources(paths, template, jobs.apt / "download", credentials=True), resolv_conf),
-    )
-    _run_phase(paths, download, work, jobs.download, names)
+    host_sources = _host_sources(paths, template, jobs.apt / "download", credentials=True)
+    with _relay(paths, template, jobs.apt / "download") as relay:
+        download = replace(
+            base,
+            argv=("/bin/sh", "-c", DOWNLOAD.format(flags=flags, proxy=PROXY.format(port=relay.port))),
+            network=Mode("host"),  # the namespace the monitor is started in: the relay's
+            binds=(payload_dir, *host_sources),
+        )
+        _run_phase(paths, download, work, jobs.download, names, lambda c: relay.in_namespace(lambda: spawn_monitor(c)))
     sources = _host_sources(paths, template, jobs.apt / "install", credentials=False)
     install = replace(base, argv=("/bin/sh", "-c", INSTALL.format(flags=flags)), binds=(payload_dir, *sources))
     _run_phase(paths, install, work, jobs.install, names)
