@@ -31,6 +31,7 @@ URI = re.compile(r"\b(https?)://(?:[^/\s@]*@)?(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(
 HEADER_LIMIT = 64 * 1024
 IDLE_TIMEOUT = 300.0  # seconds without a byte either way: the connection is dropped
 CONNECT_TIMEOUT = 30.0
+MAX_CONNECTIONS = 64  # apt keeps one a host; more at once is something else, refused (a thread each)
 REFUSED = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 UNREACHABLE = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -81,6 +82,7 @@ class Relay:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def __enter__(self) -> Relay:
         threading.Thread(target=self._namespace, name="apt-relay-namespace", daemon=True).start()
@@ -132,6 +134,9 @@ class Relay:
                     client, _ = self._listener.accept()
                 except OSError:  # shut down: the download is over
                     return
+                if not self._slots.acquire(blocking=False):
+                    client.close()
+                    continue
                 threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
     def _track(self, sock: socket.socket, keep: bool) -> None:
@@ -160,6 +165,7 @@ class Relay:
             pass
         finally:
             self._track(client, False)
+            self._slots.release()
 
     def _connect(self, destination: Destination) -> socket.socket | None:
         """A connection to an allowed destination, at an address it may have; None otherwise."""
