@@ -12,9 +12,16 @@ from prodng.errors import InvalidRequest
 from prodng.frozen import frozen
 
 
+class NulByte(ValueError):
+    """No name, path, argument or variable can hold one: every text ends up a C string (an exec's argv
+    with one was an internal error of the agent)."""
+
+
 def _text(raw: object) -> str:
     if not isinstance(raw, str):
         raise ValueError
+    if "\0" in raw:
+        raise NulByte
     return raw
 
 
@@ -93,6 +100,8 @@ class Param:
         """A CLI word or a REST value (query text or JSON) as this parameter's kind."""
         try:
             value = self.kind.convert(raw)
+        except NulByte:
+            raise InvalidRequest(f"{self.name} holds a NUL byte") from None
         except (ValueError, TypeError):
             raise InvalidRequest(f"{self.name} must be of type {self.kind}") from None
         if self.kind.parse_word and isinstance(value, str):

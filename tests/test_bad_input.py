@@ -58,6 +58,15 @@ def test_rest_numbers_refuse_non_finite(raw: object) -> None:
         timeout.parse(raw)
 
 
+def test_no_text_param_takes_a_nul_byte() -> None:
+    """A NUL in an exec's argv over REST was an internal error of the agent (Popen refused it)."""
+    params = [p for v in BY_NAME.values() for p in v.params if p.kind.name in ("STR", "LIST", "ARGV")]
+    assert {p.name for p in params} >= {"command", "name", "user"}
+    for param in params:
+        with pytest.raises(InvalidRequest, match="NUL byte"):
+            parse_param(param, ["ok", "a\0b"] if param.kind.many else "a\0b")
+
+
 @pytest.mark.parametrize("text", ["1e400", "nan", "inf", "9e18G", "١٢M"])
 def test_sizes_refuse_non_finite(text: str) -> None:
     with pytest.raises(InvalidRequest):
