@@ -299,7 +299,7 @@ class DhcpThread(threading.Thread):
             self.keeper.post("failed", f"{type(err).__name__}: {err}")
 
     async def main(self) -> None:
-        from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff
+        from pyroute2.dhcp.client import ClientConfig, randomized_increasing_backoff
         from pyroute2.dhcp.hooks import Trigger, add_default_gw, configure_ip, hook
         from pyroute2.dhcp.leases import JSONFileLease
 
@@ -315,34 +315,6 @@ class DhcpThread(threading.Thread):
         async def bound(lease: Any) -> None:
             keeper.post("bound", (lease.ip, lease.prefixlen, lease.default_gateway, time.time() + lease.expiration_in))
 
-        server, mac = str(keeper.net.gateway), str(keeper.wired["mac"])
-        ignored: list[Any] = []  # the first ignored answer: one log line per keeper
-
-        class HostOnlyClient(AsyncDHCPClient):  # type: ignore[misc]
-            """Takes answers from the host's dnsmasq alone, to this container alone. The bridge
-            already drops forgeries from containers; this holds even where a filter is missing (a
-            port not ours), and against the real server's answer to another client made to carry
-            this client's transaction id (a container can ask the server for that: issue 14)."""
-
-            async def __aenter__(self) -> Any:
-                """The client's packet socket on eth0 would also see the frames the container
-                sends: a container with NET_RAW (prodng gives none) could answer its own keeper as
-                the server, before the server. Only frames that came in are read (before the
-                service starts, so nothing of the container's is queued yet)."""
-                entered = await super().__aenter__()
-                self._sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-                return entered
-
-            async def _process_msg(self, msg: Any) -> None:
-                if from_server(msg, server) and to_client(msg, mac):
-                    await super()._process_msg(msg)
-                elif not ignored:  # once: a forger must not be able to fill the log
-                    ignored.append(msg)
-                    keeper.log(
-                        f"ignored a DHCP answer not from the host to this container ({describe(msg)});"
-                        " any more are ignored silently"
-                    )
-
         self.loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
         config = ClientConfig(
@@ -355,7 +327,7 @@ class DhcpThread(threading.Thread):
             # The bridge is a local wire: retry soon, not after RFC 2131's 4 s.
             retransmission=lambda: randomized_increasing_backoff(wait_first=0.5, wait_max=8.0),
         )
-        async with HostOnlyClient(config) as client:
+        async with _host_only_client(keeper)(config) as client:
             self.client = client
             await client.bootstrap()
             await self.done.wait()
@@ -395,3 +367,38 @@ def tell(lifeline: int, line: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def _host_only_client(keeper: Keeper) -> Any:
+    """The DHCP client class for this keeper's container (pyroute2 is imported by the keeper alone)."""
+    from pyroute2.dhcp.client import AsyncDHCPClient
+
+    server, mac = str(keeper.net.gateway), str(keeper.wired["mac"])
+    ignored: list[Any] = []  # the first ignored answer: one log line per keeper
+
+    class HostOnlyClient(AsyncDHCPClient):  # type: ignore[misc]
+        """Takes answers from the host's dnsmasq alone, to this container alone. The bridge
+        already drops forgeries from containers; this holds even where a filter is missing (a
+        port not ours), and against the real server's answer to another client made to carry
+        this client's transaction id (a container can ask the server for that: issue 14)."""
+
+        async def __aenter__(self) -> Any:
+            """The client's packet socket on eth0 would also see the frames the container
+            sends: a container with NET_RAW (prodng gives none) could answer its own keeper as
+            the server, before the server. Only frames that came in are read (before the
+            service starts, so nothing of the container's is queued yet)."""
+            entered = await super().__aenter__()
+            self._sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            return entered
+
+        async def _process_msg(self, msg: Any) -> None:
+            if from_server(msg, server) and to_client(msg, mac):
+                await super()._process_msg(msg)
+            elif not ignored:  # once: a forger must not be able to fill the log
+                ignored.append(msg)
+                keeper.log(
+                    f"ignored a DHCP answer not from the host to this container ({describe(msg)});"
+                    " any more are ignored silently"
+                )
+
+    return HostOnlyClient
