@@ -147,6 +147,8 @@ def race(prodng: Prodng, container: str, probe_template: str, exec_once: Callabl
     for finding in seen:
         if finding["kind"] == "exe":  # only ever the container's own file, never ours, never writable
             assert finding["where"] == "container" and finding["write"] is False, finding
+        if finding["kind"] == "mem":  # the container's own command may be written to, never the exec's process
+            assert finding["where"] == "container", finding
         if finding["kind"] == "fd":  # only the command's own stdio: no report pipe, lock, socket or listener
             assert int(str(finding["fd"])) < 3 and str(finding["target"]).startswith(STDIO_TARGETS), finding
     started = time.monotonic()

@@ -120,6 +120,7 @@ def test_racer_catches_a_process_that_is_not_its_own(probe_binary: Path, tmp_pat
     assert summary["exe_write"] == "0", "a running binary is ETXTBSY"
     exes = {f["exe"] for f in findings(out) if f["kind"] == "exe"}
     assert str(probe_binary) in exes and all(f["where"] == "host" for f in findings(out)), out
+    assert any(f["kind"] == "mem" for f in findings(out)), "their memory, open for writing"
 
 
 @pytest.mark.root

@@ -1015,6 +1015,7 @@ struct target {
     char exes[4][256];
     int nexes;
     int environ_reported;
+    int mem_reported;
 };
 
 static struct {
@@ -1162,6 +1163,24 @@ static void attack(struct target *t)
     }
     read_environ(t, where);
     steal_fds(t, where);
+    /* Its memory for writing: code of ours injected before the exec would run with the exec's privileges.
+     * Where it was is looked at after the open (still hidden then: it was so at the open), as the kernel
+     * checks access and takes the memory at once, under the lock an exec takes. */
+    char mem[64];
+    snprintf(mem, sizeof mem, "/proc/%d/mem", t->pid);
+    int fd = t->mem_reported ? -1 : open(mem, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        t->mem_reported = 1;
+        where = exe_where(t->pid, exe, sizeof exe, &readable, &writable);
+        char stat[512], *close_paren = NULL;
+        snprintf(mem, sizeof mem, "/proc/%d/stat", t->pid);
+        if (read_file(mem, stat, sizeof stat) > 0)
+            close_paren = strrchr(stat, ')');
+        if (!strcmp(where, "hidden") && !(close_paren && close_paren[1] == ' ' && !strchr("ZX", close_paren[2])))
+            return; /* gone meanwhile: its exe says nothing of when we opened it */
+        out("{\"pid\":%d,\"kind\":\"mem\",\"write\":true,\"where\":\"%s\"}\n", t->pid, where);
+    }
 }
 
 static int is_ours(pid_t pid)
