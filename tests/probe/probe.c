@@ -1321,7 +1321,15 @@ static int cmd_stopper(int argc, char **argv)
     mark_existing();
     int last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
     long last = read_last_pid(last_pid_fd);
-    out("%s=ready pid=%d\n", current, getpid());
+    /* Two spinners (one per core of a small host): one of them is running when the window opens. */
+    pid_t twin = fork();
+    if (twin == 0)
+        count = 0x7fffffff; /* it stops what it can until the first one is done */
+    else
+        out("%s=ready pid=%d\n", current, getpid());
+    pid_t spinner = twin > 0 ? twin : getpid(); /* neither takes the other for a newcomer */
+    if (spinner > 0 && spinner < racer.pid_max)
+        racer.reported[spinner / 8] |= 1 << spinner % 8;
     for (double end = now() + seconds; now() < end && stopped < count;) {
         long latest = read_last_pid(last_pid_fd);
         for (long pid = last + 1; pid <= latest && stopped < count; pid++) {
@@ -1341,6 +1349,12 @@ static int cmd_stopper(int argc, char **argv)
             }
         }
         last = latest > last ? latest : last;
+        if (twin == 0 && getppid() == 1)
+            _exit(0); /* the first one is gone */
+    }
+    if (twin > 0) {
+        kill(twin, SIGKILL);
+        waitpid(twin, NULL, 0);
     }
     return 0;
 }
