@@ -4,6 +4,7 @@ told to stop does, whatever a container runs for its calls."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from agent_helpers import PORT, Client, start_agent
 
+from prodng.agent import remote
 from prodng.config import Paths
 
 from conftest import Prodng
@@ -100,3 +102,20 @@ def _running(cmdline: bytes) -> bool:
             if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
                 return True
     return False
+
+
+@pytest.mark.root
+def test_a_rest_exec_ends_when_its_client_goes(prodng: Prodng, probe_template: str, container: str) -> None:
+    """A client that gave up left its exec running, and an agent thread held, until the deadline (600 s)."""
+    prodng("run", probe_template, "--name", container, "--exec", "probe sleep 100000")
+    proc = start_agent(prodng)
+    try:
+        conn = remote.UnixConnection(str(prodng.root / "agent.sock"), timeout=60)
+        body = json.dumps({"name": container, "command": ["probe", "sleep", "2e6"]})
+        conn.request("POST", "/prodng/exec", body=body, headers={"Content-Type": "application/json"})
+        prodng.wait_for(lambda: _running(b"probe\0sleep\x002e6\0"), what="the exec's command")
+        conn.close()
+        prodng.wait_for(lambda: not _running(b"probe\0sleep\x002e6\0"), 10, "the command to end with its call")
+    finally:
+        proc.terminate()
+        proc.wait(30)

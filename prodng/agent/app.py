@@ -235,10 +235,15 @@ def _view(verb: verbs.Verb) -> Handler:
         values = await request_values(verb, request)
         paths = request.app[PATHS]
         # Long verbs (template build) report progress on the events stream; the answer is the result.
+        transport = request.transport
+
+        def cancelled() -> bool:
+            """A stopping agent, or a client gone: its exec ends instead of holding a thread to its deadline.
+            (Read from the verb's thread: two flags the event loop sets.)"""
+            return request.app[CLOSING].is_set() or transport is None or transport.is_closing()
+
         ctx = verbs.Context(
-            paths,
-            progress=lambda line: events.emit(paths, "progress", verb.name, line=line),
-            cancelled=request.app[CLOSING].is_set,  # a stopping agent ends its execs instead of waiting on them
+            paths, progress=lambda line: events.emit(paths, "progress", verb.name, line=line), cancelled=cancelled
         )
 
         async def call() -> Any:
