@@ -6,10 +6,12 @@
 #define _GNU_SOURCE
 #include "pathops.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* mkdir -p of the parents (root-owned 0755, as systemd makes them). */
 static void make_parents(char *path)
@@ -18,6 +20,30 @@ static void make_parents(char *path)
         *p = 0;
         mkdir(path, 0755);
         *p = '/';
+    }
+}
+
+/*
+ * Open a file of the container's root for writing, as a regular file only and never blocking: the container
+ * put whatever it liked at the path. A FIFO at /etc/hosts made the init wait in open() for a reader for ever,
+ * before it answered the monitor: `start` hung holding the container's lock, and `rm -f` waited on it.
+ * O_NONBLOCK fails a FIFO without a reader at once (ENXIO, as a socket); that, a symlink (ELOOP) or any other
+ * node opened is replaced by a new file, once: the file is the init's to write.
+ */
+static int open_regular(const char *path, int flags, int mode)
+{
+    for (int attempt = 0;; attempt++) {
+        int fd = open(path, flags | O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+            return fd;
+        int err = fd >= 0 ? EINVAL : errno;
+        if (fd >= 0)
+            close(fd);
+        if (attempt > 0 || !(err == ENXIO || err == ELOOP || fd >= 0) || unlink(path) < 0) {
+            errno = err;
+            return -1;
+        }
     }
 }
 
@@ -58,8 +84,7 @@ int apply_path_op(const char *op, struct pn_error *e)
         break;
     case 'f':
     case 'F': {
-        int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (kind == 'F' ? O_TRUNC : O_EXCL);
-        cleanup_fd int fd = open(path, flags, mode >= 0 ? mode : 0644);
+        cleanup_fd int fd = open_regular(path, O_CREAT | (kind == 'F' ? O_TRUNC : O_EXCL), mode >= 0 ? mode : 0644);
         if (fd < 0 && errno != EEXIST)
             return pn_sys(e, "create %s", path);
         if (fd >= 0 && field[5][0] && write(fd, field[5], strlen(field[5])) < 0)
@@ -89,7 +114,7 @@ int apply_path_op(const char *op, struct pn_error *e)
 
 int write_hosts(const char *text, struct pn_error *e)
 {
-    cleanup_fd int fd = open("/etc/hosts", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    cleanup_fd int fd = open_regular("/etc/hosts", O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         return pn_sys(e, "write /etc/hosts");
     if (write(fd, text, strlen(text)) < 0)

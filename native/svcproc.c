@@ -288,7 +288,8 @@ pid_t forked_main(struct svc *s)
 {
     for (double until = now() + 1; s->u->pidfile[0] && now() < until; pump(now() + 0.02)) {
         char buf[32] = {0};
-        cleanup_fd int fd = open(s->u->pidfile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* O_NONBLOCK: a FIFO the service put there must not stop the manager in open() */
+        cleanup_fd int fd = open(s->u->pidfile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd >= 0 && read(fd, buf, sizeof buf - 1) > 0 && atoi(buf) > 1 && alive(atoi(buf)))
             return atoi(buf);
     }

@@ -490,3 +490,31 @@ def test_the_download_phase_reaches_the_mirrors_alone_whatever_the_templates_apt
     assert "connected" not in heard, "the download job reached the host's 127.0.0.1"
     assert "direct=unreachable" in said and "relay=none" not in said, said
     assert said.count("HTTP/1.1 403 Forbidden") == 3, said  # the host's port, directly or by URL, and any other host
+
+
+def test_fifos_planted_where_the_init_writes_hang_no_start_and_no_lock(
+    prodng: Prodng, template: str, container: str, tmp_path: Path
+) -> None:
+    """The init writes /etc/hosts and the payload's `F` tmpfiles at every start, before it answers the
+    monitor. A FIFO the container planted there made open() wait for a reader for ever: `start` hung with
+    the container's lock held, and `rm -f` waited on it. They are replaced by regular files now."""
+    unit = "[Service]\nExecStart=/bin/sleep 100000\n"
+    tmpfiles = "F /var/lib/prodng-fifo 0644 root root - written\n"
+    deb = built_deb(
+        tmp_path, "prodng-fifos", "",
+        {"lib/systemd/system/prodng-fifos.service": unit, "usr/lib/tmpfiles.d/prodng-fifos.conf": tmpfiles},
+    )  # fmt: skip
+    prodng(template, deb, "none", "--name", container)
+    prodng(
+        "exec",
+        container,
+        "--",
+        "sh",
+        "-c",
+        "rm -f /etc/hosts /var/lib/prodng-fifo && mkfifo /etc/hosts /var/lib/prodng-fifo",
+    )
+    prodng("restart", container, timeout=60)
+    shown = prodng(
+        "exec", container, "--", "sh", "-c", "cat /etc/hosts /var/lib/prodng-fifo; stat -c %F /etc/hosts"
+    ).stdout
+    assert f"127.0.1.1\t{container}" in shown and "written" in shown and shown.endswith("regular file\n"), shown
