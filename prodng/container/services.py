@@ -121,10 +121,15 @@ def wait_started(paths: Paths, record: ContainerRecord, plan: Plan, init_alive) 
 
     essential = {u.name for u in plan.services if u.essential}
     failed = [u for u in failures(units) if u["name"] in essential]
-    lines = "\n".join(r["line"] for r in log_lines(paths, record.name, 12))
+    logged = [r["line"] for r in log_lines(paths, record.name, 12)]
+    lines = "\n".join(logged)
     if failed:
         first = failed[0]
-        raise ServiceFailed(f"{record.name}: unit {first['name']} failed: {first['error']}\n{lines}")
+        # The unit's own last lines came with its failure report; the log's may not be written yet
+        # (the monitor copies it from another pipe), so they are added to, not relied on.
+        own = [str(line) for line in first["log"]] if isinstance(first.get("log"), list) else []  # type: ignore[attr-defined]
+        said = "\n".join([*(line for line in logged if line not in own), *own])
+        raise ServiceFailed(f"{record.name}: unit {first['name']} failed: {first['error']}\n{said}")
     if not any(u["state"] in ("running", "exited") for u in units):
         why = "; ".join(f"{u['name']} {u['state']}" + (f" ({u['error']})" if u["error"] else "") for u in units)
         raise ServiceFailed(f"{record.name}: no unit is running: {why}\n{lines}")
