@@ -78,3 +78,16 @@ def metric_families(prodng: Prodng) -> list[Metric]:
         agent.wait(timeout=30)
     assert status == 200
     return list(text_string_to_metric_families(str(text)))
+
+
+def as_nobody(script: str, *args: str) -> subprocess.Popen[str]:
+    """A Python script run as uid/gid 65534 with no other group: a local user who is not root."""
+    return subprocess.Popen(
+        ["/usr/bin/python3", "-c", script, *args],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )

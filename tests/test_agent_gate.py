@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import PORT, start_agent
+from agent_helpers import PORT, as_nobody, start_agent
 
 from prodng.agent import app, credentials, gate
 from prodng.config import Paths
@@ -80,15 +80,7 @@ def test_a_local_flood_sheds_no_one_elses_handshake(prodng: Prodng, agent: Paths
     handshakes in the middle (9 of 15 requests were reset); counted by uid, it sheds only its own. A socket
     its owner closed already reports uid 0 to sock_diag: it must not pass for root's."""
     ours = credentials.client_context(Paths(prodng.root))
-    flood = subprocess.Popen(
-        ["/usr/bin/python3", "-c", CHURN, str(PORT), "120"],
-        user=65534,
-        group=65534,
-        extra_groups=[],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd="/",
-    )
+    flood = as_nobody(CHURN, str(PORT), "120")
     try:
         assert flood.stdout and "flooding" in flood.stdout.readline()
         time.sleep(2)

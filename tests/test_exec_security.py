@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import PORT, Client
+from agent_helpers import PORT, Client, as_nobody
 from probe_helpers import facts, findings
 
 from prodng.config import Paths
@@ -252,7 +252,10 @@ def test_proc_1_exe_is_no_host_file(prodng: Prodng, probe_template: str, contain
     assert seen["target"].startswith("/memfd:prodng-shim"), "a sealed copy, no host path"
     assert "open=ok" not in out.stdout, "never writable"
     running = prodng.popen("exec", container, "--", "probe", "sleep", "3")
-    helpers = prodng.wait_for(lambda: _exec_helpers(container), what="prodng-exec")
+    # Once the command runs: before its execve, the helper's forked child is a prodng-exec too.
+    prodng.wait_for(lambda: _in_container(container, b"probe\0sleep\x003\0"), what="the command")
+    helpers = _exec_helpers(container)
+    assert helpers, "the helper waits for its command"
     for pid in helpers:  # what a container could read of it: no name, path, pid or variable of the host
         assert os.readlink(f"/proc/{pid}/exe").startswith("/memfd:prodng-exec")
         assert Path(f"/proc/{pid}/cmdline").read_bytes().strip(b"\0") == b""
@@ -260,6 +263,19 @@ def test_proc_1_exe_is_no_host_file(prodng: Prodng, probe_template: str, contain
         fds = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
         assert fds <= {3}, f"no stdio, nothing but the report pipe until the command runs: {fds}"
     assert running.wait(30) == 0
+
+
+def _in_container(container: str, cmdline: bytes) -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if (
+                container in Path(f"/proc/{pid}/cgroup").read_text()
+                and Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline
+            ):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _exec_helpers(container: str) -> list[int]:
@@ -415,15 +431,7 @@ time.sleep(120)
 
 
 def test_idle_connections_from_a_local_user_starve_no_one(prodng: Prodng, unix: Client) -> None:
-    flood = subprocess.Popen(
-        ["/usr/bin/python3", "-c", FLOOD, str(PORT), "1100"],
-        user=65534,
-        group=65534,
-        extra_groups=[],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd="/",
-    )
+    flood = as_nobody(FLOOD, str(PORT), "1100")
     try:
         assert flood.stdout and "holding" in flood.stdout.readline(), "1,100 idle connections opened"
         quick_unix = QuickClient(Paths(prodng.root), unix=prodng.root / "agent.sock")
@@ -431,7 +439,9 @@ def test_idle_connections_from_a_local_user_starve_no_one(prodng: Prodng, unix: 
         for client in (quick_unix, https, quick_unix, https):
             started = time.monotonic()
             status, _ = client.request("GET", "/prodng/ls")
-            assert status == 200 and time.monotonic() - started < 3, "answered at once"
+            # Starved, it never answered; a connect may still wait for the kernel's SYN retries (1 s,
+            # then 3 s) while the agent sheds the flood from its accept queue on a loaded host.
+            assert status == 200 and time.monotonic() - started < 10, "answered"
     finally:
         flood.kill()
         flood.wait()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import netattack
@@ -84,14 +84,20 @@ def addresses(net: Prodng, name: str) -> str:
 
 
 @contextmanager
-def server_silenced() -> Iterator[None]:
-    """dnsmasq hears no DHCP request: a forger's answer is the only one a client gets."""
-    rules = "table inet mute {\n chain input {\n type filter hook input priority -10;\n udp dport 67 drop\n }\n}\n"
+def server_drops(match: str) -> Iterator[None]:
+    """dnsmasq hears no DHCP request that MATCH (nft) selects: a forger's answer is then the only
+    one such a client gets."""
+    rules = f"table inet mute {{\n chain input {{\n type filter hook input priority -10;\n {match} drop\n }}\n}}\n"
     subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "-f", "-"], input=rules, text=True, check=True)
     try:
         yield
     finally:
         subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "delete table inet mute"], check=False)
+
+
+def server_silenced() -> AbstractContextManager[None]:
+    """dnsmasq hears no DHCP request at all."""
+    return server_drops("udp dport 67")
 
 
 def test_mac_ip_and_ipv6_spoofing_are_dropped(net: Prodng, names: list[str]) -> None:
@@ -421,15 +427,9 @@ def client_frame(mac: str, payload: bytes) -> bytes:
     )
 
 
-@contextmanager
-def server_deaf_to(mac: str) -> Iterator[None]:
+def server_deaf_to(mac: str) -> AbstractContextManager[None]:
     """dnsmasq hears nothing from MAC: its requests stay unanswered, everyone else's are answered."""
-    rules = f"table inet deaf {{\n chain input {{\n type filter hook input priority -10;\n ether saddr {mac} udp dport 67 drop\n }}\n}}\n"
-    subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "-f", "-"], input=rules, text=True, check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["ip", "netns", "exec", HOSTNS, "nft", "delete table inet deaf"], check=False)
+    return server_drops(f"ether saddr {mac} udp dport 67")
 
 
 def test_the_servers_answer_to_another_client_is_not_taken(net: Prodng, names: list[str]) -> None:

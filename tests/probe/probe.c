@@ -1246,6 +1246,16 @@ static long read_last_pid(int fd)
     return atol(buf);
 }
 
+/* The racers' common start: every pid there now is marked seen; the fd of ns_last_pid to poll. */
+static int racer_start(void)
+{
+    char buf[32];
+    racer.pid_max = read_file("/proc/sys/kernel/pid_max", buf, sizeof buf) > 0 ? atol(buf) + 1 : 4194305;
+    racer.reported = calloc(racer.pid_max / 8 + 1, 1);
+    mark_existing();
+    return open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+}
+
 static int cmd_racer(int argc, char **argv)
 {
     double seconds = atof(argv[1]);
@@ -1255,11 +1265,7 @@ static int cmd_racer(int argc, char **argv)
         else
             return fail("usage: racer SECONDS [--marker TEXT]"), USAGE_ERROR;
     }
-    char buf[32];
-    racer.pid_max = read_file("/proc/sys/kernel/pid_max", buf, sizeof buf) > 0 ? atol(buf) + 1 : 4194305;
-    racer.reported = calloc(racer.pid_max / 8 + 1, 1);
-    mark_existing();
-    int last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+    int last_pid_fd = racer_start();
     long last = read_last_pid(last_pid_fd);
     out("%s=ready pid=%d ns_last_pid=%ld\n", current, getpid(), last);
     double end = now() + seconds, next_scan = 0;
@@ -1315,11 +1321,7 @@ static int cmd_stopper(int argc, char **argv)
 {
     double seconds = atof(argv[1]);
     long count = argc > 2 ? atol(argv[2]) : 1, stopped = 0;
-    char buf[32];
-    racer.pid_max = read_file("/proc/sys/kernel/pid_max", buf, sizeof buf) > 0 ? atol(buf) + 1 : 4194305;
-    racer.reported = calloc(racer.pid_max / 8 + 1, 1);
-    mark_existing();
-    int last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+    int last_pid_fd = racer_start();
     long last = read_last_pid(last_pid_fd);
     /* Two spinners (one per core of a small host): one of them is running when the window opens. */
     pid_t twin = fork();
