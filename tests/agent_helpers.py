@@ -66,6 +66,16 @@ def start_agent(prodng: Prodng) -> subprocess.Popen[str]:
     return proc
 
 
+def stop_agent(proc: subprocess.Popen[str]) -> None:
+    """TERM, as systemd stops it; killed if it has not ended in 30 s (the test then fails elsewhere)."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def metric_families(prodng: Prodng) -> list[Metric]:
     """GET /metrics of an agent started for the call, parsed from Prometheus' text format."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -74,8 +84,7 @@ def metric_families(prodng: Prodng) -> list[Metric]:
     try:
         status, text = Client(Paths(prodng.root), unix=prodng.root / "agent.sock").request("GET", "/metrics")
     finally:
-        agent.terminate()
-        agent.wait(timeout=30)
+        stop_agent(agent)
     assert status == 200
     return list(text_string_to_metric_families(str(text)))
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import PORT, as_nobody, start_agent
+from agent_helpers import PORT, as_nobody, start_agent, stop_agent
 
 from prodng.agent import app, credentials, gate
 from prodng.config import Paths
@@ -55,12 +54,7 @@ def agent(prodng: Prodng, tmp_path: Path) -> Iterator[Paths]:
     prodng("agent", "trust", "add", "other", str(credentials.files(other).client))
     proc = start_agent(prodng)
     yield other
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_agent(proc)
     prodng("agent", "trust", "rm", "other")
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import PORT, Client, as_nobody
+from agent_helpers import PORT, Client, as_nobody, stop_agent
 from probe_helpers import facts, findings
 
 from prodng.config import Paths
@@ -121,12 +121,7 @@ def agent(prodng: Prodng) -> Iterator[subprocess.Popen[str]]:
     prodng.wait_for(lambda: sock.exists() or proc.poll() is not None, 30, "the agent")
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_agent(proc)
 
 
 @pytest.fixture(scope="module")
