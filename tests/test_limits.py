@@ -284,12 +284,13 @@ def test_an_install_job_is_held_to_the_disk_quota(limited: Prodng, tmp_path: Pat
 
 
 def test_an_install_job_runs_under_the_containers_own_limits(limited: Prodng, tmp_path: Path) -> None:
-    """--pids 20, below the host's default of 40: a postinst that keeps 30 processes alive is stopped at
-    the container's limit (the job ran under the host's defaults, where the 30 fitted)."""
+    """--pids 20 is the install job's too, raised to what apt and dpkg need (64): a postinst that keeps
+    100 processes alive is stopped there (under the host's defaults alone, 40 here, the job ignored the
+    container's flags)."""
     import template_cache
 
     template_cache.ensure(limited, "bookworm")
-    deb = _script_deb(tmp_path, "prodng-forker", "for i in $(seq 30); do sleep 30 & done\nwait")
+    deb = _script_deb(tmp_path, "prodng-forker", "for i in $(seq 100); do sleep 30 & done\nwait")
     failed = limited(
         "bookworm",
         str(deb),
@@ -362,12 +363,12 @@ def test_a_container_cannot_grow_the_events_journal_without_end(limited: Prodng)
 
 
 def test_an_install_job_is_held_to_the_containers_memory(limited: Prodng, tmp_path: Path) -> None:
-    """--memory 128M is the install job's too: a postinst holding 300 MB is killed, and the run says it was
-    the memory limit (dpkg said only "Killed")."""
+    """--memory 128M is the install job's too, raised to what apt and dpkg need (256 MiB): a postinst
+    holding 600 MB is killed, and the run says it was the memory limit (dpkg said only "Killed")."""
     import template_cache
 
     template_cache.ensure(limited, "bookworm")
-    deb = _script_deb(tmp_path, "prodng-hog", "x=$(head -c 300M /dev/zero | tr '\\0' a)")
+    deb = _script_deb(tmp_path, "prodng-hog", "x=$(head -c 600M /dev/zero | tr '\\0' a)")
     failed = limited(
         "bookworm", str(deb), "--name", "hogged", "--memory", "128M", "--disk", "400M", check=False, timeout=600
     )
@@ -375,7 +376,7 @@ def test_an_install_job_is_held_to_the_containers_memory(limited: Prodng, tmp_pa
     assert failed.returncode == 2, failed.stderr
     assert error == (
         "prodng: error: prodng-hog: install failed: out of memory: the kernel killed a process at the memory limit"
-        " of 128 MiB"
+        " of 256 MiB"
     ), failed.stderr
 
 

@@ -137,7 +137,9 @@ def test_hello_from_the_archive_with_exec(
 
 
 def test_redis_from_its_unit_answers(prodng: Prodng, template: str, debs: Path, container: str, host_dpkg: str) -> None:
-    prodng(template, _one(debs, "redis-server"), "none", "--name", container)
+    # The README demo's limits: enough for the service; its install (apt, dpkg, a postinst making a user)
+    # gets what apt needs whatever the flags say (install.JOB_FLOOR).
+    prodng(template, _one(debs, "redis-server"), "none", "--name", container, "--memory", "64M", "--pids", "32")
     info = prodng.info(container)
     assert "redis-server" in str(info["command"]) and info["state"] == "running"
     assert prodng.wait_for(

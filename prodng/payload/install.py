@@ -56,6 +56,18 @@ INSTALL = (
 )
 CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]*@")  # http://user:password@host/ -> http://host/
 # What scripts print when a limit of the job stops them (dash says "Cannot fork" at its pids limit).
+# apt and dpkg are prodng's tools, not the service: a --memory 64M --pids 32 that suits the service
+# (the README's demo) must not fail its install. An install job gets at least this much.
+JOB_FLOOR = Limits(memory=256 * 1024**2, pids=64)
+
+
+def _job_limits(limits: Limits) -> Limits:
+    def at_least(value: int | None, floor: int | None) -> int | None:
+        return value if value is None or floor is None else max(value, floor)
+
+    return replace(limits, memory=at_least(limits.memory, JOB_FLOOR.memory), pids=at_least(limits.pids, JOB_FLOOR.pids))
+
+
 LIMIT_ERRORS = (
     "Disk quota exceeded",
     "No space left on device",
@@ -227,8 +239,9 @@ def installed_root(
     """A read-only root with the payloads installed: from the cache, or built now.
 
     The install job runs under the container's limits (pids, memory, cpus, tmpfs; the host's defaults
-    where it has none), and its snapshot under the container's disk quota, so apt and maintainer
-    scripts can take no more than the service they install could."""
+    where it has none), raised to what apt and dpkg themselves need (JOB_FLOOR), and its snapshot
+    under the container's disk quota, so maintainer scripts can take little more than the service
+    they install could."""
     template_root = templates.require(paths, template)
     key = cache_key(paths, template, payloads, recommends)
     cached = cache_dir(paths) / key
@@ -241,7 +254,7 @@ def installed_root(
         for stale in cache_dir(paths).glob(f".build-{key}-*"):
             btrfs.delete_subvolume(stale)
         work = cache_dir(paths) / f".build-{key}-{os.getpid()}"
-        limits = validation.with_defaults(limits or Limits(), paths.settings)
+        limits = _job_limits(validation.with_defaults(limits or Limits(), paths.settings))
         with _job_directories(paths, key) as jobs, btrfs.staged(work, cached, source=template_root):
             quota.apply(paths.pool, work, limits.disk)
             _stage_payloads(payloads, jobs.payloads)
