@@ -71,7 +71,7 @@ def start_exec(
     """
     if not argv:
         raise InvalidRequest("exec needs a command", hint="prodng exec NAME -- CMD ARGS...")
-    extra = [*_user(user), *(a for e in env for a in ("--env", e))]
+    extra = [*_user(user), *(a for e in env for a in ("--env", e))]  # a bad --user: refused first
     if not EXEC.exists():
         raise SystemFailure(f"{EXEC} is missing", hint="rebuild: python native/build_native.py")
     report = -1
@@ -88,8 +88,11 @@ def start_exec(
                 paths.container_state(name) / "config",
                 "--init",
                 f"{observed.pid}:{observed.pid_start}",
+                "--report",
+                str(report_w),
+                *(["--console", str(console)] if console is not None else []),
+                *extra,
             ]
-            cmd += ["--report", str(report_w), *(["--console", str(console)] if console is not None else []), *extra]
             try:
                 proc = run.spawn_helper([*cmd, "--", *argv], stdio=stdio, pass_fds=fds)
             finally:
@@ -109,6 +112,12 @@ def start_exec(
     finally:
         if report >= 0:
             os.close(report)
+    _check_started(proc, name, joined, started)
+    return proc
+
+
+def _check_started(proc: subprocess.Popen[bytes], name: str, joined: bytes | None, started: bytes | None) -> None:
+    """What prodng-exec reported: 'joined' then EOF once the command runs, or why not (raised)."""
     if joined is None or started is None:
         proc.kill()  # a command it had not started yet is left to the container (a stop ends it)
         proc.wait()
@@ -121,7 +130,6 @@ def start_exec(
     if failure:
         proc.wait()
         raise from_native(failure.removeprefix("error "), f"exec in {name}")
-    return proc
 
 
 def bounded(timeout: float, cancelled: Stop | None = None) -> Stop | None:

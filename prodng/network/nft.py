@@ -34,7 +34,8 @@ DHCP_LIMIT = "limit rate over 20/second burst 40 packets"  # DHCP requests to dn
 
 def ip_table(net: Bridge) -> str:
     """Port forwards as one map; from the bridge the host answers only DHCP and DNS on its
-    bridge address; routed traffic to or from the bridge only as the network mode allows."""
+    bridge address; routed traffic to or from the bridge only as the network mode allows. (Most of
+    it is the ruleset itself, a rule a line: read together, not split.)"""
     name, gateway = net.name, net.gateway
     declare = f"""table ip {name} {{
   map forwards {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
