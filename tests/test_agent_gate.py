@@ -105,7 +105,9 @@ def test_one_trusted_client_cannot_take_every_connection(prodng: Prodng, agent: 
                 pass
         time.sleep(1.5)  # both clients are this process, uid 0: its handshake rate is spent, let it refill
         started = time.monotonic()
-        assert ask(other) == 200 and time.monotonic() - started < 3, "another client is answered at once"
+        # Starved, it was never answered; its connect may wait out the kernel's SYN retries (1 s, then 3 s)
+        # while the agent sheds ours from a full accept queue on a loaded host.
+        assert ask(other) == 200 and time.monotonic() - started < 10, "another client is answered"
         assert len([c for c in held if _open(c)]) <= gate.PER_CLIENT_TRUSTED, "ours beyond its share were closed"
     finally:
         for conn in held:
